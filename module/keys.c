@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "keys.h"
+#include "log.h"
+#include "p11uri.h"
+#include "util.h"
+
+/* Valid UTF-8 (no overlongs, no surrogates) without control characters. */
+int
+keys_check_text(const char *what, const char *s, size_t maxlen)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len, i, n;
+
+	if (s == NULL || (len = strlen(s)) == 0) {
+		log_error_f("%s is empty", what);
+		return CUSTODY_E_INVALID_ARG;
+	}
+	if (len > maxlen) {
+		log_error_f("%s is longer than %zu bytes", what, maxlen);
+		return CUSTODY_E_INVALID_ARG;
+	}
+	for (i = 0; i < len; i += n) {
+		unsigned c = p[i];
+		unsigned long cp;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f)
+				goto bad;
+			n = 1;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 2, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 3, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 4, cp = c & 0x07;
+		else
+			goto bad;
+		if (i + n > len)
+			goto bad;
+		for (size_t j = 1; j < n; j++) {
+			if ((p[i + j] & 0xc0) != 0x80)
+				goto bad;
+			cp = cp << 6 | (p[i + j] & 0x3f);
+		}
+		if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0x80 && cp <= 0x9f))
+			goto bad;
+	}
+	return 0;
+bad:
+	log_error_f("%s must be UTF-8 text without control characters", what);
+	return CUSTODY_E_INVALID_ARG;
+}
+
+int
+keys_cka_id(const char *id, uint8_t out[TOKEN_ID_LEN])
+{
+	if (id == NULL || strlen(id) != STORE_KEY_ID_LEN ||
+	    strncmp(id, "k_", 2) != 0)
+		return CUSTODY_E_PARSE;
+	/* only lower-case hex: the registry stores ids that way */
+	for (size_t i = 2; i < STORE_KEY_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+			(id[i] >= 'a' && id[i] <= 'f')))
+			return CUSTODY_E_PARSE;
+	return util_hex_decode(id + 2, out, TOKEN_ID_LEN);
+}
+
+static int
+check_req(const struct keys_create_req *req)
+{
+	static const char *purposes[] = { "jwt", "x509-ca", "checkpoint",
+		"attestation" };
+	size_t i;
+	int r;
+
+	if ((r = keys_check_text("agent", req->agent, 256)) != 0 ||
+	    (r = keys_check_text("owner", req->owner, 256)) != 0)
+		return r;
+	if (req->task != NULL &&
+	    (r = keys_check_text("task", req->task, 128)) != 0)
+		return r;
+	for (i = 0; i < sizeof(purposes) / sizeof(purposes[0]); i++)
+		if (req->purpose != NULL && strcmp(req->purpose, purposes[i]) ==
+		    0)
+			break;
+	if (i == sizeof(purposes) / sizeof(purposes[0])) {
+		log_error_f("unknown purpose '%s' (jwt, x509-ca, checkpoint, "
+			    "attestation)", req->purpose ? req->purpose : "");
+		return CUSTODY_E_INVALID_ARG;
+	}
+	if ((unsigned)req->alg >= CUSTODY_ALG_COUNT)
+		return CUSTODY_E_UNKNOWN_ALG;
+	if (req->max_age < 0 || req->ttl < 0)
+		return CUSTODY_E_INVALID_ARG;
+	return 0;
+}
+
+static int
+same_slot(const struct store_key *k, const struct keys_create_req *req)
+{
+	if (strcmp(k->agent, req->agent) != 0 ||
+	    strcmp(k->purpose, req->purpose) != 0)
+		return 0;
+	if (k->task == NULL || req->task == NULL)
+		return k->task == req->task;
+	return strcmp(k->task, req->task) == 0;
+}
+
+/* Would req conflict with an active key? Checked before a slow keygen. */
+static int
+check_unique(struct store *st, const struct keys_create_req *req)
+{
+	struct store_key **keys = NULL;
+	size_t n = 0, i;
+	int r;
+
+	if ((r = store_key_list(st, "active", &keys, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if (same_slot(keys[i], req)) {
+			log_error_f("key %s is already active for agent '%s', "
+				    "purpose %s%s%s", keys[i]->id, req->agent,
+			    req->purpose, req->task ? ", task " : "",
+			    req->task ? req->task : "");
+			r = CUSTODY_E_EXISTS;
+			break;
+		}
+	}
+	store_key_list_free(keys, n);
+	return r;
+}
+
+int
+keys_create(struct token *t, struct store *st,
+    const struct keys_create_req *req, int64_t now, struct store_key **kp,
+    struct token_generated **genp)
+{
+	struct token_destroy_evidence ev;
+	struct token_generated *g = NULL;
+	struct store_key *k = NULL;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && st != NULL && req != NULL &&
+		kp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((r = check_req(req)) != 0 || (r = check_unique(st, req)) != 0)
+		return r;
+	/* CKA_LABEL = the key id, so that token listings match the registry */
+	if ((r = token_generate(t, req->alg, "k_", &g)) != 0)
+		return r;
+	if ((k = calloc(1, sizeof(*k))) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	memcpy(k->id, "k_", 2);
+	util_hex_encode(g->id, TOKEN_ID_LEN, k->id + 2);
+	k->created_at = now;
+	k->max_age = req->max_age;
+	k->ttl = req->ttl;
+	k->spki_len = g->spki_len;
+	if ((k->agent = strdup(req->agent)) == NULL ||
+	    (k->owner = strdup(req->owner)) == NULL ||
+	    (k->purpose = strdup(req->purpose)) == NULL ||
+	    (k->alg = strdup(alg_name(req->alg))) == NULL ||
+	    (k->state = strdup("active")) == NULL ||
+	    (req->task != NULL && (k->task = strdup(req->task)) == NULL) ||
+	    (k->kid = strdup(g->kid)) == NULL ||
+	    (k->spki = malloc(g->spki_len)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	memcpy(k->spki, g->spki, g->spki_len);
+	if ((r = p11uri_format_key(token_label(t), g->id, TOKEN_ID_LEN,
+		 &k->token)) != 0)
+		goto out;
+	if ((r = store_key_insert(st, k)) != 0)
+		goto out;
+	*kp = k;
+	k = NULL;
+	if (genp != NULL) {
+		*genp = g;
+		g = NULL;
+	}
+out:
+	if (r != 0 && g != NULL) {
+		/* never leave a key in the token that the registry lacks */
+		if (token_destroy(t, g->id, &ev) != 0)
+			log_error_f("orphan key left on the token: %lu objects",
+			    ev.remaining);
+	}
+	store_key_free(k);
+	token_generated_free(g);
+	return r;
+}
+
+int
+keys_destroy(struct token *t, struct store *st, const char *id,
+    const char *reason, int64_t now, struct token_destroy_evidence *ev)
+{
+	struct store_key *k = NULL;
+	uint8_t cka_id[TOKEN_ID_LEN];
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && st != NULL && ev != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	memset(ev, 0, sizeof(*ev));
+	if ((r = keys_check_text("reason", reason, 256)) != 0)
+		return r;
+	if ((r = keys_cka_id(id, cka_id)) != 0) {
+		log_error_f("'%s' is not a key id (k_ and 16 hex digits)", id);
+		return CUSTODY_E_KEY_NOT_FOUND;
+	}
+	if ((r = store_key_get(st, id, &k)) != 0)
+		return r;
+	if (strcmp(k->state, "destroyed") == 0) {
+		log_error_f("key %s was destroyed already", id);
+		r = CUSTODY_E_STATE;
+		goto out;
+	}
+	r = token_destroy(t, cka_id, ev);
+	if (r == CUSTODY_E_KEY_NOT_FOUND && ev->remaining == 0) {
+		log_warn_f("key %s had no objects left on the token", id);
+		r = 0;
+	}
+	if (r != 0)
+		goto out;
+	r = store_key_set_state(st, id, k->state, "destroyed", now, reason);
+out:
+	store_key_free(k);
+	return r;
+}
+
+int
+keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
+{
+	uint8_t cka_id[TOKEN_ID_LEN];
+	enum custody_alg alg;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && k != NULL && tkp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if (strcmp(k->state, "active") != 0) {
+		log_error_f("key %s is %s and cannot sign", k->id, k->state);
+		return CUSTODY_E_STATE;
+	}
+	if ((r = keys_cka_id(k->id, cka_id)) != 0 ||
+	    (r = alg_from_name(k->alg, &alg)) != 0)
+		return r;
+	return token_key_open(t, cka_id, alg, k->spki, k->spki_len, tkp);
+}

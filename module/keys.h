@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef CUSTODY_KEYS_H
+#define CUSTODY_KEYS_H
+
+#include <stdint.h>
+
+#include "alg.h"
+#include "store.h"
+#include "token.h"
+
+/*
+ * Key administration: the token and the registry together, so that neither
+ * holds a key the other does not know. A key is generated in the token
+ * first and registered second; if registering fails, the new objects are
+ * destroyed. A key is destroyed in the token first (proved by a search on its
+ * CKA_ID) and marked destroyed second.
+ */
+
+struct keys_create_req {
+	const char *agent;	/* 1..256 bytes of UTF-8, no control chars */
+	const char *owner;	/* same */
+	const char *purpose;	/* jwt, x509-ca, checkpoint, attestation */
+	const char *task;	/* NULL or like agent (up to 128 bytes) */
+	enum custody_alg alg;
+	int64_t max_age;	/* seconds, 0 = none */
+	int64_t ttl;		/* seconds, 0 = none */
+};
+
+/*
+ * Create a key: refuse a second active key for (agent, purpose, task)
+ * (CUSTODY_E_EXISTS) before generating anything, generate it in the token,
+ * register it with id "k_" + hex(CKA_ID). *kp is the new record (and *genp,
+ * if not NULL, what the token reported, including the attributes read back).
+ */
+int keys_create(struct token *t, struct store *st,
+    const struct keys_create_req *req, int64_t now, struct store_key **kp,
+    struct token_generated **genp);
+
+/*
+ * Destroy key id for reason (1..256 bytes): its objects are destroyed and a
+ * search by CKA_ID must find none, then the record moves to "destroyed".
+ * CUSTODY_E_STATE if it is destroyed already. *ev says what the token did.
+ * A key whose objects are already gone from the token is marked destroyed
+ * with ev->destroyed == 0.
+ */
+int keys_destroy(struct token *t, struct store *st, const char *id,
+    const char *reason, int64_t now, struct token_destroy_evidence *ev);
+
+/*
+ * Bind to the token key of record k for signing (k must be active).
+ * CUSTODY_E_STATE otherwise; see token_key_open() for the other errors.
+ */
+int keys_open(struct token *t, const struct store_key *k,
+    struct token_key **tkp);
+
+/* CKA_ID of key id ("k_" + 16 hex); CUSTODY_E_PARSE if malformed. */
+int keys_cka_id(const char *id, uint8_t out[TOKEN_ID_LEN]);
+
+/* Check a user-supplied text field (agent, owner, task, reason). */
+int keys_check_text(const char *what, const char *s, size_t maxlen);
+
+#endif

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef CUSTODY_STORE_H
+#define CUSTODY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The store: one SQLite database (WAL, synchronous=FULL, foreign keys on)
+ * holding the key registry of ARCHITECTURE.md section 3 (and, from the audit
+ * issue on, the audit log, so that a key change and its audit leaf commit in
+ * one transaction). The schema is versioned (PRAGMA user_version) and
+ * migrated forward on open inside one transaction; a database newer than
+ * this program is refused (CUSTODY_E_SCHEMA). Nothing else touches SQLite.
+ *
+ * A struct store is used by one thread at a time.
+ */
+struct store;
+
+#define STORE_KEY_ID_LEN 18		/* "k_" + 16 hex digits */
+#define STORE_CKA_ID_LEN 8		/* the CKA_ID the key id encodes */
+#define STORE_SPKI_MAX 16384		/* bytes; RSA-3072 needs about 420 */
+#define STORE_KEY_LIST_MAX 10000	/* records store_key_list() returns */
+
+/* One key record. Strings are owned by the record; NULL means absent. */
+struct store_key {
+	char id[STORE_KEY_ID_LEN + 1];	/* "k_" + hex(cka_id) */
+	char *agent;		/* e.g. spiffe://example.org/agent/planner */
+	char *owner;		/* human or team */
+	char *purpose;		/* jwt, x509-ca, checkpoint, attestation */
+	char *alg;		/* ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072 */
+	char *state;		/* active, retired, destroyed */
+	char *task;		/* JIT task or NULL */
+	int64_t created_at;	/* Unix seconds */
+	int64_t retired_at;	/* 0 if never */
+	int64_t destroyed_at;	/* 0 if never */
+	int64_t max_age;	/* seconds, 0 = none */
+	int64_t ttl;		/* seconds, 0 = none */
+	char *predecessor;	/* key id or NULL */
+	char *successor;	/* key id or NULL */
+	uint8_t *spki;		/* SubjectPublicKeyInfo DER */
+	size_t spki_len;
+	char *kid;		/* RFC 7638 JWK thumbprint (base64url) */
+	char *token;		/* URI of the token that holds it */
+	char *destroy_reason;	/* or NULL */
+};
+
+/*
+ * Open (creating if needed, mode 0600) the database at path and bring its
+ * schema up to date. A symbolic link at path is refused. An existing file
+ * keeps its mode (a warning is logged if others can read it); SQLite gives
+ * the -wal and -shm files the mode of the database file. Returns
+ * CUSTODY_E_STORE (SQLite's message logged), CUSTODY_E_SCHEMA (a schema
+ * version newer than this program's, or a negative one), CUSTODY_E_IO
+ * (creating the file failed), CUSTODY_E_NOMEM. *stp is written only on
+ * success.
+ */
+int store_open(const char *path, struct store **stp);
+
+/* Close; NULL-safe. */
+void store_close(struct store *st);
+
+/* Schema version of the open database (the newest this program knows). */
+int store_schema_version(const struct store *st);
+
+/*
+ * Explicit transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK) for callers that
+ * need several changes to commit together. Without one, each call below is
+ * its own transaction; inside one, a failed call undoes only its own change
+ * and leaves the transaction open. Transactions do not nest: store_begin()
+ * with one open, or store_commit() with none, is a precondition failure
+ * (CUSTODY_E_INVALID_ARG). store_commit() returns only after the commit is
+ * durable (synchronous=FULL); if it fails, the transaction has been rolled
+ * back (a failed commit is never retried). store_rollback() with no
+ * transaction open does nothing and returns 0, so that it can be called on
+ * any error path.
+ */
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+int store_rollback(struct store *st);
+
+/*
+ * Insert k. CUSTODY_E_EXISTS if the id or CKA_ID is taken, or if k is active
+ * and an active key already exists for the same (agent, purpose, task), where
+ * a NULL task is its own value; CUSTODY_E_INVALID_ARG for a bad field (unknown
+ * purpose/alg/state, empty agent/owner/kid/token or task, negative durations,
+ * created_at not positive, no SPKI or one over STORE_SPKI_MAX bytes, an id
+ * that is not "k_" + 16 lower-case hex digits, a predecessor or successor
+ * that is malformed, is k itself or names no key), or for timestamps that do
+ * not match the state: an active key has no retired_at, destroyed_at or
+ * destroy_reason; a retired key has retired_at and no destroyed_at; a
+ * destroyed key has destroyed_at and destroy_reason. The log names the field.
+ */
+int store_key_insert(struct store *st, const struct store_key *k);
+
+/* Look up id. CUSTODY_E_KEY_NOT_FOUND if absent. *kp is new. */
+int store_key_get(struct store *st, const char *id, struct store_key **kp);
+
+/*
+ * All keys, oldest first (by created_at, then id), optionally only those in
+ * state (NULL: all; an unknown state name is CUSTODY_E_INVALID_ARG).
+ * *keysp is a new array of *np new records (NULL and 0 when there are none);
+ * free with store_key_list_free(). More than STORE_KEY_LIST_MAX matching
+ * records is CUSTODY_E_TOO_LARGE (there is no pagination yet).
+ */
+int store_key_list(struct store *st, const char *state,
+    struct store_key ***keysp, size_t *np);
+
+/*
+ * Move key id from state from to state to at time t (sets retired_at or
+ * destroyed_at), recording reason for a destruction. The change is
+ * conditional on the key still being in state from. Allowed: active ->
+ * retired, active -> destroyed, retired -> destroyed; any other pair of
+ * known states is CUSTODY_E_STATE. An unknown state name, t <= 0, or a
+ * destruction without a non-empty reason is CUSTODY_E_INVALID_ARG; reason is
+ * ignored for a retirement. CUSTODY_E_KEY_NOT_FOUND if absent,
+ * CUSTODY_E_STATE if it is not in state from.
+ */
+int store_key_set_state(struct store *st, const char *id, const char *from,
+    const char *to, int64_t t, const char *reason);
+
+/*
+ * Record successor as the key that replaced id (the rotation chain; the new
+ * key is inserted with predecessor = id). Write-once: setting the same
+ * successor again succeeds, a different one is CUSTODY_E_STATE.
+ * CUSTODY_E_KEY_NOT_FOUND if id is absent; CUSTODY_E_INVALID_ARG if successor
+ * is malformed, is id, or names no key.
+ */
+int store_key_set_successor(struct store *st, const char *id,
+    const char *successor);
+
+/* Free a record, or an array of n records and the array; NULL-safe. */
+void store_key_free(struct store_key *k);
+void store_key_list_free(struct store_key **keys, size_t n);
+
+#endif

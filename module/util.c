@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1	/* gmtime_r */
+#endif
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+/*
+ * 100 years of 365.25 days. The bound keeps every duration, and any sum of a
+ * duration with a present-day Unix time, far away from int64_t overflow.
+ */
+#define DURATION_MAX ((int64_t)36525 * 86400)
+
+static const char hexdigits[] = "0123456789abcdef";
+
+void
+util_hex_encode(const uint8_t *in, size_t len, char *out)
+{
+	size_t i;
+
+	if (out == NULL)
+		return;
+	for (i = 0; i < len; i++) {
+		out[2 * i] = hexdigits[in[i] >> 4];
+		out[2 * i + 1] = hexdigits[in[i] & 0x0f];
+	}
+	out[2 * len] = '\0';
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+util_hex_decode(const char *in, uint8_t *out, size_t outlen)
+{
+	size_t i;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(in != NULL, CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(out != NULL || outlen == 0,
+	    CUSTODY_E_INVALID_ARG);
+	if (outlen > SIZE_MAX / 2)
+		return CUSTODY_E_PARSE;
+	/* strnlen: never read past what a well-formed input could hold */
+	if (strnlen(in, 2 * outlen + 1) != 2 * outlen)
+		return CUSTODY_E_PARSE;
+	/* Check every digit first so that out is written only on success. */
+	for (i = 0; i < 2 * outlen; i++)
+		if (hexval(in[i]) < 0)
+			return CUSTODY_E_PARSE;
+	for (i = 0; i < outlen; i++)
+		out[i] = (uint8_t)(hexval(in[2 * i]) << 4 |
+		    hexval(in[2 * i + 1]));
+	return 0;
+}
+
+static int
+base64_any(const uint8_t *in, size_t len, const char *alphabet, int pad,
+    char **outp)
+{
+	char *out = NULL, *p;
+	size_t i, olen;
+	uint32_t v;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(in != NULL || len == 0,
+	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(outp != NULL, CUSTODY_E_INVALID_ARG);
+	if (len / 3 >= (SIZE_MAX - 1) / 4 - 1)
+		return CUSTODY_E_TOO_LARGE;
+	olen = (len + 2) / 3 * 4;
+	if ((out = malloc(olen + 1)) == NULL)
+		return CUSTODY_E_NOMEM;
+	p = out;
+	for (i = 0; i + 3 <= len; i += 3) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+		    in[i + 2];
+		*p++ = alphabet[v >> 18 & 0x3f];
+		*p++ = alphabet[v >> 12 & 0x3f];
+		*p++ = alphabet[v >> 6 & 0x3f];
+		*p++ = alphabet[v & 0x3f];
+	}
+	if (len - i == 1) {
+		v = (uint32_t)in[i] << 16;
+		*p++ = alphabet[v >> 18 & 0x3f];
+		*p++ = alphabet[v >> 12 & 0x3f];
+		if (pad) {
+			*p++ = '=';
+			*p++ = '=';
+		}
+	} else if (len - i == 2) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+		*p++ = alphabet[v >> 18 & 0x3f];
+		*p++ = alphabet[v >> 12 & 0x3f];
+		*p++ = alphabet[v >> 6 & 0x3f];
+		if (pad)
+			*p++ = '=';
+	}
+	*p = '\0';
+	*outp = out;
+	return 0;
+}
+
+int
+util_base64url_encode(const uint8_t *in, size_t len, char **outp)
+{
+	return base64_any(in, len,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+	    0, outp);
+}
+
+int
+util_base64_encode(const uint8_t *in, size_t len, char **outp)
+{
+	return base64_any(in, len,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+	    1, outp);
+}
+
+int
+util_parse_duration(const char *s, int64_t *secondsp)
+{
+	const char *p;
+	int64_t n = 0, unit;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(s != NULL, CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(secondsp != NULL, CUSTODY_E_INVALID_ARG);
+	/* Digits by hand: strtoll would accept a sign and leading spaces. */
+	for (p = s; *p >= '0' && *p <= '9'; p++) {
+		n = n * 10 + (*p - '0');
+		/* Stop before overflow; anything this big is over the cap. */
+		if (n > DURATION_MAX)
+			return CUSTODY_E_PARSE;
+	}
+	if (p == s)
+		return CUSTODY_E_PARSE;
+	switch (*p) {
+	case 's':
+		unit = 1;
+		break;
+	case 'm':
+		unit = 60;
+		break;
+	case 'h':
+		unit = 3600;
+		break;
+	case 'd':
+		unit = 86400;
+		break;
+	default:
+		return CUSTODY_E_PARSE;
+	}
+	if (p[1] != '\0')
+		return CUSTODY_E_PARSE;
+	if (n < 1 || n > DURATION_MAX / unit)
+		return CUSTODY_E_PARSE;
+	*secondsp = n * unit;
+	return 0;
+}
+
+void
+util_format_duration(int64_t seconds, char *buf, size_t bufsz)
+{
+	static const struct {
+		int64_t size;
+		char unit;
+	} units[] = { { 86400, 'd' }, { 3600, 'h' }, { 60, 'm' } };
+	size_t i;
+
+	if (buf == NULL || bufsz == 0)
+		return;
+	if (seconds != 0) {
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+			if (seconds % units[i].size == 0) {
+				snprintf(buf, bufsz, "%lld%c",
+				    (long long)(seconds / units[i].size),
+				    units[i].unit);
+				return;
+			}
+		}
+	}
+	snprintf(buf, bufsz, "%llds", (long long)seconds);
+}
+
+void
+util_format_time(int64_t t, char *buf, size_t bufsz)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (buf == NULL || bufsz == 0)
+		return;
+	/*
+	 * RFC 3339 has four-digit years; outside 0000..9999 there is no
+	 * right answer, so the caller gets an empty string, not a wrong one.
+	 */
+	if ((int64_t)tt != t || gmtime_r(&tt, &tm) == NULL ||
+	    tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
+		log_error_f("time %lld out of range", (long long)t);
+		buf[0] = '\0';
+		return;
+	}
+	snprintf(buf, bufsz, "%04d-%02d-%02dT%02d:%02d:%02dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec);
+}
+
+int
+util_random(uint8_t *buf, size_t len)
+{
+	const char *why;
+	size_t off, n;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(buf != NULL || len == 0,
+	    CUSTODY_E_INVALID_ARG);
+	/* RAND_bytes takes an int */
+	for (off = 0; off < len; off += n) {
+		n = len - off > INT_MAX ? INT_MAX : len - off;
+		if (RAND_bytes(buf + off, (int)n) != 1) {
+			if ((why = ERR_reason_error_string(
+			    ERR_peek_last_error())) == NULL)
+				why = "no reason given";
+			log_error_f("RAND_bytes failed: %s", why);
+			ERR_clear_error();
+			/* do not hand back a half-random buffer */
+			OPENSSL_cleanse(buf, len);
+			return CUSTODY_E_CRYPTO;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef CUSTODY_UTIL_H
+#define CUSTODY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Small encoders and parsers shared by the modules. All return 0 or a
+ * negative CUSTODY_E_* code and write their outputs only on success.
+ */
+
+/* Lower-case hex of in[0..len) into out, which holds 2 * len + 1 bytes. */
+void util_hex_encode(const uint8_t *in, size_t len, char *out);
+
+/*
+ * Decode exactly outlen bytes from the hex string in (upper or lower case,
+ * exactly 2 * outlen digits, nothing else). CUSTODY_E_PARSE otherwise.
+ */
+int util_hex_decode(const char *in, uint8_t *out, size_t outlen);
+
+/*
+ * base64url without padding (RFC 4648 section 5, as JOSE uses it) or standard
+ * base64 with padding. *outp is a new NUL-terminated string (free(3) it).
+ */
+int util_base64url_encode(const uint8_t *in, size_t len, char **outp);
+int util_base64_encode(const uint8_t *in, size_t len, char **outp);
+
+/*
+ * Parse a duration: a decimal number followed by one unit, s, m, h or d
+ * ("30s", "15m", "24h", "7d"). No sign, no spaces, no other units; the
+ * result in seconds must be at least 1 and at most 100 years.
+ */
+int util_parse_duration(const char *s, int64_t *secondsp);
+
+/*
+ * Format seconds as the shortest exact duration in the same syntax ("90s",
+ * "15m", "2h", "7d") into buf (at least 24 bytes).
+ */
+void util_format_duration(int64_t seconds, char *buf, size_t bufsz);
+
+/* Unix seconds to RFC 3339 UTC ("2026-11-23T10:00:00Z"); buf >= 21 bytes. */
+void util_format_time(int64_t t, char *buf, size_t bufsz);
+
+/* Fill buf with len bytes from OpenSSL's CSPRNG; CUSTODY_E_CRYPTO on failure. */
+int util_random(uint8_t *buf, size_t len);
+
+#endif

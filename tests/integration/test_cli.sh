@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# The custody CLI in direct mode on a real SoftHSM2 token made here, checked
+# with tools custody did not write: pkcs11-tool (OpenSC), openssl, and
+# Debian's python3-jwcrypto run by /usr/bin/python3.
+#
+# usage: test_cli.sh CUSTODY_BINARY SOFTHSM2_MODULE
+set -euo pipefail
+
+CUSTODY=$1
+MODULE=$2
+PY=/usr/bin/python3
+T=$(mktemp -d /tmp/custody-cli-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+
+pass=0
+fail=0
+not() { ! "$@"; }
+ok() { pass=$((pass + 1)); echo "ok - $*"; }
+not_ok() { fail=$((fail + 1)); echo "not ok - $*"; }
+check() { # check "description" command...
+	local what=$1
+	shift
+	if "$@"; then ok "$what"; else not_ok "$what"; fi
+}
+# expect_fail "description" EXIT_CODE "text in stderr" command...
+expect_fail() {
+	local what=$1 code=$2 text=$3 rc=0
+	shift 3
+	"$@" >out.txt 2>err.txt || rc=$?
+	if [ "$rc" -eq "$code" ] && grep -qF -- "$text" err.txt; then
+		ok "$what"
+	else
+		not_ok "$what (exit $rc, stderr: $(tr '\n' ' ' <err.txt))"
+	fi
+}
+
+USER_PIN=cli-user-pin-7c1e93
+SO_PIN=cli-so-pin-2b8d44
+(umask 077 && printf '%s\n' "$USER_PIN" >user.pin && printf '%s\n' "$SO_PIN" >so.pin)
+cat >custody.conf <<EOF
+# written by test_cli.sh
+data-dir $T/data
+pkcs11-module $MODULE
+token pkcs11:token=custody-cli
+pin-file $T/user.pin
+pkcs11-env SOFTHSM2_CONF=$T/data/softhsm2/softhsm2.conf
+EOF
+export SOFTHSM2_CONF=$T/data/softhsm2/softhsm2.conf
+# every output of custody is also kept in all.log, for the PIN check at the end
+C() { "$CUSTODY" -c "$T/custody.conf" "$@" > >(tee -a "$T/all.log") 2> >(tee -a "$T/all.log" >&2); }
+P11() { pkcs11-tool --module "$MODULE" --token-label custody-cli "$@"; }
+json() { $PY -c "import json,sys; d=json.load(open('$1')); print($2)"; }
+
+# ---- help and usage --------------------------------------------------------
+check "custody --help" "$CUSTODY" --help
+for c in "init" "key" "key create" "key list" "key show" "key destroy"; do
+	# shellcheck disable=SC2086
+	check "custody $c --help" "$CUSTODY" $c --help
+done
+expect_fail "no command" 2 "usage:" "$CUSTODY"
+expect_fail "unknown command" 2 "unknown command 'frobnicate'" "$CUSTODY" frobnicate
+expect_fail "command before init" 1 "run 'custody init' first" C key list
+
+# ---- init ------------------------------------------------------------------
+check "init" C init --so-pin-file "$T/so.pin" --json
+C key list --json >keys.json
+check "init made checkpoint and attestation keys" \
+	test "$(json keys.json "','.join(sorted(k['purpose'] for k in d))")" = "attestation,checkpoint"
+check "data directory is private" test "$(stat -c %a data)" = 700
+check "store is private" test "$(stat -c %a data/custody.db)" = 600
+check "softhsm2.conf written from the template" grep -q "directories.tokendir = $T/data/softhsm2/tokens" "$SOFTHSM2_CONF"
+expect_fail "init twice" 1 "initialised already" C init --so-pin-file "$T/so.pin"
+
+# ---- keys of every algorithm ---------------------------------------------
+for alg in ed25519 ecdsa-p256 ecdsa-p384 rsa-pss-3072; do
+	check "key create $alg" C key create --agent "spiffe://example.org/agent/$alg" \
+		--owner team-a --purpose jwt --alg "$alg" --max-age 7d --ttl 30d --json
+	C key list --json >keys.json
+	json keys.json "[k for k in d if k['alg']=='$alg'][0]['id']" >"$alg.id"
+done
+C key show "$(cat ecdsa-p256.id)" --json >p256.json
+check "show: agent, purpose, state, durations" test \
+	"$(json p256.json "d['agent'],d['purpose'],d['state'],d['max_age'],d['ttl']")" = \
+	"spiffe://example.org/agent/ecdsa-p256 jwt active 604800 2592000"
+check "show: URI names the token and the CKA_ID" test \
+	"$(json p256.json "d['uri']")" = "pkcs11:token=custody-cli;id=$(sed 's/^k_//; s/../%&/g' ecdsa-p256.id)"
+
+# The token's own view, through OpenSC: every private key sensitive, never
+# extractable, local, sign-only.
+P11 --login --pin "$USER_PIN" --list-objects --type privkey >privkeys.txt 2>/dev/null
+for alg in ed25519 ecdsa-p256 ecdsa-p384 rsa-pss-3072; do
+	id=$(sed 's/^k_//' "$alg.id")
+	block=$(grep -A4 "ID:         $id" privkeys.txt || true)
+	check "pkcs11-tool: $alg key is sensitive, never extractable, local" \
+		grep -q "Access:     sensitive, always sensitive, never extractable, local" <<<"$block"
+	check "pkcs11-tool: $alg key usage is sign only" grep -q "Usage:      sign$" <<<"$block"
+done
+
+# The registered SPKI is the token's public key (pkcs11-tool reads EC and RSA
+# SPKIs itself), and its kid is RFC 7638 as python3-jwcrypto computes it.
+for alg in ed25519 ecdsa-p256 ecdsa-p384 rsa-pss-3072; do
+	id=$(cat "$alg.id")
+	C key show "$id" --json >"$alg.json"
+	json "$alg.json" "d['spki']" | base64 -d >"$alg.spki.der"
+	case $alg in
+	ecdsa-p256 | rsa-pss-3072)
+		P11 --read-object --type pubkey --id "${id#k_}" -o "$alg.p11.der" >/dev/null 2>&1 || true
+		check "$alg: SPKI equals the token's public key" cmp -s "$alg.spki.der" "$alg.p11.der"
+		;;
+	*)
+		# pkcs11-tool 0.23 cannot write Ed25519 or P-384 SPKIs: compare
+		# the token's CKA_EC_POINT (a DER OCTET STRING) with the SPKI's key
+		pt=$(P11 --list-objects --type pubkey 2>/dev/null |
+			grep -B3 "label:      $id" | awk '/EC_POINT:/{print $2}' | cut -c5-)
+		n=$((${#pt} / 2))
+		check "$alg: SPKI holds the token's EC_POINT" test -n "$pt" -a \
+			"$(tail -c "$n" "$alg.spki.der" | xxd -p -c 256)" = "$pt"
+		;;
+	esac
+	check "$alg: openssl parses the SPKI" openssl pkey -pubin -inform DER -in "$alg.spki.der" -noout
+	kid=$($PY - "$alg.spki.der" <<'EOF'
+import sys
+from cryptography.hazmat.primitives import serialization
+from jwcrypto import jwk
+der = open(sys.argv[1], 'rb').read()
+pem = serialization.load_der_public_key(der).public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+print(jwk.JWK.from_pem(pem).thumbprint())
+EOF
+)
+	check "$alg: kid is the RFC 7638 thumbprint (jwcrypto)" test "$kid" = "$(json "$alg.json" "d['kid']")"
+done
+
+# ---- uniqueness, bad input, clear errors ------------------------------------
+expect_fail "second active key for agent and purpose" 1 "already active" \
+	C key create --agent spiffe://example.org/agent/ed25519 --owner team-a --purpose jwt --alg ed25519
+check "a task key for the same agent is fine" C key create --agent spiffe://example.org/agent/ed25519 \
+	--owner team-a --purpose jwt --alg ed25519 --task build-42 --ttl 15m
+expect_fail "unknown algorithm" 2 "unknown algorithm 'ed448'" \
+	C key create --agent a --owner o --purpose jwt --alg ed448
+expect_fail "unknown purpose" 1 "unknown purpose 'email'" \
+	C key create --agent a --owner o --purpose email --alg ed25519
+expect_fail "bad duration" 2 "bad --ttl '10 years'" \
+	C key create --agent a --owner o --purpose jwt --alg ed25519 --ttl "10 years"
+expect_fail "control character in agent" 1 "agent must be UTF-8 text" \
+	C key create --agent "$(printf 'a\nb')" --owner o --purpose jwt --alg ed25519
+expect_fail "missing options" 2 "are required" C key create --agent a
+expect_fail "unknown key" 1 "key not found" C key show k_0123456789abcdef
+expect_fail "malformed key id" 2 "is not a key id" C key show 12345
+
+objects_before=$(P11 --login --pin "$USER_PIN" --list-objects 2>/dev/null | grep -c "^[A-Z].*Object" || true)
+cp user.pin good.pin
+chmod 644 user.pin
+expect_fail "PIN file readable by others is refused" 1 "chmod 600" \
+	C key create --agent b --owner o --purpose jwt --alg ed25519
+rm -f user.pin && (umask 077 && printf 'wrong-pin\n' >user.pin)
+expect_fail "wrong PIN: clear message and hint" 1 "never retries" \
+	C key create --agent b --owner o --purpose jwt --alg ed25519
+cp good.pin user.pin && chmod 600 user.pin
+sed 's/token=custody-cli/token=no-such-token/' custody.conf >other.conf
+expect_fail "missing token" 1 "token not found" \
+	"$CUSTODY" -c other.conf key create --agent b --owner o --purpose jwt --alg ed25519
+sed 's#pkcs11-module .*#pkcs11-module /nonexistent/lib.so#' custody.conf >nomod.conf
+expect_fail "missing module" 1 "cannot load the PKCS#11 module" \
+	"$CUSTODY" -c nomod.conf key create --agent b --owner o --purpose jwt --alg ed25519
+printf 'tokn pkcs11:token=x\n' >typo.conf
+expect_fail "unknown configuration keyword names file and line" 1 "typo.conf:1: unknown keyword 'tokn'" \
+	"$CUSTODY" -c typo.conf key list
+objects_after=$(P11 --login --pin "$USER_PIN" --list-objects 2>/dev/null | grep -c "^[A-Z].*Object" || true)
+check "failed commands changed nothing on the token" test "$objects_before" = "$objects_after"
+
+# The data directory lock: direct mode refuses while another process holds it.
+flock "$T/data/custody.lock" sleep 3 &
+sleep 0.5
+expect_fail "data directory held by another process" 1 "in use by another process" C key list
+wait
+
+# ---- destroy -----------------------------------------------------------------
+id=$(cat ecdsa-p384.id)
+check "destroy" C key destroy "$id" --reason "agent retired" --json
+C key show "$id" --json >destroyed.json
+check "destroyed key: state and reason recorded" test \
+	"$(json destroyed.json "d['state'],d['destroy_reason']")" = "destroyed agent retired"
+P11 --login --pin "$USER_PIN" --list-objects >after-destroy.txt 2>/dev/null
+check "pkcs11-tool: no object with the destroyed CKA_ID" not grep -q "ID:         ${id#k_}" after-destroy.txt
+check "pkcs11-tool: other keys remain" grep -q "ID:         $(sed 's/^k_//' ed25519.id)" after-destroy.txt
+expect_fail "destroy twice" 1 "destroyed already" C key destroy "$id" --reason again
+expect_fail "destroy needs a reason" 2 "--reason is required" C key destroy "$(cat ed25519.id)"
+check "a destroyed key frees its agent and purpose" C key create \
+	--agent spiffe://example.org/agent/ecdsa-p384 --owner team-a --purpose jwt --alg ecdsa-p384
+check "list --state destroyed" test "$(C key list --state destroyed --json | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1
+
+# ---- the PIN never leaks (G8) -------------------------------------------------
+leak=0
+for f in "$T"/*.txt "$T"/*.json "$T"/all.log data/custody.db data/custody.db-wal; do
+	[ -f "$f" ] || continue
+	if grep -qaF "$USER_PIN" "$f" || grep -qaF "$SO_PIN" "$f"; then leak=1; echo "PIN found in $f"; fi
+done
+check "no PIN in any output or in the store" test $leak = 0
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,956 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * custody: the command-line tool. In direct mode it opens the token and the
+ * store itself, under a lock on the data directory.
+ */
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "alg.h"
+#include "config.h"
+#include "datadir.h"
+#include "err.h"
+#include "keys.h"
+#include "log.h"
+#include "secret.h"
+#include "softhsm2_template.h"
+#include "store.h"
+#include "token.h"
+#include "util.h"
+
+#define EXIT_USAGE 2
+
+struct ctx {
+	const char *conf_path;	/* from -c, or NULL */
+	int json;
+	struct config *cfg;
+	int lockfd;
+	struct store *st;
+	struct token *tok;
+};
+
+static const char *progname = "custody";
+
+static void
+log_stderr(int level, const char *func, const char *msg, void *arg)
+{
+	(void)arg;
+	if (level >= LOG_DEBUG)
+		fprintf(stderr, "%s: debug: %s: %s\n", progname, func, msg);
+	else if (level >= LOG_INFO)
+		fprintf(stderr, "%s: %s\n", progname, msg);
+	else if (level >= LOG_WARNING)
+		fprintf(stderr, "%s: warning: %s\n", progname, msg);
+	else
+		fprintf(stderr, "%s: error: %s\n", progname, msg);
+}
+
+/* Say what failed and what to do; returns the exit status. */
+static int
+fail(const char *what, int r)
+{
+	const char *hint = custody_errhint(r);
+
+	fprintf(stderr, "%s: %s: %s\n", progname, what, custody_strerror(r));
+	if (hint != NULL)
+		fprintf(stderr, "%s: hint: %s\n", progname, hint);
+	return EXIT_FAILURE;
+}
+
+static int
+usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s %s: ", progname, cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s %s --help'.\n", progname, cmd);
+	return EXIT_USAGE;
+}
+
+/* ---- opening the configuration, store and token ----------------------- */
+
+static int
+load_config(struct ctx *c)
+{
+	char err[512];
+	const char *path = config_choose_path(c->conf_path);
+	int r;
+
+	if ((r = config_load(path, &c->cfg, err, sizeof(err))) != 0) {
+		fprintf(stderr, "%s: %s\n", progname,
+		    err[0] ? err : custody_strerror(r));
+		if (r == CUSTODY_E_IO)
+			fprintf(stderr, "%s: hint: give the configuration "
+					"with -c FILE or $CUSTODY_CONF\n",
+			    progname);
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static int
+store_path_exists(const struct ctx *c, char **pathp)
+{
+	struct stat sb;
+
+	if ((*pathp = datadir_path(c->cfg->data_dir, DATADIR_STORE_FILE)) ==
+	    NULL)
+		return CUSTODY_E_NOMEM;
+	return stat(*pathp, &sb) == 0;
+}
+
+/* Config, lock, store (which must exist), and the token if need_token. */
+static int
+open_ctx(struct ctx *c, int need_token)
+{
+	struct token_opts o;
+	struct secret *pin = NULL;
+	char *path = NULL;
+	int r, ex;
+
+	if ((ex = load_config(c)) != 0)
+		return ex;
+	if ((r = store_path_exists(c, &path)) < 0)
+		return fail("store", r);
+	if (r == 0) {
+		fprintf(stderr, "%s: %s is not initialised (no %s)\n",
+		    progname, c->cfg->data_dir, DATADIR_STORE_FILE);
+		fprintf(stderr, "%s: hint: run '%s init' first\n", progname,
+		    progname);
+		free(path);
+		return EXIT_FAILURE;
+	}
+	if ((r = datadir_lock(c->cfg->data_dir, &c->lockfd)) != 0) {
+		free(path);
+		return fail("data directory", r);
+	}
+	r = store_open(path, &c->st);
+	free(path);
+	if (r != 0)
+		return fail("store", r);
+	if (!need_token)
+		return 0;
+	if (c->cfg->pkcs11_module == NULL) {
+		fprintf(stderr, "%s: %s: pkcs11-module is not set\n", progname,
+		    c->cfg->path);
+		return EXIT_FAILURE;
+	}
+	if ((r = config_apply_env(c->cfg)) != 0)
+		return fail("pkcs11-env", r);
+	if ((r = secret_read_file(c->cfg->pin_file, &pin)) != 0)
+		return fail(c->cfg->pin_file, r);
+	o.module = c->cfg->pkcs11_module;
+	o.uri = c->cfg->token;
+	o.pin = pin;
+	r = token_open(&o, &c->tok);
+	secret_free(pin);
+	if (r != 0)
+		return fail("token", r);
+	return 0;
+}
+
+static void
+close_ctx(struct ctx *c)
+{
+	token_close(c->tok);
+	store_close(c->st);
+	datadir_unlock(c->lockfd);
+	config_free(c->cfg);
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static json_t *
+key_json(const struct store_key *k)
+{
+	char t[32], *spki = NULL;
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", json_string(k->id));
+	json_object_set_new(o, "uri", json_string(k->token));
+	json_object_set_new(o, "agent", json_string(k->agent));
+	json_object_set_new(o, "owner", json_string(k->owner));
+	json_object_set_new(o, "purpose", json_string(k->purpose));
+	json_object_set_new(o, "alg", json_string(k->alg));
+	json_object_set_new(o, "state", json_string(k->state));
+	if (k->task != NULL)
+		json_object_set_new(o, "task", json_string(k->task));
+	util_format_time(k->created_at, t, sizeof(t));
+	json_object_set_new(o, "created_at", json_string(t));
+	if (k->retired_at) {
+		util_format_time(k->retired_at, t, sizeof(t));
+		json_object_set_new(o, "retired_at", json_string(t));
+	}
+	if (k->destroyed_at) {
+		util_format_time(k->destroyed_at, t, sizeof(t));
+		json_object_set_new(o, "destroyed_at", json_string(t));
+	}
+	if (k->max_age)
+		json_object_set_new(o, "max_age", json_integer(k->max_age));
+	if (k->ttl)
+		json_object_set_new(o, "ttl", json_integer(k->ttl));
+	if (k->predecessor != NULL)
+		json_object_set_new(o, "predecessor",
+		    json_string(k->predecessor));
+	if (k->successor != NULL)
+		json_object_set_new(o, "successor", json_string(k->successor));
+	json_object_set_new(o, "kid", json_string(k->kid));
+	if (util_base64_encode(k->spki, k->spki_len, &spki) == 0)
+		json_object_set_new(o, "spki", json_string(spki));
+	free(spki);
+	if (k->destroy_reason != NULL)
+		json_object_set_new(o, "destroy_reason",
+		    json_string(k->destroy_reason));
+	return o;
+}
+
+static void
+print_json(json_t *o)
+{
+	char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (s != NULL)
+		printf("%s\n", s);
+	free(s);
+	json_decref(o);
+}
+
+static void
+print_duration(const char *label, int64_t d)
+{
+	char buf[32];
+
+	if (d == 0) {
+		printf("%-12s none\n", label);
+		return;
+	}
+	util_format_duration(d, buf, sizeof(buf));
+	printf("%-12s %s\n", label, buf);
+}
+
+static void
+print_key(const struct store_key *k)
+{
+	char t[32];
+
+	printf("%-12s %s\n", "id:", k->id);
+	printf("%-12s %s\n", "uri:", k->token);
+	printf("%-12s %s\n", "agent:", k->agent);
+	printf("%-12s %s\n", "owner:", k->owner);
+	printf("%-12s %s\n", "purpose:", k->purpose);
+	printf("%-12s %s\n", "alg:", k->alg);
+	printf("%-12s %s\n", "state:", k->state);
+	if (k->task != NULL)
+		printf("%-12s %s\n", "task:", k->task);
+	util_format_time(k->created_at, t, sizeof(t));
+	printf("%-12s %s\n", "created:", t);
+	if (k->retired_at) {
+		util_format_time(k->retired_at, t, sizeof(t));
+		printf("%-12s %s\n", "retired:", t);
+	}
+	if (k->destroyed_at) {
+		util_format_time(k->destroyed_at, t, sizeof(t));
+		printf("%-12s %s (%s)\n", "destroyed:", t,
+		    k->destroy_reason ? k->destroy_reason : "");
+	}
+	print_duration("max-age:", k->max_age);
+	print_duration("ttl:", k->ttl);
+	printf("%-12s %s\n", "kid:", k->kid);
+}
+
+/* ---- custody init ------------------------------------------------------- */
+
+static const char init_help[] =
+    "usage: custody [-c FILE] init [--so-pin-file FILE] [--json]\n"
+    "\n"
+    "Create the data directory, initialise the token named by 'token' with\n"
+    "C_InitToken/C_InitPIN (the SO PIN and the user PIN are read from files of\n"
+    "mode 0600, never from the command line), create the store, and generate\n"
+    "the service keys (checkpoint, attestation) in the token.\n"
+    "\n"
+    "If the configuration sets 'pkcs11-env SOFTHSM2_CONF=FILE' and FILE does\n"
+    "not exist, init writes it from custody's SoftHSM2 template, with a\n"
+    "private token directory beside it.\n"
+    "\n"
+    "  --so-pin-file FILE  the token's new SO PIN [DATA/so.pin]\n"
+    "  --json              print the result as JSON\n";
+
+/* Write the SoftHSM2 configuration named by pkcs11-env, if it is missing. */
+static int
+write_softhsm_conf(const char *path)
+{
+	char *dir = NULL, *tokdir = NULL, *text = NULL, *tmp = NULL;
+	const char *mark = "@TOKENDIR@", *at;
+	struct stat sb;
+	FILE *f = NULL;
+	int fd = -1, r = 0;
+
+	if (stat(path, &sb) == 0)
+		return 0;	/* the operator's own file: leave it alone */
+	if ((tmp = strdup(path)) == NULL)
+		return CUSTODY_E_NOMEM;
+	if ((dir = strdup(dirname(tmp))) == NULL ||
+	    (tokdir = datadir_path(dir, "tokens")) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	if ((r = datadir_prepare(dir)) != 0 || (r = datadir_prepare(tokdir)) !=
+	    0)
+		goto out;
+	if ((at = strstr(softhsm2_template, mark)) == NULL) {
+		r = CUSTODY_E_INTERNAL;
+		goto out;
+	}
+	if (asprintf(&text, "%.*s%s%s", (int)(at - softhsm2_template),
+		softhsm2_template, tokdir, at + strlen(mark)) < 0) {
+		text = NULL;
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+		fprintf(stderr, "%s: cannot create %s: %s\n", progname, path,
+		    strerror(errno));
+		r = CUSTODY_E_IO;
+		goto out;
+	}
+	fd = -1;
+	if (fputs(text, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0)
+		r = CUSTODY_E_IO;
+	printf("wrote SoftHSM2 configuration %s (tokens in %s)\n", path,
+	    tokdir);
+out:
+	if (f != NULL && fclose(f) != 0 && r == 0)
+		r = CUSTODY_E_IO;
+	if (fd >= 0)
+		close(fd);
+	free(tmp);
+	free(dir);
+	free(tokdir);
+	free(text);
+	return r;
+}
+
+static int
+create_service_key(struct ctx *c, const char *purpose, json_t *out)
+{
+	struct keys_create_req req;
+	struct store_key *k = NULL;
+	int r;
+
+	memset(&req, 0, sizeof(req));
+	req.agent = "custody";
+	req.owner = "custody";
+	req.purpose = purpose;
+	/* Ed25519 where the token has EdDSA; ECDSA P-256 where not (TPM) */
+	req.alg = token_supports(c->tok, CUSTODY_ALG_ED25519) ?
+	    CUSTODY_ALG_ED25519 : CUSTODY_ALG_ECDSA_P256;
+	if ((r = keys_create(c->tok, c->st, &req, (int64_t)time(NULL), &k,
+		 NULL)) != 0)
+		return r;
+	if (c->json)
+		json_array_append_new(out, key_json(k));
+	else
+		printf("  %-12s key %s (%s)\n", purpose, k->id, k->alg);
+	store_key_free(k);
+	return 0;
+}
+
+static int
+cmd_init(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "so-pin-file", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct secret *so = NULL, *user = NULL;
+	char *so_path = NULL, *store_path = NULL;
+	const char *shconf;
+	struct token_opts o;
+	json_t *keys = NULL;
+	int ch, r, ex = EXIT_FAILURE;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			free(so_path);
+			if ((so_path = strdup(optarg)) == NULL)
+				return fail("init", CUSTODY_E_NOMEM);
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(init_help, stdout);
+			free(so_path);
+			return 0;
+		default:
+			free(so_path);
+			return usage_error("init", "unknown option");
+		}
+	}
+	if (optind != argc) {
+		free(so_path);
+		return usage_error("init", "unexpected argument '%s'",
+		    argv[optind]);
+	}
+	if ((ex = load_config(c)) != 0)
+		goto out;
+	ex = EXIT_FAILURE;
+	if (c->cfg->pkcs11_module == NULL) {
+		fprintf(stderr, "%s: %s: pkcs11-module is not set\n", progname,
+		    c->cfg->path);
+		goto out;
+	}
+	if ((r = datadir_prepare(c->cfg->data_dir)) != 0) {
+		fail(c->cfg->data_dir, r);
+		goto out;
+	}
+	if ((r = datadir_lock(c->cfg->data_dir, &c->lockfd)) != 0) {
+		fail("data directory", r);
+		goto out;
+	}
+	if ((r = store_path_exists(c, &store_path)) != 0) {
+		if (r > 0) {
+			fprintf(stderr, "%s: %s is initialised already\n",
+			    progname, c->cfg->data_dir);
+			fprintf(stderr, "%s: hint: custody init never "
+					"reinitialises; use another data-dir\n",
+			    progname);
+		} else
+			fail("init", r);
+		goto out;
+	}
+	if (so_path == NULL &&
+	    (so_path = datadir_path(c->cfg->data_dir, "so.pin")) == NULL) {
+		fail("init", CUSTODY_E_NOMEM);
+		goto out;
+	}
+	if ((r = secret_read_file(so_path, &so)) != 0) {
+		fail(so_path, r);
+		goto out;
+	}
+	if ((r = secret_read_file(c->cfg->pin_file, &user)) != 0) {
+		fail(c->cfg->pin_file, r);
+		goto out;
+	}
+	if ((shconf = config_env_get(c->cfg, "SOFTHSM2_CONF")) != NULL &&
+	    (r = write_softhsm_conf(shconf)) != 0) {
+		fail(shconf, r);
+		goto out;
+	}
+	if ((r = config_apply_env(c->cfg)) != 0) {
+		fail("pkcs11-env", r);
+		goto out;
+	}
+	if ((r = token_init(c->cfg->pkcs11_module, c->cfg->token, so, user)) !=
+	    0) {
+		fail("token init", r);
+		goto out;
+	}
+	o.module = c->cfg->pkcs11_module;
+	o.uri = c->cfg->token;
+	o.pin = user;
+	if ((r = token_open(&o, &c->tok)) != 0) {
+		fail("token", r);
+		goto out;
+	}
+	if ((r = store_open(store_path, &c->st)) != 0) {
+		fail("store", r);
+		goto out;
+	}
+	if (!c->json)
+		printf("initialised token '%s' (%s) for %s\n",
+		    token_label(c->tok), token_backend(c->tok),
+		    c->cfg->data_dir);
+	keys = json_array();
+	if ((r = create_service_key(c, "checkpoint", keys)) != 0 ||
+	    (r = create_service_key(c, "attestation", keys)) != 0) {
+		fail("service key", r);
+		goto out;
+	}
+	if (c->json) {
+		json_t *o2 = json_object();
+
+		json_object_set_new(o2, "data_dir",
+		    json_string(c->cfg->data_dir));
+		json_object_set_new(o2, "token",
+		    json_string(token_label(c->tok)));
+		json_object_set_new(o2, "backend",
+		    json_string(token_backend(c->tok)));
+		json_object_set_new(o2, "store", json_string(store_path));
+		json_object_set(o2, "service_keys", keys);
+		print_json(o2);
+	} else
+		printf("  store        %s\n", store_path);
+	ex = 0;
+out:
+	json_decref(keys);
+	secret_free(so);
+	secret_free(user);
+	free(so_path);
+	free(store_path);
+	return ex;
+}
+
+/* ---- custody key ... ---------------------------------------------------- */
+
+static const char key_help[] =
+    "usage: custody [-c FILE] key COMMAND [options]\n"
+    "\n"
+    "  create   generate a key in the token and register it\n"
+    "  list     list the registered keys\n"
+    "  show     show one key\n"
+    "  destroy  destroy a key's objects in the token and record why\n"
+    "\n"
+    "'custody key COMMAND --help' describes each command.\n";
+
+static const char create_help[] =
+    "usage: custody key create --agent A --owner O --purpose P --alg ALG\n"
+    "                          [--max-age D] [--ttl D] [--task T] [--json]\n"
+    "\n"
+    "Generate a key pair inside the token (sensitive, never extractable,\n"
+    "sign-only; the attributes are read back and a test signature is\n"
+    "verified) and register it for agent A, owned by O, for purpose P.\n"
+    "At most one active key exists per (agent, purpose, task).\n"
+    "\n"
+    "  --agent A      the non-human identity (e.g. spiffe://example.org/agent/x)\n"
+    "  --owner O      the human or team responsible for it\n"
+    "  --purpose P    jwt, x509-ca, checkpoint or attestation\n"
+    "  --alg ALG      ed25519, ecdsa-p256, ecdsa-p384 or rsa-pss-3072\n"
+    "  --max-age D    rotate after D (30s, 15m, 24h, 7d)\n"
+    "  --ttl D        destroy after D\n"
+    "  --task T       a just-in-time key for task T\n"
+    "  --json         print the new key as JSON\n";
+
+static int
+cmd_key_create(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "agent", required_argument, NULL, 'a' },
+		{ "owner", required_argument, NULL, 'o' },
+		{ "purpose", required_argument, NULL, 'p' },
+		{ "alg", required_argument, NULL, 'g' },
+		{ "max-age", required_argument, NULL, 'm' },
+		{ "ttl", required_argument, NULL, 't' },
+		{ "task", required_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct keys_create_req req;
+	struct token_generated *g = NULL;
+	struct store_key *k = NULL;
+	const char *alg = NULL;
+	int ch, r, ex;
+
+	memset(&req, 0, sizeof(req));
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'a':
+			req.agent = optarg;
+			break;
+		case 'o':
+			req.owner = optarg;
+			break;
+		case 'p':
+			req.purpose = optarg;
+			break;
+		case 'g':
+			alg = optarg;
+			break;
+		case 'm':
+			if (util_parse_duration(optarg, &req.max_age) != 0)
+				return usage_error("key create", "bad "
+				    "--max-age '%s' (use 30s, 15m, 24h, 7d)",
+				    optarg);
+			break;
+		case 't':
+			if (util_parse_duration(optarg, &req.ttl) != 0)
+				return usage_error("key create", "bad --ttl "
+				    "'%s' (use 30s, 15m, 24h, 7d)", optarg);
+			break;
+		case 'k':
+			req.task = optarg;
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(create_help, stdout);
+			return 0;
+		default:
+			return usage_error("key create", "unknown option");
+		}
+	}
+	if (optind != argc)
+		return usage_error("key create", "unexpected argument '%s'",
+		    argv[optind]);
+	if (req.agent == NULL || req.owner == NULL || req.purpose == NULL ||
+	    alg == NULL)
+		return usage_error("key create", "--agent, --owner, --purpose "
+		    "and --alg are required");
+	if (alg_from_name(alg, &req.alg) != 0)
+		return usage_error("key create", "unknown algorithm '%s' (use "
+		    "%s)", alg, alg_names());
+	/* refuse bad text before the PIN is even read */
+	if ((r = keys_check_text("agent", req.agent, 256)) != 0 ||
+	    (r = keys_check_text("owner", req.owner, 256)) != 0 ||
+	    (req.task != NULL &&
+		(r = keys_check_text("task", req.task, 128)) != 0))
+		return fail("key create", r);
+	if ((ex = open_ctx(c, 1)) != 0)
+		return ex;
+	if ((r = keys_create(c->tok, c->st, &req, (int64_t)time(NULL), &k,
+		 &g)) != 0)
+		return fail("key create", r);
+	if (c->json) {
+		json_t *o = key_json(k), *a = json_object();
+
+		json_object_set_new(a, "sensitive",
+		    json_boolean(g->attrs.sensitive));
+		json_object_set_new(a, "always_sensitive",
+		    json_boolean(g->attrs.always_sensitive));
+		json_object_set_new(a, "extractable",
+		    json_boolean(g->attrs.extractable));
+		json_object_set_new(a, "never_extractable",
+		    json_boolean(g->attrs.never_extractable));
+		json_object_set_new(a, "local", json_boolean(g->attrs.local));
+		json_object_set_new(o, "token_attributes", a);
+		print_json(o);
+	} else {
+		print_key(k);
+		printf("%-12s sensitive, always sensitive, never extractable, "
+		       "local (read back)\n", "token:");
+	}
+	store_key_free(k);
+	token_generated_free(g);
+	return 0;
+}
+
+static const char list_help[] =
+    "usage: custody key list [--state active|retired|destroyed] [--json]\n"
+    "\n"
+    "List the registered keys, oldest first. Reads the store only (no PIN).\n";
+
+static int
+cmd_key_list(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "state", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct store_key **keys = NULL;
+	const char *state = NULL;
+	size_t n = 0, i;
+	char t[32];
+	int ch, r, ex;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			state = optarg;
+			if (strcmp(state, "active") != 0 &&
+			    strcmp(state, "retired") != 0 &&
+			    strcmp(state, "destroyed") != 0)
+				return usage_error("key list", "unknown state "
+				    "'%s' (active, retired, destroyed)", state);
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(list_help, stdout);
+			return 0;
+		default:
+			return usage_error("key list", "unknown option");
+		}
+	}
+	if (optind != argc)
+		return usage_error("key list", "unexpected argument '%s'",
+		    argv[optind]);
+	if ((ex = open_ctx(c, 0)) != 0)
+		return ex;
+	if ((r = store_key_list(c->st, state, &keys, &n)) != 0)
+		return fail("key list", r);
+	if (c->json) {
+		json_t *a = json_array();
+
+		for (i = 0; i < n; i++)
+			json_array_append_new(a, key_json(keys[i]));
+		print_json(a);
+	} else {
+		printf("%-18s %-9s %-11s %-12s %-20s %s\n", "ID", "STATE",
+		    "PURPOSE", "ALG", "CREATED", "AGENT [TASK]");
+		for (i = 0; i < n; i++) {
+			util_format_time(keys[i]->created_at, t, sizeof(t));
+			printf("%-18s %-9s %-11s %-12s %-20s %s%s%s%s\n",
+			    keys[i]->id, keys[i]->state, keys[i]->purpose,
+			    keys[i]->alg, t, keys[i]->agent,
+			    keys[i]->task ? " [" : "",
+			    keys[i]->task ? keys[i]->task : "",
+			    keys[i]->task ? "]" : "");
+		}
+	}
+	store_key_list_free(keys, n);
+	return 0;
+}
+
+static const char show_help[] =
+    "usage: custody key show ID [--json]\n"
+    "\n"
+    "Show key ID (k_ and 16 hex digits). Reads the store only (no PIN).\n";
+
+static int
+cmd_key_show(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct store_key *k = NULL;
+	uint8_t id[TOKEN_ID_LEN];
+	int ch, r, ex;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(show_help, stdout);
+			return 0;
+		default:
+			return usage_error("key show", "unknown option");
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error("key show", "give exactly one key id");
+	if (keys_cka_id(argv[optind], id) != 0)
+		return usage_error("key show", "'%s' is not a key id (k_ and 16 "
+		    "hex digits)", argv[optind]);
+	if ((ex = open_ctx(c, 0)) != 0)
+		return ex;
+	if ((r = store_key_get(c->st, argv[optind], &k)) != 0)
+		return fail(argv[optind], r);
+	if (c->json)
+		print_json(key_json(k));
+	else
+		print_key(k);
+	store_key_free(k);
+	return 0;
+}
+
+static const char destroy_help[] =
+    "usage: custody key destroy ID --reason R [--json]\n"
+    "\n"
+    "Destroy the private and public objects of key ID in the token, prove by\n"
+    "a search on its CKA_ID that none is left, and mark the key destroyed\n"
+    "with reason R. This cannot be undone.\n";
+
+static int
+cmd_key_destroy(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "reason", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct token_destroy_evidence ev;
+	uint8_t id[TOKEN_ID_LEN];
+	const char *reason = NULL;
+	int ch, r, ex;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'r':
+			reason = optarg;
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(destroy_help, stdout);
+			return 0;
+		default:
+			return usage_error("key destroy", "unknown option");
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error("key destroy", "give exactly one key id");
+	if (reason == NULL)
+		return usage_error("key destroy", "--reason is required");
+	if (keys_cka_id(argv[optind], id) != 0)
+		return usage_error("key destroy", "'%s' is not a key id (k_ and "
+		    "16 hex digits)", argv[optind]);
+	if ((r = keys_check_text("reason", reason, 256)) != 0)
+		return fail("key destroy", r);
+	if ((ex = open_ctx(c, 1)) != 0)
+		return ex;
+	if ((r = keys_destroy(c->tok, c->st, argv[optind], reason,
+		 (int64_t)time(NULL), &ev)) != 0)
+		return fail(argv[optind], r);
+	if (c->json) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "id", json_string(argv[optind]));
+		json_object_set_new(o, "state", json_string("destroyed"));
+		json_object_set_new(o, "reason", json_string(reason));
+		json_object_set_new(o, "objects_destroyed",
+		    json_integer((json_int_t)ev.destroyed));
+		json_object_set_new(o, "objects_remaining",
+		    json_integer((json_int_t)ev.remaining));
+		print_json(o);
+	} else
+		printf("destroyed %s: %lu token objects deleted, a search by "
+		       "CKA_ID finds %lu\n", argv[optind], ev.destroyed,
+		    ev.remaining);
+	return 0;
+}
+
+static int
+cmd_key(struct ctx *c, int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(struct ctx *, int, char **);
+	} cmds[] = {
+		{ "create", cmd_key_create },
+		{ "list", cmd_key_list },
+		{ "show", cmd_key_show },
+		{ "destroy", cmd_key_destroy },
+	};
+	size_t i;
+
+	if (argc < 2) {
+		fputs(key_help, stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(key_help, stdout);
+		return 0;
+	}
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].fn(c, argc - 1, argv + 1);
+	fprintf(stderr, "%s: unknown key command '%s'\n", progname, argv[1]);
+	fputs(key_help, stderr);
+	return EXIT_USAGE;
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+static const char main_help[] =
+    "usage: custody [-c FILE] [-v] COMMAND [options]\n"
+    "\n"
+    "custody keeps the signing keys of agents and other non-human identities\n"
+    "inside a PKCS#11 token (SoftHSM2, a TPM, an HSM).\n"
+    "\n"
+    "Commands (direct mode: the CLI opens the token and the store itself,\n"
+    "under a lock on the data directory):\n"
+    "  init          initialise the token, the store and the service keys\n"
+    "  key create    generate an agent key in the token\n"
+    "  key list      list keys\n"
+    "  key show      show a key\n"
+    "  key destroy   destroy a key\n"
+    "\n"
+    "Options:\n"
+    "  -c FILE       configuration file [$CUSTODY_CONF, else "
+    CONFIG_DEFAULT_PATH "]\n"
+    "  -v            more diagnostics (-vv: every PKCS#11 call)\n"
+    "  --version     print the version\n"
+    "  --help        this text; 'custody COMMAND --help' for a command\n";
+
+/* No core dumps and no ptrace: this process holds a PIN (G8). */
+static void
+harden(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	(void)setrlimit(RLIMIT_CORE, &rl);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	umask(077);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctx c;
+	int ch, verbose = 0, ex;
+
+	harden();
+	memset(&c, 0, sizeof(c));
+	c.lockfd = -1;
+	/* '+': stop at the command word; its options are its own */
+	while ((ch = getopt_long(argc, argv, "+c:vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			c.conf_path = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			fputs(main_help, stdout);
+			return 0;
+		case 'V':
+			printf("custody %s\n", CUSTODY_VERSION);
+			return 0;
+		default:
+			fputs(main_help, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	custody_log_set(log_stderr, verbose >= 2 ? LOG_DEBUG :
+	    verbose == 1 ? LOG_INFO : LOG_WARNING, NULL);
+	if (optind >= argc) {
+		fputs(main_help, stderr);
+		return EXIT_USAGE;
+	}
+	argc -= optind;
+	argv += optind;
+	/* the command parses its own options from argv[1]; 0 makes glibc
+	 * forget the '+' mode of the first parse and permute again */
+	optind = 0;
+	if (strcmp(argv[0], "init") == 0)
+		ex = cmd_init(&c, argc, argv);
+	else if (strcmp(argv[0], "key") == 0)
+		ex = cmd_key(&c, argc, argv);
+	else {
+		fprintf(stderr, "%s: unknown command '%s'\n", progname, argv[0]);
+		fputs(main_help, stderr);
+		ex = EXIT_USAGE;
+	}
+	close_ctx(&c);
+	return ex;
+}
