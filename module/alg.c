@@ -8,10 +8,10 @@ static const struct {
 	const char *name;
 	size_t sig_len;
 } algs[CUSTODY_ALG_COUNT] = {
-	[CUSTODY_ALG_ED25519] = { "ed25519", 64 },
-	[CUSTODY_ALG_ECDSA_P256] = { "ecdsa-p256", 64 },
-	[CUSTODY_ALG_ECDSA_P384] = { "ecdsa-p384", 96 },
-	[CUSTODY_ALG_RSA_PSS_3072] = { "rsa-pss-3072", 384 },
+    [CUSTODY_ALG_ED25519] = {"ed25519", 64},
+    [CUSTODY_ALG_ECDSA_P256] = {"ecdsa-p256", 64},
+    [CUSTODY_ALG_ECDSA_P384] = {"ecdsa-p384", 96},
+    [CUSTODY_ALG_RSA_PSS_3072] = {"rsa-pss-3072", 384},
 };
 
 int

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1	/* setenv, strndup */
+#define _GNU_SOURCE 1 /* setenv, strndup */
 #endif
 
 #include <sys/stat.h>
@@ -21,11 +21,11 @@
 #include "log.h"
 #include "util.h"
 
-#define CONFIG_LINE_MAX		4096		/* bytes, without the newline */
-#define CONFIG_FILE_MAX		(1024 * 1024)
-#define CONFIG_WORKERS_MAX	256
-#define CONFIG_DEFAULT_TOKEN	"pkcs11:token=custody"
-#define CONFIG_DEFAULT_JWT_ALG	"EdDSA"
+#define CONFIG_LINE_MAX	       4096 /* bytes, without the newline */
+#define CONFIG_FILE_MAX	       (1024 * 1024)
+#define CONFIG_WORKERS_MAX     256
+#define CONFIG_DEFAULT_TOKEN   "pkcs11:token=custody"
+#define CONFIG_DEFAULT_JWT_ALG "EdDSA"
 
 enum config_op {
 	OP_DATA_DIR,
@@ -47,45 +47,44 @@ enum config_op {
 	OP_MAX
 };
 
-#define KW_PATH		0x01	/* the value must be an absolute path */
-#define KW_MULTI	0x02	/* the keyword may be given more than once */
+#define KW_PATH	 0x01 /* the value must be an absolute path */
+#define KW_MULTI 0x02 /* the keyword may be given more than once */
 
 static const struct {
 	const char *name;
 	enum config_op op;
 	unsigned int flags;
 } keywords[] = {
-	{ "data-dir", OP_DATA_DIR, KW_PATH },
-	{ "pkcs11-module", OP_PKCS11_MODULE, KW_PATH },
-	{ "token", OP_TOKEN, 0 },
-	{ "pin-file", OP_PIN_FILE, KW_PATH },
-	{ "policy", OP_POLICY, KW_PATH },
-	{ "listen-unix", OP_LISTEN_UNIX, KW_PATH },
-	{ "listen-tcp", OP_LISTEN_TCP, 0 },
-	{ "tls-cert", OP_TLS_CERT, KW_PATH },
-	{ "tls-key", OP_TLS_KEY, KW_PATH },
-	{ "tls-client-ca", OP_TLS_CLIENT_CA, KW_PATH },
-	{ "issuer", OP_ISSUER, 0 },
-	{ "log-origin", OP_LOG_ORIGIN, 0 },
-	{ "checkpoint-interval", OP_CHECKPOINT_INTERVAL, 0 },
-	{ "workers", OP_WORKERS, 0 },
-	{ "jwt-ed25519-alg", OP_JWT_ED25519_ALG, 0 },
-	{ "pkcs11-env", OP_PKCS11_ENV, KW_MULTI },
-	{ NULL, OP_MAX, 0 },
+    {"data-dir", OP_DATA_DIR, KW_PATH},
+    {"pkcs11-module", OP_PKCS11_MODULE, KW_PATH},
+    {"token", OP_TOKEN, 0},
+    {"pin-file", OP_PIN_FILE, KW_PATH},
+    {"policy", OP_POLICY, KW_PATH},
+    {"listen-unix", OP_LISTEN_UNIX, KW_PATH},
+    {"listen-tcp", OP_LISTEN_TCP, 0},
+    {"tls-cert", OP_TLS_CERT, KW_PATH},
+    {"tls-key", OP_TLS_KEY, KW_PATH},
+    {"tls-client-ca", OP_TLS_CLIENT_CA, KW_PATH},
+    {"issuer", OP_ISSUER, 0},
+    {"log-origin", OP_LOG_ORIGIN, 0},
+    {"checkpoint-interval", OP_CHECKPOINT_INTERVAL, 0},
+    {"workers", OP_WORKERS, 0},
+    {"jwt-ed25519-alg", OP_JWT_ED25519_ALG, 0},
+    {"pkcs11-env", OP_PKCS11_ENV, KW_MULTI},
+    {NULL, OP_MAX, 0},
 };
 
 struct parser {
-	const char *name;		/* file name for messages */
-	size_t lineno;			/* current line, from 1 */
+	const char *name; /* file name for messages */
+	size_t lineno;	  /* current line, from 1 */
 	char *errbuf;
 	size_t errbufsz;
-	size_t first[OP_MAX];		/* line a keyword was first seen on */
+	size_t first[OP_MAX]; /* line a keyword was first seen on */
 	size_t env_line[CONFIG_MAX_ENV];
 	struct config *cfg;
 };
 
-static void
-errbuf_printf(char *errbuf, size_t errbufsz, const char *fmt, ...)
+static void errbuf_printf(char *errbuf, size_t errbufsz, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -105,8 +104,7 @@ errbuf_printf(char *errbuf, size_t errbufsz, const char *fmt, ...)
  * error buffer and return CUSTODY_E_CONFIG, so that a failed check reads
  * "return parse_error(p, line, ...)".
  */
-static int
-parse_error(struct parser *p, size_t line, const char *fmt, ...)
+static int parse_error(struct parser *p, size_t line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -119,8 +117,8 @@ parse_error(struct parser *p, size_t line, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (line > 0)
-		errbuf_printf(p->errbuf, p->errbufsz, "%s:%zu: %s", p->name,
-		    line, msg);
+		errbuf_printf(
+		    p->errbuf, p->errbufsz, "%s:%zu: %s", p->name, line, msg);
 	else
 		errbuf_printf(p->errbuf, p->errbufsz, "%s: %s", p->name, msg);
 	log_debug_f("%s:%zu: %s", p->name, line, msg);
@@ -210,7 +208,7 @@ check_hostport(const char *v)
 			return "no port; expected HOST:PORT";
 		if (memchr(v, ':', (size_t)(hostend - v)) != NULL)
 			return "an IPv6 address must be in brackets, as in "
-			    "[::1]:8443";
+			       "[::1]:8443";
 		port = hostend + 1;
 	}
 	if (hostend == host)
@@ -230,12 +228,12 @@ env_name_ok(const char *s)
 	size_t i;
 
 	if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') ||
-	    s[0] == '_'))
+		s[0] == '_'))
 		return 0;
 	for (i = 1; s[i] != '\0'; i++)
 		if (!((s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			(s[i] >= 'a' && s[i] <= 'z') ||
+			(s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
 			return 0;
 	return 1;
 }
@@ -262,20 +260,25 @@ parse_env(struct parser *p, char *value)
 		    "pkcs11-env: expected NAME=VALUE, got '%s'", value);
 	*eq = '\0';
 	if (!env_name_ok(value))
-		return parse_error(p, p->lineno, "pkcs11-env: '%s' is not a "
-		    "variable name ([A-Za-z_][A-Za-z0-9_]*)", value);
+		return parse_error(p, p->lineno,
+		    "pkcs11-env: '%s' is not a "
+		    "variable name ([A-Za-z_][A-Za-z0-9_]*)",
+		    value);
 	/*
 	 * G8: a PIN never goes into the environment, where children and
 	 * /proc/PID/environ would see it. Refuse anything that looks like one.
 	 */
 	if (contains_pin(value))
-		return parse_error(p, p->lineno, "pkcs11-env: refusing '%s': "
+		return parse_error(p, p->lineno,
+		    "pkcs11-env: refusing '%s': "
 		    "a PIN is never passed in the environment; use pin-file",
 		    value);
 	for (i = 0; i < cfg->nenv; i++)
 		if (strcmp(cfg->env[i].name, value) == 0)
-			return parse_error(p, p->lineno, "pkcs11-env: '%s' "
-			    "already set on line %zu", value, p->env_line[i]);
+			return parse_error(p, p->lineno,
+			    "pkcs11-env: '%s' "
+			    "already set on line %zu",
+			    value, p->env_line[i]);
 	if (cfg->nenv >= CONFIG_MAX_ENV)
 		return parse_error(p, p->lineno,
 		    "pkcs11-env: more than %d variables", CONFIG_MAX_ENV);
@@ -305,41 +308,50 @@ parse_value(struct parser *p, size_t kw, char *value)
 	int n;
 
 	if (strchr(value, '\t') != NULL)
-		return parse_error(p, p->lineno, "%s: value contains a tab",
-		    name);
+		return parse_error(
+		    p, p->lineno, "%s: value contains a tab", name);
 	if ((keywords[kw].flags & KW_PATH) != 0 && value[0] != '/')
-		return parse_error(p, p->lineno, "%s: '%s' is not an absolute "
-		    "path", name, value);
+		return parse_error(p, p->lineno,
+		    "%s: '%s' is not an absolute "
+		    "path",
+		    name, value);
 
 	switch (keywords[kw].op) {
 	case OP_TOKEN:
 		if (strncmp(value, "pkcs11:", 7) != 0)
-			return parse_error(p, p->lineno, "token: '%s' is not a "
-			    "PKCS#11 URI (pkcs11:token=LABEL)", value);
+			return parse_error(p, p->lineno,
+			    "token: '%s' is not a "
+			    "PKCS#11 URI (pkcs11:token=LABEL)",
+			    value);
 		break;
 	case OP_LISTEN_TCP:
 		if ((why = check_hostport(value)) != NULL)
-			return parse_error(p, p->lineno, "listen-tcp: '%s': %s",
-			    value, why);
+			return parse_error(
+			    p, p->lineno, "listen-tcp: '%s': %s", value, why);
 		break;
 	case OP_CHECKPOINT_INTERVAL:
 		if (util_parse_duration(value, &cfg->checkpoint_interval) != 0)
-			return parse_error(p, p->lineno, "checkpoint-interval: "
+			return parse_error(p, p->lineno,
+			    "checkpoint-interval: "
 			    "bad duration '%s' (use 30s, 15m, 24h or 7d)",
 			    value);
 		return 0;
 	case OP_WORKERS:
 		if (parse_uint(value, &n) != 0 || n < 1 ||
 		    n > CONFIG_WORKERS_MAX)
-			return parse_error(p, p->lineno, "workers: '%s' is not "
-			    "a number from 1 to %d", value, CONFIG_WORKERS_MAX);
+			return parse_error(p, p->lineno,
+			    "workers: '%s' is not "
+			    "a number from 1 to %d",
+			    value, CONFIG_WORKERS_MAX);
 		cfg->workers = n;
 		return 0;
 	case OP_JWT_ED25519_ALG:
 		if (strcmp(value, "EdDSA") != 0 &&
 		    strcmp(value, "Ed25519") != 0)
-			return parse_error(p, p->lineno, "jwt-ed25519-alg: "
-			    "'%s' is neither EdDSA nor Ed25519", value);
+			return parse_error(p, p->lineno,
+			    "jwt-ed25519-alg: "
+			    "'%s' is neither EdDSA nor Ed25519",
+			    value);
 		break;
 	case OP_PKCS11_ENV:
 		return parse_env(p, value);
@@ -367,7 +379,8 @@ parse_line(struct parser *p, char *line, size_t len)
 		if (c == '\0')
 			return parse_error(p, p->lineno, "NUL byte in line");
 		if (c == '\r')
-			return parse_error(p, p->lineno, "carriage return in "
+			return parse_error(p, p->lineno,
+			    "carriage return in "
 			    "line (save the file with Unix line endings)");
 		if ((c < 0x20 && c != '\t') || c == 0x7f)
 			return parse_error(p, p->lineno,
@@ -402,8 +415,10 @@ parse_line(struct parser *p, char *line, size_t len)
 		return parse_error(p, p->lineno, "%s: missing value", kw);
 	if ((keywords[i].flags & KW_MULTI) == 0 &&
 	    p->first[keywords[i].op] != 0)
-		return parse_error(p, p->lineno, "duplicate keyword '%s' "
-		    "(first given on line %zu)", kw, p->first[keywords[i].op]);
+		return parse_error(p, p->lineno,
+		    "duplicate keyword '%s' "
+		    "(first given on line %zu)",
+		    kw, p->first[keywords[i].op]);
 	if (p->first[keywords[i].op] == 0)
 		p->first[keywords[i].op] = p->lineno;
 	return parse_value(p, i, value);
@@ -442,15 +457,15 @@ apply_defaults(struct parser *p)
 
 	if ((r = set_default(&cfg->data_dir, CONFIG_DEFAULT_DATA_DIR)) != 0 ||
 	    (r = set_default(&cfg->token, CONFIG_DEFAULT_TOKEN)) != 0 ||
-	    (r = set_default(&cfg->jwt_ed25519_alg,
-	    CONFIG_DEFAULT_JWT_ALG)) != 0)
+	    (r = set_default(&cfg->jwt_ed25519_alg, CONFIG_DEFAULT_JWT_ALG)) !=
+		0)
 		return r;
 	if (cfg->pin_file == NULL &&
 	    (cfg->pin_file = path_join(cfg->data_dir, "user.pin")) == NULL)
 		return CUSTODY_E_NOMEM;
 	if (cfg->listen_unix == NULL &&
 	    (cfg->listen_unix = path_join(cfg->data_dir, "custody.sock")) ==
-	    NULL)
+		NULL)
 		return CUSTODY_E_NOMEM;
 	if (cfg->checkpoint_interval == 0)
 		cfg->checkpoint_interval = 1;
@@ -463,9 +478,11 @@ apply_defaults(struct parser *p)
 		cfg->workers = (int)ncpu;
 	}
 	/* TCP is only ever served with mutual TLS (ARCHITECTURE.md 1). */
-	if (cfg->listen_tcp != NULL && (cfg->tls_cert == NULL ||
-	    cfg->tls_key == NULL || cfg->tls_client_ca == NULL))
-		return parse_error(p, p->first[OP_LISTEN_TCP], "listen-tcp "
+	if (cfg->listen_tcp != NULL &&
+	    (cfg->tls_cert == NULL || cfg->tls_key == NULL ||
+		cfg->tls_client_ca == NULL))
+		return parse_error(p, p->first[OP_LISTEN_TCP],
+		    "listen-tcp "
 		    "needs tls-cert, tls-key and tls-client-ca (TCP is served "
 		    "only with mutual TLS)");
 	return 0;
@@ -481,8 +498,8 @@ config_parse(const char *name, const char *text, size_t len,
 	size_t pos, linelen;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(text != NULL || len == 0,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    text != NULL || len == 0, CUSTODY_E_INVALID_ARG);
 	CUSTODY_RETURN_VAL_IF_FAIL(cfgp != NULL, CUSTODY_E_INVALID_ARG);
 	memset(&p, 0, sizeof(p));
 	p.name = name != NULL ? name : "(config)";
@@ -503,8 +520,10 @@ config_parse(const char *name, const char *text, size_t len,
 		nl = memchr(text + pos, '\n', len - pos);
 		linelen = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
 		if (linelen > CONFIG_LINE_MAX) {
-			r = parse_error(&p, p.lineno, "line longer than %d "
-			    "bytes", CONFIG_LINE_MAX);
+			r = parse_error(&p, p.lineno,
+			    "line longer than %d "
+			    "bytes",
+			    CONFIG_LINE_MAX);
 			goto out;
 		}
 		memcpy(line, text + pos, linelen);
@@ -524,8 +543,8 @@ out:
 }
 
 int
-config_load(const char *path, struct config **cfgp, char *errbuf,
-    size_t errbufsz)
+config_load(
+    const char *path, struct config **cfgp, char *errbuf, size_t errbufsz)
 {
 	char *text = NULL, *ntext;
 	struct stat st;
@@ -537,8 +556,8 @@ config_load(const char *path, struct config **cfgp, char *errbuf,
 	CUSTODY_RETURN_VAL_IF_FAIL(cfgp != NULL, CUSTODY_E_INVALID_ARG);
 	errbuf_printf(errbuf, errbufsz, "%s", "");
 	/* O_NONBLOCK: a FIFO at the path must not hang us before fstat */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
-	    O_NONBLOCK)) < 0) {
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
+	    0) {
 		e = errno;
 		errbuf_printf(errbuf, errbufsz, "%s: %s", path, strerror(e));
 		log_debug_f("open %s: %s", path, strerror(e));
@@ -546,8 +565,8 @@ config_load(const char *path, struct config **cfgp, char *errbuf,
 		goto out;
 	}
 	if (fstat(fd, &st) != 0) {
-		errbuf_printf(errbuf, errbufsz, "%s: fstat: %s", path,
-		    strerror(errno));
+		errbuf_printf(
+		    errbuf, errbufsz, "%s: fstat: %s", path, strerror(errno));
 		r = CUSTODY_E_IO;
 		goto out;
 	}
@@ -574,8 +593,9 @@ config_load(const char *path, struct config **cfgp, char *errbuf,
 		if (len == cap) {
 			if (cap > CONFIG_FILE_MAX)
 				break;
-			cap = cap * 2 > CONFIG_FILE_MAX + 1 ?
-			    CONFIG_FILE_MAX + 1 : cap * 2;
+			cap = cap * 2 > CONFIG_FILE_MAX + 1
+				  ? CONFIG_FILE_MAX + 1
+				  : cap * 2;
 			if ((ntext = realloc(text, cap)) == NULL) {
 				r = CUSTODY_E_NOMEM;
 				goto out;
@@ -627,10 +647,10 @@ config_apply_env(const struct config *cfg)
 	for (i = 0; i < cfg->nenv; i++) {
 		if (setenv(cfg->env[i].name, cfg->env[i].value, 1) != 0) {
 			e = errno;
-			log_error_f("setenv %s: %s", cfg->env[i].name,
-			    strerror(e));
-			return e == ENOMEM ? CUSTODY_E_NOMEM :
-			    CUSTODY_E_INVALID_ARG;
+			log_error_f(
+			    "setenv %s: %s", cfg->env[i].name, strerror(e));
+			return e == ENOMEM ? CUSTODY_E_NOMEM
+					   : CUSTODY_E_INVALID_ARG;
 		}
 		log_debug_f("pkcs11-env: set %s", cfg->env[i].name);
 	}

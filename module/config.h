@@ -14,30 +14,30 @@
  * Paths must be absolute. Durations use util_parse_duration().
  */
 
-#define CONFIG_DEFAULT_PATH "/etc/custody/custody.conf"
+#define CONFIG_DEFAULT_PATH	"/etc/custody/custody.conf"
 #define CONFIG_DEFAULT_DATA_DIR "/var/lib/custody"
-#define CONFIG_MAX_ENV 16
+#define CONFIG_MAX_ENV		16
 
 struct config_env {
-	char *name;	/* [A-Za-z_][A-Za-z0-9_]*, not containing "PIN" */
+	char *name; /* [A-Za-z_][A-Za-z0-9_]*, not containing "PIN" */
 	char *value;
 };
 
 struct config {
-	char *path;		/* the file this was read from */
-	char *data_dir;		/* data-dir [/var/lib/custody] */
-	char *pkcs11_module;	/* pkcs11-module (required to use a token) */
-	char *token;		/* token: RFC 7512 URI [pkcs11:token=custody] */
-	char *pin_file;		/* pin-file [DATA/user.pin] */
-	char *policy;		/* policy (file) or NULL */
-	char *listen_unix;	/* listen-unix [DATA/custody.sock] */
-	char *listen_tcp;	/* listen-tcp HOST:PORT or NULL */
-	char *tls_cert, *tls_key, *tls_client_ca;	/* or NULL */
-	char *issuer;		/* issuer (JWT iss) or NULL */
-	char *log_origin;	/* log-origin or NULL */
-	int64_t checkpoint_interval;	/* seconds [1] */
-	int workers;		/* workers [number of online cores] */
-	char *jwt_ed25519_alg;	/* "EdDSA" (default) or "Ed25519" */
+	char *path;	     /* the file this was read from */
+	char *data_dir;	     /* data-dir [/var/lib/custody] */
+	char *pkcs11_module; /* pkcs11-module (required to use a token) */
+	char *token;	     /* token: RFC 7512 URI [pkcs11:token=custody] */
+	char *pin_file;	     /* pin-file [DATA/user.pin] */
+	char *policy;	     /* policy (file) or NULL */
+	char *listen_unix;   /* listen-unix [DATA/custody.sock] */
+	char *listen_tcp;    /* listen-tcp HOST:PORT or NULL */
+	char *tls_cert, *tls_key, *tls_client_ca; /* or NULL */
+	char *issuer;				  /* issuer (JWT iss) or NULL */
+	char *log_origin;			  /* log-origin or NULL */
+	int64_t checkpoint_interval;		  /* seconds [1] */
+	int workers;	       /* workers [number of online cores] */
+	char *jwt_ed25519_alg; /* "EdDSA" (default) or "Ed25519" */
 	/* pkcs11-env NAME=VALUE: set in the environment before the module is
 	 * loaded (SOFTHSM2_CONF, TPM2_PKCS11_STORE, ...). */
 	struct config_env env[CONFIG_MAX_ENV];
@@ -58,8 +58,8 @@ const char *config_choose_path(const char *explicit_path);
  * Lines longer than 4096 bytes and files larger than 1 MiB are refused.
  * *cfgp is new; free it with config_free().
  */
-int config_load(const char *path, struct config **cfgp, char *errbuf,
-    size_t errbufsz);
+int config_load(
+    const char *path, struct config **cfgp, char *errbuf, size_t errbufsz);
 
 /* Same as config_load() but from a string; name is used in messages. */
 int config_parse(const char *name, const char *text, size_t len,

@@ -36,8 +36,8 @@ check_dir(const char *path, const struct stat *st)
 		return CUSTODY_E_CONFIG;
 	}
 	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
-		log_error_f("%s is writable by group or others; chmod 700 it",
-		    path);
+		log_error_f(
+		    "%s is writable by group or others; chmod 700 it", path);
 		return CUSTODY_E_CONFIG;
 	}
 	return 0;
@@ -94,8 +94,8 @@ datadir_lock(const char *path, int *fdp)
 	if (fd < 0) {
 		log_error_f("open %s: %s", lp, strerror(errno));
 		free(lp);
-		return errno == ENOENT ? CUSTODY_E_NOT_INITIALIZED :
-		    CUSTODY_E_IO;
+		return errno == ENOENT ? CUSTODY_E_NOT_INITIALIZED
+				       : CUSTODY_E_IO;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;

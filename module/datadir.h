@@ -8,7 +8,7 @@
  * daemon never write the store or the token at the same time.
  */
 
-#define DATADIR_LOCK_FILE "custody.lock"
+#define DATADIR_LOCK_FILE  "custody.lock"
 #define DATADIR_STORE_FILE "custody.db"
 
 /*

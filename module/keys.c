@@ -48,7 +48,8 @@ keys_check_text(const char *what, const char *s, size_t maxlen)
 				goto bad;
 			cp = cp << 6 | (p[i + j] & 0x3f);
 		}
-		if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		if ((n == 3 &&
+			(cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
 		    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
 		    (cp >= 0x80 && cp <= 0x9f))
 			goto bad;
@@ -76,8 +77,8 @@ keys_cka_id(const char *id, uint8_t out[TOKEN_ID_LEN])
 static int
 check_req(const struct keys_create_req *req)
 {
-	static const char *purposes[] = { "jwt", "x509-ca", "checkpoint",
-		"attestation" };
+	static const char *purposes[] = {
+	    "jwt", "x509-ca", "checkpoint", "attestation"};
 	size_t i;
 	int r;
 
@@ -88,12 +89,13 @@ check_req(const struct keys_create_req *req)
 	    (r = keys_check_text("task", req->task, 128)) != 0)
 		return r;
 	for (i = 0; i < sizeof(purposes) / sizeof(purposes[0]); i++)
-		if (req->purpose != NULL && strcmp(req->purpose, purposes[i]) ==
-		    0)
+		if (req->purpose != NULL &&
+		    strcmp(req->purpose, purposes[i]) == 0)
 			break;
 	if (i == sizeof(purposes) / sizeof(purposes[0])) {
 		log_error_f("unknown purpose '%s' (jwt, x509-ca, checkpoint, "
-			    "attestation)", req->purpose ? req->purpose : "");
+			    "attestation)",
+		    req->purpose ? req->purpose : "");
 		return CUSTODY_E_INVALID_ARG;
 	}
 	if ((unsigned)req->alg >= CUSTODY_ALG_COUNT)
@@ -127,8 +129,9 @@ check_unique(struct store *st, const struct keys_create_req *req)
 	for (i = 0; i < n; i++) {
 		if (same_slot(keys[i], req)) {
 			log_error_f("key %s is already active for agent '%s', "
-				    "purpose %s%s%s", keys[i]->id, req->agent,
-			    req->purpose, req->task ? ", task " : "",
+				    "purpose %s%s%s",
+			    keys[i]->id, req->agent, req->purpose,
+			    req->task ? ", task " : "",
 			    req->task ? req->task : "");
 			r = CUSTODY_E_EXISTS;
 			break;
@@ -148,8 +151,8 @@ keys_create(struct token *t, struct store *st,
 	struct store_key *k = NULL;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && st != NULL && req != NULL &&
-		kp != NULL,
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    t != NULL && st != NULL && req != NULL && kp != NULL,
 	    CUSTODY_E_INVALID_ARG);
 	if ((r = check_req(req)) != 0 || (r = check_unique(st, req)) != 0)
 		return r;
@@ -178,8 +181,8 @@ keys_create(struct token *t, struct store *st,
 		goto out;
 	}
 	memcpy(k->spki, g->spki, g->spki_len);
-	if ((r = p11uri_format_key(token_label(t), g->id, TOKEN_ID_LEN,
-		 &k->token)) != 0)
+	if ((r = p11uri_format_key(
+		 token_label(t), g->id, TOKEN_ID_LEN, &k->token)) != 0)
 		goto out;
 	if ((r = store_key_insert(st, k)) != 0)
 		goto out;
@@ -209,8 +212,8 @@ keys_destroy(struct token *t, struct store *st, const char *id,
 	uint8_t cka_id[TOKEN_ID_LEN];
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && st != NULL && ev != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    t != NULL && st != NULL && ev != NULL, CUSTODY_E_INVALID_ARG);
 	memset(ev, 0, sizeof(*ev));
 	if ((r = keys_check_text("reason", reason, 256)) != 0)
 		return r;
@@ -245,8 +248,8 @@ keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
 	enum custody_alg alg;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && k != NULL && tkp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    t != NULL && k != NULL && tkp != NULL, CUSTODY_E_INVALID_ARG);
 	if (strcmp(k->state, "active") != 0) {
 		log_error_f("key %s is %s and cannot sign", k->id, k->state);
 		return CUSTODY_E_STATE;

@@ -17,13 +17,13 @@
  */
 
 struct keys_create_req {
-	const char *agent;	/* 1..256 bytes of UTF-8, no control chars */
-	const char *owner;	/* same */
-	const char *purpose;	/* jwt, x509-ca, checkpoint, attestation */
-	const char *task;	/* NULL or like agent (up to 128 bytes) */
+	const char *agent;   /* 1..256 bytes of UTF-8, no control chars */
+	const char *owner;   /* same */
+	const char *purpose; /* jwt, x509-ca, checkpoint, attestation */
+	const char *task;    /* NULL or like agent (up to 128 bytes) */
 	enum custody_alg alg;
-	int64_t max_age;	/* seconds, 0 = none */
-	int64_t ttl;		/* seconds, 0 = none */
+	int64_t max_age; /* seconds, 0 = none */
+	int64_t ttl;	 /* seconds, 0 = none */
 };
 
 /*
@@ -50,8 +50,8 @@ int keys_destroy(struct token *t, struct store *st, const char *id,
  * Bind to the token key of record k for signing (k must be active).
  * CUSTODY_E_STATE otherwise; see token_key_open() for the other errors.
  */
-int keys_open(struct token *t, const struct store_key *k,
-    struct token_key **tkp);
+int keys_open(
+    struct token *t, const struct store_key *k, struct token_key **tkp);
 
 /* CKA_ID of key id ("k_" + 16 hex); CUSTODY_E_PARSE if malformed. */
 int keys_cka_id(const char *id, uint8_t out[TOKEN_ID_LEN]);

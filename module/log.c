@@ -17,8 +17,8 @@ custody_log_set(custody_log_fn fn, int max_level, void *arg)
 }
 
 void
-custody_log(int level, const char *func, const char *errstr, const char *fmt,
-    ...)
+custody_log(
+    int level, const char *func, const char *errstr, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;

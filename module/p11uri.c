@@ -53,10 +53,10 @@ p11uri_parse(const char *uri, struct p11uri *u, char *errbuf, size_t errbufsz)
 		size_t off;
 		size_t size;
 	} attrs[] = {
-		{ "token", offsetof(struct p11uri, token), 33 },
-		{ "manufacturer", offsetof(struct p11uri, manufacturer), 33 },
-		{ "model", offsetof(struct p11uri, model), 17 },
-		{ "serial", offsetof(struct p11uri, serial), 17 },
+	    {"token", offsetof(struct p11uri, token), 33},
+	    {"manufacturer", offsetof(struct p11uri, manufacturer), 33},
+	    {"model", offsetof(struct p11uri, model), 17},
+	    {"serial", offsetof(struct p11uri, serial), 17},
 	};
 	unsigned seen = 0;
 	const char *p, *end, *eq;
@@ -64,11 +64,11 @@ p11uri_parse(const char *uri, struct p11uri *u, char *errbuf, size_t errbufsz)
 
 	if (errbuf != NULL && errbufsz > 0)
 		errbuf[0] = '\0';
-#define FAIL(...)                                                          \
-	do {                                                               \
-		if (errbuf != NULL)                                        \
-			snprintf(errbuf, errbufsz, __VA_ARGS__);           \
-		return CUSTODY_E_PARSE;                                    \
+#define FAIL(...)                                                              \
+	do {                                                                   \
+		if (errbuf != NULL)                                            \
+			snprintf(errbuf, errbufsz, __VA_ARGS__);               \
+		return CUSTODY_E_PARSE;                                        \
 	} while (0)
 	if (uri == NULL || strncmp(uri, "pkcs11:", 7) != 0)
 		FAIL("a token URI must start with 'pkcs11:'");
@@ -113,7 +113,8 @@ p11uri_parse(const char *uri, struct p11uri *u, char *errbuf, size_t errbufsz)
 			    attrs[i].name);
 		default:
 			FAIL("token URI: '%s' is longer than %zu bytes or "
-			     "holds a NUL", attrs[i].name, attrs[i].size - 1);
+			     "holds a NUL",
+			    attrs[i].name, attrs[i].size - 1);
 		}
 	}
 #undef FAIL
@@ -140,12 +141,13 @@ static int
 unreserved(int c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || strchr("-._~:[]@!$'()*+,=&", c) != NULL;
+	       (c >= '0' && c <= '9') ||
+	       strchr("-._~:[]@!$'()*+,=&", c) != NULL;
 }
 
 int
-p11uri_format_key(const char *label, const uint8_t *id, size_t idlen,
-    char **outp)
+p11uri_format_key(
+    const char *label, const uint8_t *id, size_t idlen, char **outp)
 {
 	size_t n = 7 + 6 + 3 * strlen(label) + 4 + 3 * idlen + 1, o, i;
 	char *s;

@@ -14,7 +14,7 @@
  * CK_TOKEN_INFO fields.
  */
 struct p11uri {
-	char token[33];		/* label; "" = any */
+	char token[33]; /* label; "" = any */
 	char manufacturer[33];
 	char model[17];
 	char serial[17];
@@ -25,21 +25,21 @@ struct p11uri {
  * the attribute for: a missing "pkcs11:" scheme, an unknown or repeated
  * attribute, a bad percent escape, a value too long, slot-id or pin-value.
  */
-int p11uri_parse(const char *uri, struct p11uri *u, char *errbuf,
-    size_t errbufsz);
+int p11uri_parse(
+    const char *uri, struct p11uri *u, char *errbuf, size_t errbufsz);
 
 /*
  * Does a CK_TOKEN_INFO field (blank-padded, not NUL-terminated, fieldlen
  * bytes) equal want (an empty want matches anything)?
  */
-int p11uri_field_eq(const unsigned char *field, size_t fieldlen,
-    const char *want);
+int p11uri_field_eq(
+    const unsigned char *field, size_t fieldlen, const char *want);
 
 /*
  * "pkcs11:token=<label>;id=%xx%xx..." for a key with CKA_ID id, percent-
  * encoding the label as RFC 7512 requires. *outp is new.
  */
-int p11uri_format_key(const char *label, const uint8_t *id, size_t idlen,
-    char **outp);
+int p11uri_format_key(
+    const char *label, const uint8_t *id, size_t idlen, char **outp);
 
 #endif

@@ -101,8 +101,8 @@ unwrap_point(const uint8_t *in, size_t len, size_t want, const uint8_t **outp)
 }
 
 int
-pubkey_from_ec_point(enum custody_alg alg, const uint8_t *point, size_t len,
-    struct pubkey **pkp)
+pubkey_from_ec_point(
+    enum custody_alg alg, const uint8_t *point, size_t len, struct pubkey **pkp)
 {
 	OSSL_PARAM_BLD *bld = NULL;
 	OSSL_PARAM *params = NULL;
@@ -112,8 +112,8 @@ pubkey_from_ec_point(enum custody_alg alg, const uint8_t *point, size_t len,
 	size_t flen = field_len(alg);
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(point != NULL && pkp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    point != NULL && pkp != NULL, CUSTODY_E_INVALID_ARG);
 	if (flen == 0)
 		return CUSTODY_E_INVALID_ARG;
 	if (alg == CUSTODY_ALG_ED25519) {
@@ -121,8 +121,8 @@ pubkey_from_ec_point(enum custody_alg alg, const uint8_t *point, size_t len,
 			log_error_f("Ed25519 point of %zu bytes", len);
 			return r;
 		}
-		pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw,
-		    flen);
+		pkey = EVP_PKEY_new_raw_public_key(
+		    EVP_PKEY_ED25519, NULL, raw, flen);
 		if (pkey == NULL)
 			return crypto_error(__func__, "Ed25519 public key");
 		goto done;
@@ -130,14 +130,15 @@ pubkey_from_ec_point(enum custody_alg alg, const uint8_t *point, size_t len,
 	if ((r = unwrap_point(point, len, 2 * flen + 1, &raw)) != 0 ||
 	    raw[0] != 0x04) {
 		log_error_f("EC point of %zu bytes is not an uncompressed "
-			    "%s point", len, curve_name(alg));
+			    "%s point",
+		    len, curve_name(alg));
 		return CUSTODY_E_PARSE;
 	}
 	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
-		curve_name(alg), 0) ||
-	    !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, raw,
-		2 * flen + 1) ||
+	    !OSSL_PARAM_BLD_push_utf8_string(
+		bld, OSSL_PKEY_PARAM_GROUP_NAME, curve_name(alg), 0) ||
+	    !OSSL_PARAM_BLD_push_octet_string(
+		bld, OSSL_PKEY_PARAM_PUB_KEY, raw, 2 * flen + 1) ||
 	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
 	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
 	    EVP_PKEY_fromdata_init(ctx) <= 0) {
@@ -182,8 +183,8 @@ pubkey_from_rsa(enum custody_alg alg, const uint8_t *n, size_t nlen,
 	BIGNUM *bn = NULL, *be = NULL;
 	int r = CUSTODY_E_CRYPTO;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(n != NULL && e != NULL && pkp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    n != NULL && e != NULL && pkp != NULL, CUSTODY_E_INVALID_ARG);
 	if (alg != CUSTODY_ALG_RSA_PSS_3072)
 		return CUSTODY_E_INVALID_ARG;
 	if (nlen > 1024 || elen > 16)
@@ -193,7 +194,8 @@ pubkey_from_rsa(enum custody_alg alg, const uint8_t *n, size_t nlen,
 		return crypto_error(__func__, "RSA numbers");
 	if (BN_num_bits(bn) != 3072 || !BN_is_odd(be) || BN_is_one(be)) {
 		log_error_f("RSA key of %d bits with a bad exponent or size "
-			    "(want 3072)", BN_num_bits(bn));
+			    "(want 3072)",
+		    BN_num_bits(bn));
 		r = CUSTODY_E_PARSE;
 		goto out;
 	}
@@ -233,28 +235,30 @@ pkey_matches(enum custody_alg alg, EVP_PKEY *pkey)
 	case CUSTODY_ALG_ECDSA_P384:
 		if (!EVP_PKEY_is_a(pkey, "EC") ||
 		    !EVP_PKEY_get_utf8_string_param(pkey,
-			OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), &glen))
+			OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
+			&glen))
 			return 0;
-		return strcmp(group, alg == CUSTODY_ALG_ECDSA_P256 ?
-			"prime256v1" : "secp384r1") == 0;
+		return strcmp(group, alg == CUSTODY_ALG_ECDSA_P256
+					 ? "prime256v1"
+					 : "secp384r1") == 0;
 	case CUSTODY_ALG_RSA_PSS_3072:
-		return EVP_PKEY_is_a(pkey, "RSA") && EVP_PKEY_get_bits(pkey) ==
-		    3072;
+		return EVP_PKEY_is_a(pkey, "RSA") &&
+		       EVP_PKEY_get_bits(pkey) == 3072;
 	default:
 		return 0;
 	}
 }
 
 int
-pubkey_from_spki(enum custody_alg alg, const uint8_t *der, size_t len,
-    struct pubkey **pkp)
+pubkey_from_spki(
+    enum custody_alg alg, const uint8_t *der, size_t len, struct pubkey **pkp)
 {
 	const unsigned char *p = der;
 	EVP_PKEY *pkey;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(der != NULL && pkp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    der != NULL && pkp != NULL, CUSTODY_E_INVALID_ARG);
 	if (len == 0 || len > 4096)
 		return CUSTODY_E_PARSE;
 	if ((pkey = d2i_PUBKEY(NULL, &p, (long)len)) == NULL) {
@@ -286,8 +290,8 @@ pubkey_spki(const struct pubkey *pk, uint8_t **derp, size_t *lenp)
 	unsigned char *der = NULL;
 	int n;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(pk != NULL && derp != NULL && lenp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    pk != NULL && derp != NULL && lenp != NULL, CUSTODY_E_INVALID_ARG);
 	if ((n = i2d_PUBKEY(pk->pkey, &der)) <= 0)
 		return crypto_error(__func__, "SPKI encoding");
 	/* hand out memory that plain free(3) releases */
@@ -335,8 +339,8 @@ pubkey_jwk_thumbprint(const struct pubkey *pk, char **kidp)
 	size_t rawlen = sizeof(raw);
 	int r, n = -1;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(pk != NULL && kidp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    pk != NULL && kidp != NULL, CUSTODY_E_INVALID_ARG);
 	switch (pk->alg) {
 	case CUSTODY_ALG_ED25519:
 		if (!EVP_PKEY_get_raw_public_key(pk->pkey, raw, &rawlen) ||
@@ -346,35 +350,41 @@ pubkey_jwk_thumbprint(const struct pubkey *pk, char **kidp)
 		}
 		if ((r = b64u(raw, rawlen, &x)) != 0)
 			goto out;
-		n = asprintf(&json, "{\"crv\":\"Ed25519\",\"kty\":\"OKP\","
-				    "\"x\":\"%s\"}", x);
+		n = asprintf(&json,
+		    "{\"crv\":\"Ed25519\",\"kty\":\"OKP\","
+		    "\"x\":\"%s\"}",
+		    x);
 		break;
 	case CUSTODY_ALG_ECDSA_P256:
 	case CUSTODY_ALG_ECDSA_P384:
-		if (!EVP_PKEY_get_bn_param(pk->pkey, OSSL_PKEY_PARAM_EC_PUB_X,
-			&a) ||
-		    !EVP_PKEY_get_bn_param(pk->pkey, OSSL_PKEY_PARAM_EC_PUB_Y,
-			&b)) {
+		if (!EVP_PKEY_get_bn_param(
+			pk->pkey, OSSL_PKEY_PARAM_EC_PUB_X, &a) ||
+		    !EVP_PKEY_get_bn_param(
+			pk->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &b)) {
 			r = crypto_error(__func__, "EC coordinates");
 			goto out;
 		}
 		if ((r = bn_b64u(a, field_len(pk->alg), &x)) != 0 ||
 		    (r = bn_b64u(b, field_len(pk->alg), &y)) != 0)
 			goto out;
-		n = asprintf(&json, "{\"crv\":\"%s\",\"kty\":\"EC\",\"x\":\"%s\","
-				    "\"y\":\"%s\"}", curve_name(pk->alg), x, y);
+		n = asprintf(&json,
+		    "{\"crv\":\"%s\",\"kty\":\"EC\",\"x\":\"%s\","
+		    "\"y\":\"%s\"}",
+		    curve_name(pk->alg), x, y);
 		break;
 	case CUSTODY_ALG_RSA_PSS_3072:
-		if (!EVP_PKEY_get_bn_param(pk->pkey, OSSL_PKEY_PARAM_RSA_E, &a) ||
-		    !EVP_PKEY_get_bn_param(pk->pkey, OSSL_PKEY_PARAM_RSA_N, &b)) {
+		if (!EVP_PKEY_get_bn_param(
+			pk->pkey, OSSL_PKEY_PARAM_RSA_E, &a) ||
+		    !EVP_PKEY_get_bn_param(
+			pk->pkey, OSSL_PKEY_PARAM_RSA_N, &b)) {
 			r = crypto_error(__func__, "RSA numbers");
 			goto out;
 		}
 		if ((r = bn_b64u(a, 0, &x)) != 0 ||
 		    (r = bn_b64u(b, 0, &y)) != 0)
 			goto out;
-		n = asprintf(&json, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}",
-		    x, y);
+		n = asprintf(
+		    &json, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", x, y);
 		break;
 	default:
 		r = CUSTODY_E_INTERNAL;
@@ -429,8 +439,8 @@ pubkey_tbs(enum custody_alg alg, const uint8_t *msg, size_t len,
 }
 
 int
-pubkey_ecdsa_raw_to_der(const uint8_t *sig, size_t len, uint8_t **derp,
-    size_t *derlenp)
+pubkey_ecdsa_raw_to_der(
+    const uint8_t *sig, size_t len, uint8_t **derp, size_t *derlenp)
 {
 	ECDSA_SIG *es = NULL;
 	BIGNUM *br = NULL, *bs = NULL;
@@ -476,8 +486,8 @@ pubkey_verify(const struct pubkey *pk, const uint8_t *msg, size_t len,
 	const EVP_MD *md = NULL;
 	int r, ok;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(pk != NULL && msg != NULL && sig != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    pk != NULL && msg != NULL && sig != NULL, CUSTODY_E_INVALID_ARG);
 	if (siglen != alg_sig_len(pk->alg))
 		return CUSTODY_E_SIG_VERIFY;
 	switch (pk->alg) {
@@ -491,11 +501,11 @@ pubkey_verify(const struct pubkey *pk, const uint8_t *msg, size_t len,
 		md = EVP_sha256();
 		break;
 	default:
-		break;	/* Ed25519 hashes inside the algorithm */
+		break; /* Ed25519 hashes inside the algorithm */
 	}
 	if (md != NULL && pk->alg != CUSTODY_ALG_RSA_PSS_3072) {
-		if ((r = pubkey_ecdsa_raw_to_der(sig, siglen, &der, &derlen))
-		    != 0)
+		if ((r = pubkey_ecdsa_raw_to_der(sig, siglen, &der, &derlen)) !=
+		    0)
 			return r;
 		sig = der;
 		siglen = derlen;

@@ -23,8 +23,8 @@ struct pubkey;
  * for ECDSA, 32 bytes for Ed25519). alg must be an EC or Ed25519 alg; the
  * point must be on its curve. CUSTODY_E_PARSE or CUSTODY_E_CRYPTO otherwise.
  */
-int pubkey_from_ec_point(enum custody_alg alg, const uint8_t *point,
-    size_t len, struct pubkey **pkp);
+int pubkey_from_ec_point(enum custody_alg alg, const uint8_t *point, size_t len,
+    struct pubkey **pkp);
 
 /* From an RSA modulus and public exponent (big-endian); alg is RSA-PSS-3072,
  * so the modulus must be exactly 3072 bits. */
@@ -33,8 +33,8 @@ int pubkey_from_rsa(enum custody_alg alg, const uint8_t *n, size_t nlen,
 
 /* From SPKI DER, which must hold exactly one key of type alg (no trailing
  * bytes). CUSTODY_E_PARSE on a mismatch. */
-int pubkey_from_spki(enum custody_alg alg, const uint8_t *der, size_t len,
-    struct pubkey **pkp);
+int pubkey_from_spki(
+    enum custody_alg alg, const uint8_t *der, size_t len, struct pubkey **pkp);
 
 enum custody_alg pubkey_alg(const struct pubkey *pk);
 
@@ -56,17 +56,17 @@ int pubkey_verify(const struct pubkey *pk, const uint8_t *msg, size_t len,
 /*
  * The bytes a token signs for msg: the SHA-256 (P-256) or SHA-384 (P-384)
  * digest for ECDSA, since custody hashes on the host (SoftHSM2 has no
- * CKM_ECDSA_SHA256); msg itself for Ed25519 and RSA-PSS (CKM_SHA256_RSA_PKCS_PSS
- * hashes inside the token). out must hold 64 bytes; *outp points to out or to
- * msg.
+ * CKM_ECDSA_SHA256); msg itself for Ed25519 and RSA-PSS
+ * (CKM_SHA256_RSA_PKCS_PSS hashes inside the token). out must hold 64 bytes;
+ * *outp points to out or to msg.
  */
 int pubkey_tbs(enum custody_alg alg, const uint8_t *msg, size_t len,
     uint8_t out[64], const uint8_t **outp, size_t *outlenp);
 
 /* ECDSA raw r || s (each half len/2 bytes) to DER ECDSA-Sig-Value, for X.509.
  * *derp is new. */
-int pubkey_ecdsa_raw_to_der(const uint8_t *sig, size_t len, uint8_t **derp,
-    size_t *derlenp);
+int pubkey_ecdsa_raw_to_der(
+    const uint8_t *sig, size_t len, uint8_t **derp, size_t *derlenp);
 
 void pubkey_free(struct pubkey *pk);
 

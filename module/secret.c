@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1	/* MAP_ANONYMOUS, MADV_DONTDUMP, O_NOFOLLOW */
+#define _GNU_SOURCE 1 /* MAP_ANONYMOUS, MADV_DONTDUMP, O_NOFOLLOW */
 #endif
 
 #include <sys/mman.h>
@@ -44,8 +44,8 @@ secret_alloc(size_t len, struct secret **outp)
 		pagesz = 4096;
 	if (len > SIZE_MAX - (size_t)pagesz)
 		return CUSTODY_E_TOO_LARGE;
-	alloc = (len + 1 + (size_t)pagesz - 1) / (size_t)pagesz *
-	    (size_t)pagesz;
+	alloc =
+	    (len + 1 + (size_t)pagesz - 1) / (size_t)pagesz * (size_t)pagesz;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return CUSTODY_E_NOMEM;
 	p = mmap(NULL, alloc, PROT_READ | PROT_WRITE,
@@ -68,8 +68,8 @@ secret_alloc(size_t len, struct secret **outp)
 	 * RLIMIT_MEMLOCK 0, so a refusal is expected and is not an error.
 	 */
 	if (mlock(p, alloc) != 0)
-		log_debug_f("mlock: %s (continuing without it)",
-		    strerror(errno));
+		log_debug_f(
+		    "mlock: %s (continuing without it)", strerror(errno));
 	*outp = s;
 	s = NULL;
 	r = 0;
@@ -98,8 +98,8 @@ secret_from_bytes(const void *buf, size_t len, struct secret **outp)
 	struct secret *s = NULL;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(buf != NULL || len == 0,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    buf != NULL || len == 0, CUSTODY_E_INVALID_ARG);
 	CUSTODY_RETURN_VAL_IF_FAIL(outp != NULL, CUSTODY_E_INVALID_ARG);
 	if ((r = secret_alloc(len, &s)) != 0)
 		return r;
@@ -118,8 +118,8 @@ secret_check_stat(const char *path, const struct stat *st)
 	uid_t euid = geteuid();
 
 	if (S_ISDIR(st->st_mode)) {
-		log_error_f("pin file %s: is a directory, not a regular file",
-		    path);
+		log_error_f(
+		    "pin file %s: is a directory, not a regular file", path);
 		return CUSTODY_E_PIN_FILE;
 	}
 	if (!S_ISREG(st->st_mode)) {
@@ -129,19 +129,20 @@ secret_check_stat(const char *path, const struct stat *st)
 	/* Another user could have written the PIN, or can still read it. */
 	if (st->st_uid != euid) {
 		log_error_f("pin file %s: owned by uid %lu, not %lu; chown it "
-		    "to the user custody runs as", path,
-		    (unsigned long)st->st_uid, (unsigned long)euid);
+			    "to the user custody runs as",
+		    path, (unsigned long)st->st_uid, (unsigned long)euid);
 		return CUSTODY_E_PIN_FILE;
 	}
 	if ((st->st_mode & 077) != 0) {
 		log_error_f("pin file %s: mode %04o allows group/other access; "
-		    "chmod 600 it", path, (unsigned int)(st->st_mode & 07777));
+			    "chmod 600 it",
+		    path, (unsigned int)(st->st_mode & 07777));
 		return CUSTODY_E_PIN_FILE;
 	}
 	if (st->st_size > SECRET_FILE_MAX) {
 		log_error_f("pin file %s: is %lld bytes; a PIN is at most %d "
-		    "bytes on one line", path, (long long)st->st_size,
-		    SECRET_MAX_LEN);
+			    "bytes on one line",
+		    path, (long long)st->st_size, SECRET_MAX_LEN);
 		return CUSTODY_E_PIN_FILE;
 	}
 	return 0;
@@ -149,8 +150,7 @@ secret_check_stat(const char *path, const struct stat *st)
 
 /* Read the whole (tiny) file into buf; *lenp == bufsz means "too big". */
 static int
-secret_read_fd(const char *path, int fd, char *buf, size_t bufsz,
-    size_t *lenp)
+secret_read_fd(const char *path, int fd, char *buf, size_t bufsz, size_t *lenp)
 {
 	size_t off = 0;
 	ssize_t n;
@@ -162,8 +162,8 @@ secret_read_fd(const char *path, int fd, char *buf, size_t bufsz,
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			log_error_f("pin file %s: read: %s", path,
-			    strerror(errno));
+			log_error_f(
+			    "pin file %s: read: %s", path, strerror(errno));
 			return CUSTODY_E_IO;
 		}
 		off += (size_t)n;
@@ -188,12 +188,13 @@ secret_read_file(const char *path, struct secret **outp)
 	 * keeps a FIFO planted at the path from blocking us before fstat
 	 * can refuse it. Every check is then on the open file (no TOCTOU).
 	 */
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
-	    O_NONBLOCK);
+	fd = open(
+	    path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		if (errno == ELOOP) {
 			log_error_f("pin file %s: is a symbolic link; name "
-			    "the file itself in pin-file", path);
+				    "the file itself in pin-file",
+			    path);
 			r = CUSTODY_E_PIN_FILE;
 		} else {
 			log_error_f("pin file %s: %s", path, strerror(errno));
@@ -212,8 +213,8 @@ secret_read_file(const char *path, struct secret **outp)
 		goto out;
 	/* The file grew after fstat. */
 	if (len > SECRET_FILE_MAX) {
-		log_error_f("pin file %s: longer than %d bytes", path,
-		    SECRET_FILE_MAX);
+		log_error_f(
+		    "pin file %s: longer than %d bytes", path, SECRET_FILE_MAX);
 		r = CUSTODY_E_PIN_FILE;
 		goto out;
 	}
@@ -234,7 +235,8 @@ secret_read_file(const char *path, struct secret **outp)
 	}
 	if (memchr(buf, '\n', len) != NULL || memchr(buf, '\r', len) != NULL) {
 		log_error_f("pin file %s: holds more than one line (or a stray "
-		    "carriage return); the PIN must be on one line", path);
+			    "carriage return); the PIN must be on one line",
+		    path);
 		r = CUSTODY_E_PIN_FILE;
 		goto out;
 	}

@@ -10,12 +10,12 @@
  * (never argv or the environment) and never logged.
  */
 struct secret {
-	char *data;	/* NUL-terminated for convenience; len excludes it */
+	char *data; /* NUL-terminated for convenience; len excludes it */
 	size_t len;
-	size_t alloc;	/* size of the mapping */
+	size_t alloc; /* size of the mapping */
 };
 
-#define SECRET_MAX_LEN 255	/* PKCS#11 tokens cap PINs at 255 bytes */
+#define SECRET_MAX_LEN 255 /* PKCS#11 tokens cap PINs at 255 bytes */
 
 /*
  * Read a secret from path. The file must be a regular file (a symlink is

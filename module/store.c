@@ -18,7 +18,7 @@
 #include "log.h"
 #include "store.h"
 
-#define BUSY_TIMEOUT_MS	5000
+#define BUSY_TIMEOUT_MS 5000
 
 /*
  * Schema migrations: migrations[i] takes the database from version i to
@@ -30,68 +30,83 @@
  * names the field. STRICT makes SQLite refuse values of the wrong type.
  */
 static const char *const migrations[] = {
-	/* 1: the key registry (ARCHITECTURE.md section 3). */
-	"CREATE TABLE keys ("
-	"  id TEXT PRIMARY KEY NOT NULL CHECK (id GLOB 'k_"
-	"[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]"
-	"[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'),"
-	"  cka_id BLOB NOT NULL UNIQUE"
-	"    CHECK (length(cka_id) = 8 AND lower(hex(cka_id)) = substr(id, 3)),"
-	"  agent TEXT NOT NULL CHECK (length(agent) > 0),"
-	"  owner TEXT NOT NULL CHECK (length(owner) > 0),"
-	"  purpose TEXT NOT NULL"
-	"    CHECK (purpose IN"
-	"    ('jwt', 'x509-ca', 'checkpoint', 'attestation')),"
-	"  alg TEXT NOT NULL CHECK (alg IN"
-	"    ('ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa-pss-3072')),"
-	"  state TEXT NOT NULL"
-	"    CHECK (state IN ('active', 'retired', 'destroyed')),"
-	"  task TEXT CHECK (task IS NULL OR length(task) > 0),"
-	"  created_at INTEGER NOT NULL CHECK (created_at > 0),"
-	"  retired_at INTEGER CHECK (retired_at IS NULL OR retired_at > 0),"
-	"  destroyed_at INTEGER"
-	"    CHECK (destroyed_at IS NULL OR destroyed_at > 0),"
-	"  max_age INTEGER CHECK (max_age IS NULL OR max_age > 0),"
-	"  ttl INTEGER CHECK (ttl IS NULL OR ttl > 0),"
-	"  predecessor TEXT REFERENCES keys (id)"
-	"    CHECK (predecessor IS NULL OR predecessor <> id),"
-	"  successor TEXT REFERENCES keys (id)"
-	"    CHECK (successor IS NULL OR successor <> id),"
-	"  spki BLOB NOT NULL CHECK (length(spki) > 0),"
-	"  kid TEXT NOT NULL CHECK (length(kid) > 0),"
-	"  token TEXT NOT NULL CHECK (length(token) > 0),"
-	"  destroy_reason TEXT"
-	"    CHECK (destroy_reason IS NULL OR length(destroy_reason) > 0),"
-	"  CHECK (state <> 'active' OR (retired_at IS NULL AND"
-	"    destroyed_at IS NULL AND destroy_reason IS NULL)),"
-	"  CHECK (state <> 'retired' OR (retired_at IS NOT NULL AND"
-	"    destroyed_at IS NULL AND destroy_reason IS NULL)),"
-	"  CHECK (state <> 'destroyed' OR (destroyed_at IS NOT NULL AND"
-	"    destroy_reason IS NOT NULL))"
-	") STRICT;"
-	/*
-	 * At most one active key per (agent, purpose, task). A UNIQUE index
-	 * treats NULLs as distinct, so the task-less key is indexed as '',
-	 * which no real task can be (task is NULL or non-empty).
-	 */
-	"CREATE UNIQUE INDEX keys_one_active"
-	"  ON keys (agent, purpose, ifnull(task, '')) WHERE state = 'active';"
-	"CREATE INDEX keys_state ON keys (state, created_at, id);",
+    /* 1: the key registry (ARCHITECTURE.md section 3). */
+    "CREATE TABLE keys ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (id GLOB 'k_"
+    "[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]"
+    "[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'),"
+    "  cka_id BLOB NOT NULL UNIQUE"
+    "    CHECK (length(cka_id) = 8 AND lower(hex(cka_id)) = substr(id, 3)),"
+    "  agent TEXT NOT NULL CHECK (length(agent) > 0),"
+    "  owner TEXT NOT NULL CHECK (length(owner) > 0),"
+    "  purpose TEXT NOT NULL"
+    "    CHECK (purpose IN"
+    "    ('jwt', 'x509-ca', 'checkpoint', 'attestation')),"
+    "  alg TEXT NOT NULL CHECK (alg IN"
+    "    ('ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa-pss-3072')),"
+    "  state TEXT NOT NULL"
+    "    CHECK (state IN ('active', 'retired', 'destroyed')),"
+    "  task TEXT CHECK (task IS NULL OR length(task) > 0),"
+    "  created_at INTEGER NOT NULL CHECK (created_at > 0),"
+    "  retired_at INTEGER CHECK (retired_at IS NULL OR retired_at > 0),"
+    "  destroyed_at INTEGER"
+    "    CHECK (destroyed_at IS NULL OR destroyed_at > 0),"
+    "  max_age INTEGER CHECK (max_age IS NULL OR max_age > 0),"
+    "  ttl INTEGER CHECK (ttl IS NULL OR ttl > 0),"
+    "  predecessor TEXT REFERENCES keys (id)"
+    "    CHECK (predecessor IS NULL OR predecessor <> id),"
+    "  successor TEXT REFERENCES keys (id)"
+    "    CHECK (successor IS NULL OR successor <> id),"
+    "  spki BLOB NOT NULL CHECK (length(spki) > 0),"
+    "  kid TEXT NOT NULL CHECK (length(kid) > 0),"
+    "  token TEXT NOT NULL CHECK (length(token) > 0),"
+    "  destroy_reason TEXT"
+    "    CHECK (destroy_reason IS NULL OR length(destroy_reason) > 0),"
+    "  CHECK (state <> 'active' OR (retired_at IS NULL AND"
+    "    destroyed_at IS NULL AND destroy_reason IS NULL)),"
+    "  CHECK (state <> 'retired' OR (retired_at IS NOT NULL AND"
+    "    destroyed_at IS NULL AND destroy_reason IS NULL)),"
+    "  CHECK (state <> 'destroyed' OR (destroyed_at IS NOT NULL AND"
+    "    destroy_reason IS NOT NULL))"
+    ") STRICT;"
+    /*
+     * At most one active key per (agent, purpose, task). A UNIQUE index
+     * treats NULLs as distinct, so the task-less key is indexed as '',
+     * which no real task can be (task is NULL or non-empty).
+     */
+    "CREATE UNIQUE INDEX keys_one_active"
+    "  ON keys (agent, purpose, ifnull(task, '')) WHERE state = 'active';"
+    "CREATE INDEX keys_state ON keys (state, created_at, id);",
 };
 
-#define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 /* Columns of a key record, in the order of struct store_key. */
-#define KEY_COLUMNS							\
-	"id, agent, owner, purpose, alg, state, task, created_at, "	\
-	"retired_at, destroyed_at, max_age, ttl, predecessor, successor, " \
+#define KEY_COLUMNS                                                            \
+	"id, agent, owner, purpose, alg, state, task, created_at, "            \
+	"retired_at, destroyed_at, max_age, ttl, predecessor, successor, "     \
 	"spki, kid, token, destroy_reason"
 
 enum key_column {
-	C_ID, C_AGENT, C_OWNER, C_PURPOSE, C_ALG, C_STATE, C_TASK,
-	C_CREATED_AT, C_RETIRED_AT, C_DESTROYED_AT, C_MAX_AGE, C_TTL,
-	C_PREDECESSOR, C_SUCCESSOR, C_SPKI, C_KID, C_TOKEN, C_DESTROY_REASON,
-	C_CKA_ID,	/* written, never read back: the id encodes it */
+	C_ID,
+	C_AGENT,
+	C_OWNER,
+	C_PURPOSE,
+	C_ALG,
+	C_STATE,
+	C_TASK,
+	C_CREATED_AT,
+	C_RETIRED_AT,
+	C_DESTROYED_AT,
+	C_MAX_AGE,
+	C_TTL,
+	C_PREDECESSOR,
+	C_SUCCESSOR,
+	C_SPKI,
+	C_KID,
+	C_TOKEN,
+	C_DESTROY_REASON,
+	C_CKA_ID, /* written, never read back: the id encodes it */
 };
 
 /* Statements prepared once at open and kept until close. */
@@ -112,47 +127,43 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[S_COUNT] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_INSERT] = "INSERT INTO keys (" KEY_COLUMNS ", cka_id) VALUES"
-	    " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-	    " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-	[S_GET] = "SELECT " KEY_COLUMNS " FROM keys WHERE id = ?1",
-	[S_STATE_OF] = "SELECT state FROM keys WHERE id = ?1",
-	[S_ACTIVE_FOR] = "SELECT id FROM keys WHERE agent = ?1 AND"
-	    " purpose = ?2 AND ifnull(task, '') = ifnull(?3, '') AND"
-	    " state = 'active'",
-	[S_LIST] = "SELECT " KEY_COLUMNS " FROM keys"
-	    " ORDER BY created_at, id LIMIT ?1",
-	[S_LIST_STATE] = "SELECT " KEY_COLUMNS " FROM keys WHERE state = ?1"
-	    " ORDER BY created_at, id LIMIT ?2",
-	[S_RETIRE] = "UPDATE keys SET state = 'retired', retired_at = ?2"
-	    " WHERE id = ?1 AND state = 'active'",
-	[S_DESTROY] = "UPDATE keys SET state = 'destroyed', destroyed_at = ?3,"
-	    " destroy_reason = ?4 WHERE id = ?1 AND state = ?2",
-	[S_SUCCESSOR] = "UPDATE keys SET successor = ?2 WHERE id = ?1 AND"
-	    " (successor IS NULL OR successor = ?2)",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_INSERT] = "INSERT INTO keys (" KEY_COLUMNS ", cka_id) VALUES"
+		 " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+		 " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    [S_GET] = "SELECT " KEY_COLUMNS " FROM keys WHERE id = ?1",
+    [S_STATE_OF] = "SELECT state FROM keys WHERE id = ?1",
+    [S_ACTIVE_FOR] = "SELECT id FROM keys WHERE agent = ?1 AND"
+		     " purpose = ?2 AND ifnull(task, '') = ifnull(?3, '') AND"
+		     " state = 'active'",
+    [S_LIST] = "SELECT " KEY_COLUMNS " FROM keys"
+	       " ORDER BY created_at, id LIMIT ?1",
+    [S_LIST_STATE] = "SELECT " KEY_COLUMNS " FROM keys WHERE state = ?1"
+		     " ORDER BY created_at, id LIMIT ?2",
+    [S_RETIRE] = "UPDATE keys SET state = 'retired', retired_at = ?2"
+		 " WHERE id = ?1 AND state = 'active'",
+    [S_DESTROY] = "UPDATE keys SET state = 'destroyed', destroyed_at = ?3,"
+		  " destroy_reason = ?4 WHERE id = ?1 AND state = ?2",
+    [S_SUCCESSOR] = "UPDATE keys SET successor = ?2 WHERE id = ?1 AND"
+		    " (successor IS NULL OR successor = ?2)",
 };
 
 struct store {
-	sqlite3		*db;
-	int		 version;
-	sqlite3_stmt	*stmt[S_COUNT];
+	sqlite3 *db;
+	int version;
+	sqlite3_stmt *stmt[S_COUNT];
 };
 
 static const char *const purposes[] = {
-	"jwt", "x509-ca", "checkpoint", "attestation", NULL
-};
+    "jwt", "x509-ca", "checkpoint", "attestation", NULL};
 static const char *const algs[] = {
-	"ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-pss-3072", NULL
-};
-static const char *const states[] = {
-	"active", "retired", "destroyed", NULL
-};
+    "ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-pss-3072", NULL};
+static const char *const states[] = {"active", "retired", "destroyed", NULL};
 
 /* Room for any state name and its NUL. */
-#define STATE_BUFSZ	16
+#define STATE_BUFSZ 16
 
 static int sql_error(struct store *, int, const char *, const char *, ...)
     __attribute__((format(printf, 4, 5)));
@@ -180,8 +191,8 @@ sql_error(struct store *st, int rc, const char *func, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	/* errmsg describes the most recent failure on the handle, i.e. rc. */
-	msg = st != NULL && st->db != NULL ? sqlite3_errmsg(st->db) :
-	    sqlite3_errstr(rc);
+	msg = st != NULL && st->db != NULL ? sqlite3_errmsg(st->db)
+					   : sqlite3_errstr(rc);
 
 	switch (rc) {
 	case SQLITE_CONSTRAINT_UNIQUE:
@@ -209,8 +220,8 @@ sql_error(struct store *st, int rc, const char *func, const char *fmt, ...)
 		}
 		break;
 	}
-	custody_log(level, func, NULL, "%s: %s (SQLite code %d)", what, msg,
-	    rc);
+	custody_log(
+	    level, func, NULL, "%s: %s (SQLite code %d)", what, msg, rc);
 	return r;
 }
 
@@ -269,7 +280,7 @@ id_cka(const char *id, uint8_t cka[STORE_CKA_ID_LEN])
 
 	for (i = 0; i < STORE_CKA_ID_LEN; i++)
 		cka[i] = (uint8_t)(hex_nibble(id[2 + 2 * i]) << 4 |
-		    hex_nibble(id[3 + 2 * i]));
+				   hex_nibble(id[3 + 2 * i]));
 }
 
 /*
@@ -301,7 +312,7 @@ key_check(const struct store_key *k)
 	} else if (!name_in(k->alg, algs)) {
 		field = "alg";
 		why = "is not one of ed25519, ecdsa-p256, ecdsa-p384, "
-		    "rsa-pss-3072";
+		      "rsa-pss-3072";
 	} else if (!name_in(k->state, states)) {
 		field = "state";
 		why = "is not one of active, retired, destroyed";
@@ -327,7 +338,7 @@ key_check(const struct store_key *k)
 		field = "predecessor";
 		why = "is not a key id";
 	} else if (k->predecessor != NULL &&
-	    strcmp(k->predecessor, k->id) == 0) {
+		   strcmp(k->predecessor, k->id) == 0) {
 		field = "predecessor";
 		why = "is the key itself";
 	} else if (k->successor != NULL && !id_valid(k->successor)) {
@@ -410,8 +421,7 @@ exec(struct store *st, const char *sql)
 
 /* The first column of the one row a PRAGMA returns, as text and number. */
 static int
-pragma(struct store *st, const char *sql, char *buf, size_t bufsz,
-    int64_t *vp)
+pragma(struct store *st, const char *sql, char *buf, size_t bufsz, int64_t *vp)
 {
 	sqlite3_stmt *s = NULL;
 	const unsigned char *text;
@@ -464,7 +474,8 @@ dir_sync(const char *path)
 		goto out;
 	}
 	if ((fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
-	    -1 || fsync(fd) == -1) {
+		-1 ||
+	    fsync(fd) == -1) {
 		log_error_f("sync directory of %s: %s", path, strerror(errno));
 		r = CUSTODY_E_IO;
 		goto out;
@@ -489,8 +500,8 @@ file_create(const char *path)
 	struct stat sb;
 	int fd;
 
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
+	fd = open(
+	    path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd == -1) {
 		if (errno != EEXIST) {
 			log_error_f("create %s: %s", path, strerror(errno));
@@ -499,8 +510,8 @@ file_create(const char *path)
 		if (lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) &&
 		    (sb.st_mode & 077) != 0)
 			log_warn_f("%s has mode %04o: others can read the key "
-			    "registry and its -wal and -shm files", path,
-			    (unsigned int)(sb.st_mode & 07777));
+				   "registry and its -wal and -shm files",
+			    path, (unsigned int)(sb.st_mode & 07777));
 		/* A symbolic link is refused by SQLITE_OPEN_NOFOLLOW. */
 		return 0;
 	}
@@ -534,16 +545,15 @@ configure(struct store *st)
 	 * literals a misquoted name in our SQL is an error, not a string.
 	 */
 	if ((rc = sqlite3_db_config(st->db, SQLITE_DBCONFIG_DEFENSIVE, 1,
-	    (int *)NULL)) != SQLITE_OK ||
+		 (int *)NULL)) != SQLITE_OK ||
 	    (rc = sqlite3_db_config(st->db, SQLITE_DBCONFIG_DQS_DDL, 0,
-	    (int *)NULL)) != SQLITE_OK ||
+		 (int *)NULL)) != SQLITE_OK ||
 	    (rc = sqlite3_db_config(st->db, SQLITE_DBCONFIG_DQS_DML, 0,
-	    (int *)NULL)) != SQLITE_OK) {
+		 (int *)NULL)) != SQLITE_OK) {
 		r = sqlerr(st, rc, "sqlite3_db_config");
 		goto out;
 	}
-	if ((rc = sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS)) !=
-	    SQLITE_OK) {
+	if ((rc = sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS)) != SQLITE_OK) {
 		r = sqlerr(st, rc, "sqlite3_busy_timeout");
 		goto out;
 	}
@@ -551,7 +561,7 @@ configure(struct store *st)
 	if ((r = exec(st, "PRAGMA trusted_schema = OFF")) != 0)
 		goto out;
 	if ((r = pragma(st, "PRAGMA journal_mode = WAL", mode, sizeof(mode),
-	    NULL)) != 0)
+		 NULL)) != 0)
 		goto out;
 	if (strcmp(mode, "wal") != 0) {
 		log_error_f("journal mode is %s, not wal", mode);
@@ -586,13 +596,14 @@ version_check(int64_t v)
 {
 	if (v > SCHEMA_VERSION) {
 		log_error_f("database schema version %lld is newer than this "
-		    "program's %d", (long long)v, SCHEMA_VERSION);
+			    "program's %d",
+		    (long long)v, SCHEMA_VERSION);
 		return CUSTODY_E_SCHEMA;
 	}
 	if (v < 0) {
 		log_error_f("database schema version %lld: not a custody "
-		    "database (this program's is %d)", (long long)v,
-		    SCHEMA_VERSION);
+			    "database (this program's is %d)",
+		    (long long)v, SCHEMA_VERSION);
 		return CUSTODY_E_SCHEMA;
 	}
 	return 0;
@@ -674,14 +685,15 @@ store_open(const char *path, struct store **stp)
 		goto out;
 	}
 	/* Not SQLITE_OPEN_URI: path is a file name, never a URI. */
-	if ((rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
-	    SQLITE_OPEN_EXRESCODE, NULL)) != SQLITE_OK) {
+	if ((rc = sqlite3_open_v2(path, &st->db,
+		 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+		     SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
+		     SQLITE_OPEN_EXRESCODE,
+		 NULL)) != SQLITE_OK) {
 		r = sqlerr(st, rc, "open %s", path);
 		goto out;
 	}
-	if ((r = configure(st)) != 0 ||
-	    (r = migrate(st)) != 0 ||
+	if ((r = configure(st)) != 0 || (r = migrate(st)) != 0 ||
 	    (r = prepare_all(st)) != 0)
 		goto out;
 	*stp = st;
@@ -705,7 +717,7 @@ store_close(struct store *st)
 	if (st->db != NULL) {
 		if (!sqlite3_get_autocommit(st->db))
 			log_warn_f("closing with a transaction open: it is "
-			    "rolled back");
+				   "rolled back");
 		if ((rc = sqlite3_close(st->db)) != SQLITE_OK)
 			log_error_f("sqlite3_close: %s", sqlite3_errstr(rc));
 	}
@@ -723,8 +735,8 @@ int
 store_begin(struct store *st)
 {
 	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL, CUSTODY_E_INVALID_ARG);
-	CUSTODY_RETURN_VAL_IF_FAIL(sqlite3_get_autocommit(st->db),
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    sqlite3_get_autocommit(st->db), CUSTODY_E_INVALID_ARG);
 	return run(st, st->stmt[S_BEGIN]);
 }
 
@@ -734,8 +746,8 @@ store_commit(struct store *st)
 	int r;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL, CUSTODY_E_INVALID_ARG);
-	CUSTODY_RETURN_VAL_IF_FAIL(!sqlite3_get_autocommit(st->db),
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    !sqlite3_get_autocommit(st->db), CUSTODY_E_INVALID_ARG);
 	/*
 	 * A failed COMMIT may leave the transaction open (SQLITE_BUSY) or
 	 * not (an I/O error rolls back). Either way it ends here: an fsync
@@ -776,7 +788,7 @@ bind_time(sqlite3_stmt *s, int i, int64_t v)
 }
 
 /* S_INSERT's parameter for a column: parameters count from 1. */
-#define P(col)	((col) + 1)
+#define P(col) ((col) + 1)
 
 static int
 bind_key(sqlite3_stmt *s, const struct store_key *k,
@@ -792,23 +804,23 @@ bind_key(sqlite3_stmt *s, const struct store_key *k,
 	    (rc = bind_text(s, P(C_STATE), k->state)) != SQLITE_OK ||
 	    (rc = bind_text(s, P(C_TASK), k->task)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_int64(s, P(C_CREATED_AT), k->created_at)) !=
-	    SQLITE_OK ||
+		SQLITE_OK ||
 	    (rc = bind_time(s, P(C_RETIRED_AT), k->retired_at)) != SQLITE_OK ||
 	    (rc = bind_time(s, P(C_DESTROYED_AT), k->destroyed_at)) !=
-	    SQLITE_OK ||
+		SQLITE_OK ||
 	    (rc = bind_time(s, P(C_MAX_AGE), k->max_age)) != SQLITE_OK ||
 	    (rc = bind_time(s, P(C_TTL), k->ttl)) != SQLITE_OK ||
 	    (rc = bind_text(s, P(C_PREDECESSOR), k->predecessor)) !=
-	    SQLITE_OK ||
+		SQLITE_OK ||
 	    (rc = bind_text(s, P(C_SUCCESSOR), k->successor)) != SQLITE_OK ||
 	    (rc = sqlite3_bind_blob(s, P(C_SPKI), k->spki, (int)k->spki_len,
-	    SQLITE_STATIC)) != SQLITE_OK ||
+		 SQLITE_STATIC)) != SQLITE_OK ||
 	    (rc = bind_text(s, P(C_KID), k->kid)) != SQLITE_OK ||
 	    (rc = bind_text(s, P(C_TOKEN), k->token)) != SQLITE_OK ||
 	    (rc = bind_text(s, P(C_DESTROY_REASON), k->destroy_reason)) !=
-	    SQLITE_OK ||
+		SQLITE_OK ||
 	    (rc = sqlite3_bind_blob(s, P(C_CKA_ID), cka, STORE_CKA_ID_LEN,
-	    SQLITE_STATIC)) != SQLITE_OK)
+		 SQLITE_STATIC)) != SQLITE_OK)
 		return rc;
 	return SQLITE_OK;
 }
@@ -936,8 +948,8 @@ explain_exists(struct store *st, const struct store_key *k)
 	const unsigned char *other = NULL;
 
 	if (key_state_of(st, k->id, state) == 0) {
-		log_error_f("key id %s is taken (by a key in state %s)", k->id,
-		    state);
+		log_error_f(
+		    "key id %s is taken (by a key in state %s)", k->id, state);
 		return;
 	}
 	if (bind_text(s, 1, k->agent) == SQLITE_OK &&
@@ -947,8 +959,8 @@ explain_exists(struct store *st, const struct store_key *k)
 		other = sqlite3_column_text(s, 0);
 	if (other != NULL)
 		log_error_f("key %s: an active key (%s) already exists for "
-		    "agent %s, purpose %s, task %s", k->id,
-		    (const char *)other, k->agent, k->purpose,
+			    "agent %s, purpose %s, task %s",
+		    k->id, (const char *)other, k->agent, k->purpose,
 		    k->task != NULL ? k->task : "(none)");
 	else
 		log_error_f("key %s conflicts with an existing key", k->id);
@@ -981,7 +993,8 @@ store_key_insert(struct store *st, const struct store_key *k)
 			explain_exists(st, k);
 		else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
 			log_error_f("key %s: predecessor %s or successor %s "
-			    "names no key", k->id,
+				    "names no key",
+			    k->id,
 			    k->predecessor != NULL ? k->predecessor : "(none)",
 			    k->successor != NULL ? k->successor : "(none)");
 		goto out;
@@ -1028,8 +1041,8 @@ out:
 }
 
 int
-store_key_list(struct store *st, const char *state,
-    struct store_key ***keysp, size_t *np)
+store_key_list(
+    struct store *st, const char *state, struct store_key ***keysp, size_t *np)
 {
 	sqlite3_stmt *s;
 	struct store_key **keys = NULL, **tmp;
@@ -1042,7 +1055,8 @@ store_key_list(struct store *st, const char *state,
 
 	if (state != NULL && !name_in(state, states)) {
 		log_error_f("state %.32s is not one of active, retired, "
-		    "destroyed", state);
+			    "destroyed",
+		    state);
 		return CUSTODY_E_INVALID_ARG;
 	}
 	/* One row past the limit tells "exactly the limit" from "more". */
@@ -1061,8 +1075,9 @@ store_key_list(struct store *st, const char *state,
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (n == STORE_KEY_LIST_MAX) {
 			log_error_f("more than %d keys%s%s: not listed",
-			    STORE_KEY_LIST_MAX, state != NULL ? " in state " :
-			    "", state != NULL ? state : "");
+			    STORE_KEY_LIST_MAX,
+			    state != NULL ? " in state " : "",
+			    state != NULL ? state : "");
 			r = CUSTODY_E_TOO_LARGE;
 			goto out;
 		}
@@ -1103,7 +1118,7 @@ transition_allowed(const char *from, const char *to)
 {
 	if (strcmp(from, "active") == 0)
 		return strcmp(to, "retired") == 0 ||
-		    strcmp(to, "destroyed") == 0;
+		       strcmp(to, "destroyed") == 0;
 	if (strcmp(from, "retired") == 0)
 		return strcmp(to, "destroyed") == 0;
 	return false;
@@ -1123,13 +1138,13 @@ store_key_set_state(struct store *st, const char *id, const char *from,
 	CUSTODY_RETURN_VAL_IF_FAIL(to != NULL, CUSTODY_E_INVALID_ARG);
 
 	if (!name_in(from, states) || !name_in(to, states)) {
-		log_error_f("key %.64s: %.32s -> %.32s: unknown state name",
-		    id, from, to);
+		log_error_f("key %.64s: %.32s -> %.32s: unknown state name", id,
+		    from, to);
 		return CUSTODY_E_INVALID_ARG;
 	}
 	if (t <= 0) {
-		log_error_f("key %.64s: time %lld is not positive", id,
-		    (long long)t);
+		log_error_f(
+		    "key %.64s: time %lld is not positive", id, (long long)t);
 		return CUSTODY_E_INVALID_ARG;
 	}
 	if (!transition_allowed(from, to)) {
@@ -1138,8 +1153,8 @@ store_key_set_state(struct store *st, const char *id, const char *from,
 	}
 	if (strcmp(to, "destroyed") == 0) {
 		if (!nonempty(reason)) {
-			log_error_f("key %.64s: a destruction needs a reason",
-			    id);
+			log_error_f(
+			    "key %.64s: a destruction needs a reason", id);
 			return CUSTODY_E_INVALID_ARG;
 		}
 		s = st->stmt[S_DESTROY];
@@ -1180,8 +1195,7 @@ out:
 }
 
 int
-store_key_set_successor(struct store *st, const char *id,
-    const char *successor)
+store_key_set_successor(struct store *st, const char *id, const char *successor)
 {
 	sqlite3_stmt *s;
 	char cur[STATE_BUFSZ];
@@ -1193,7 +1207,8 @@ store_key_set_successor(struct store *st, const char *id,
 
 	if (!id_valid(successor) || strcmp(successor, id) == 0) {
 		log_error_f("key %.64s: successor %.64s is not another key's "
-		    "id", id, successor);
+			    "id",
+		    id, successor);
 		return CUSTODY_E_INVALID_ARG;
 	}
 	s = st->stmt[S_SUCCESSOR];

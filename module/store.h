@@ -17,32 +17,32 @@
  */
 struct store;
 
-#define STORE_KEY_ID_LEN 18		/* "k_" + 16 hex digits */
-#define STORE_CKA_ID_LEN 8		/* the CKA_ID the key id encodes */
-#define STORE_SPKI_MAX 16384		/* bytes; RSA-3072 needs about 420 */
-#define STORE_KEY_LIST_MAX 10000	/* records store_key_list() returns */
+#define STORE_KEY_ID_LEN   18	 /* "k_" + 16 hex digits */
+#define STORE_CKA_ID_LEN   8	 /* the CKA_ID the key id encodes */
+#define STORE_SPKI_MAX	   16384 /* bytes; RSA-3072 needs about 420 */
+#define STORE_KEY_LIST_MAX 10000 /* records store_key_list() returns */
 
 /* One key record. Strings are owned by the record; NULL means absent. */
 struct store_key {
-	char id[STORE_KEY_ID_LEN + 1];	/* "k_" + hex(cka_id) */
-	char *agent;		/* e.g. spiffe://example.org/agent/planner */
-	char *owner;		/* human or team */
-	char *purpose;		/* jwt, x509-ca, checkpoint, attestation */
-	char *alg;		/* ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072 */
-	char *state;		/* active, retired, destroyed */
-	char *task;		/* JIT task or NULL */
-	int64_t created_at;	/* Unix seconds */
-	int64_t retired_at;	/* 0 if never */
-	int64_t destroyed_at;	/* 0 if never */
-	int64_t max_age;	/* seconds, 0 = none */
-	int64_t ttl;		/* seconds, 0 = none */
-	char *predecessor;	/* key id or NULL */
-	char *successor;	/* key id or NULL */
-	uint8_t *spki;		/* SubjectPublicKeyInfo DER */
+	char id[STORE_KEY_ID_LEN + 1]; /* "k_" + hex(cka_id) */
+	char *agent;	    /* e.g. spiffe://example.org/agent/planner */
+	char *owner;	    /* human or team */
+	char *purpose;	    /* jwt, x509-ca, checkpoint, attestation */
+	char *alg;	    /* ed25519, ecdsa-p256, ecdsa-p384, rsa-pss-3072 */
+	char *state;	    /* active, retired, destroyed */
+	char *task;	    /* JIT task or NULL */
+	int64_t created_at; /* Unix seconds */
+	int64_t retired_at; /* 0 if never */
+	int64_t destroyed_at; /* 0 if never */
+	int64_t max_age;      /* seconds, 0 = none */
+	int64_t ttl;	      /* seconds, 0 = none */
+	char *predecessor;    /* key id or NULL */
+	char *successor;      /* key id or NULL */
+	uint8_t *spki;	      /* SubjectPublicKeyInfo DER */
 	size_t spki_len;
-	char *kid;		/* RFC 7638 JWK thumbprint (base64url) */
-	char *token;		/* URI of the token that holds it */
-	char *destroy_reason;	/* or NULL */
+	char *kid;	      /* RFC 7638 JWK thumbprint (base64url) */
+	char *token;	      /* URI of the token that holds it */
+	char *destroy_reason; /* or NULL */
 };
 
 /*
@@ -103,8 +103,8 @@ int store_key_get(struct store *st, const char *id, struct store_key **kp);
  * free with store_key_list_free(). More than STORE_KEY_LIST_MAX matching
  * records is CUSTODY_E_TOO_LARGE (there is no pagination yet).
  */
-int store_key_list(struct store *st, const char *state,
-    struct store_key ***keysp, size_t *np);
+int store_key_list(
+    struct store *st, const char *state, struct store_key ***keysp, size_t *np);
 
 /*
  * Move key id from state from to state to at time t (sets retired_at or
@@ -126,8 +126,8 @@ int store_key_set_state(struct store *st, const char *id, const char *from,
  * CUSTODY_E_KEY_NOT_FOUND if id is absent; CUSTODY_E_INVALID_ARG if successor
  * is malformed, is id, or names no key.
  */
-int store_key_set_successor(struct store *st, const char *id,
-    const char *successor);
+int store_key_set_successor(
+    struct store *st, const char *id, const char *successor);
 
 /* Free a record, or an array of n records and the array; NULL-safe. */
 void store_key_free(struct store_key *k);

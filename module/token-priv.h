@@ -11,8 +11,8 @@
 
 #include "token.h"
 
-int token_open_functions(CK_FUNCTION_LIST *f, const struct token_opts *o,
-    struct token **tp);
+int token_open_functions(
+    CK_FUNCTION_LIST *f, const struct token_opts *o, struct token **tp);
 
 int token_init_functions(CK_FUNCTION_LIST *f, const char *uri,
     const struct secret *so_pin, const struct secret *user_pin);

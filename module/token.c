@@ -23,56 +23,57 @@
  * Backend differences live in this table and nowhere else. A module is
  * matched by CK_INFO.manufacturerID; the last row matches anything.
  */
-#define BE_STARTUP_RETRY 0x1	/* re-initialise if the token looks half-written */
-#define BE_SERIALIZE 0x2	/* one lock around every call */
-#define BE_NOT_MODIFIABLE 0x4	/* the token accepts CKA_MODIFIABLE=FALSE */
+#define BE_STARTUP_RETRY 0x1  /* re-initialise if the token looks half-written \
+			       */
+#define BE_SERIALIZE	  0x2 /* one lock around every call */
+#define BE_NOT_MODIFIABLE 0x4 /* the token accepts CKA_MODIFIABLE=FALSE */
 
 static const struct backend {
 	const char *name;
 	const char *manufacturer;
 	unsigned flags;
 } backends[] = {
-	/*
-	 * SoftHSM2 2.6.1 is thread-safe with CKF_OS_LOCKING_OK and a session
-	 * per thread. A process that starts while another one writes the
-	 * token can see it half-written (token missing, empty label,
-	 * CKR_USER_PIN_NOT_INITIALIZED); a C_Finalize/C_Initialize cycle cures
-	 * it (pkcs11-backends.md 1.7). It honours CKA_MODIFIABLE=FALSE, which
-	 * makes any later attribute change fail with CKR_ACTION_PROHIBITED.
-	 */
-	{ "softhsm2", "SoftHSM", BE_STARTUP_RETRY | BE_NOT_MODIFIABLE },
-	/* Any other module: trust its locking, use the plain template. */
-	{ "generic", NULL, 0 },
+    /*
+     * SoftHSM2 2.6.1 is thread-safe with CKF_OS_LOCKING_OK and a session
+     * per thread. A process that starts while another one writes the
+     * token can see it half-written (token missing, empty label,
+     * CKR_USER_PIN_NOT_INITIALIZED); a C_Finalize/C_Initialize cycle cures
+     * it (pkcs11-backends.md 1.7). It honours CKA_MODIFIABLE=FALSE, which
+     * makes any later attribute change fail with CKR_ACTION_PROHIBITED.
+     */
+    {"softhsm2", "SoftHSM", BE_STARTUP_RETRY | BE_NOT_MODIFIABLE},
+    /* Any other module: trust its locking, use the plain template. */
+    {"generic", NULL, 0},
 };
 
 #define STARTUP_ATTEMPTS 3
-#define MAX_MECHANISMS 1024
-#define MAX_ATTR_LEN 1024
-#define MAX_SLOTS 256
+#define MAX_MECHANISMS	 1024
+#define MAX_ATTR_LEN	 1024
+#define MAX_SLOTS	 256
 
 struct session {
 	struct token *t;
-	CK_SESSION_HANDLE h;	/* CK_INVALID_HANDLE: open one on next use */
-	struct session *next;	/* every session, for token_close() */
+	CK_SESSION_HANDLE h;  /* CK_INVALID_HANDLE: open one on next use */
+	struct session *next; /* every session, for token_close() */
 	struct session *next_idle;
 	int idle;
 };
 
 struct token {
-	void *dl;			/* NULL when the caller gave the functions */
+	void *dl; /* NULL when the caller gave the functions */
 	CK_FUNCTION_LIST *f;
-	int finalize;			/* we initialised the library */
+	int finalize; /* we initialised the library */
 	const struct backend *be;
 	struct p11uri uri;
 	CK_SLOT_ID slot;
 	char label[33];
 	struct secret *pin;
-	int pin_failed;			/* the PIN was refused: never use it again */
-	pthread_mutex_t call_lock;	/* BE_SERIALIZE only */
-	pthread_mutex_t lock;		/* anchor, sessions, pin_failed */
-	pthread_key_t tls;		/* this thread's struct session */
+	int pin_failed;		   /* the PIN was refused: never use it again */
+	pthread_mutex_t call_lock; /* BE_SERIALIZE only */
+	pthread_mutex_t lock;	   /* anchor, sessions, pin_failed */
+	pthread_key_t tls;	   /* this thread's struct session */
 	int tls_ok;
-	CK_SESSION_HANDLE anchor;	/* keeps the login alive */
+	CK_SESSION_HANDLE anchor; /* keeps the login alive */
 	struct session *sessions;
 	struct session *idle;
 	struct {
@@ -83,17 +84,17 @@ struct token {
 struct token_key {
 	uint8_t id[TOKEN_ID_LEN];
 	enum custody_alg alg;
-	struct pubkey *pub;		/* pinned */
-	CK_OBJECT_HANDLE priv;		/* guarded by t->lock */
+	struct pubkey *pub;    /* pinned */
+	CK_OBJECT_HANDLE priv; /* guarded by t->lock */
 };
 
-static const CK_BYTE OID_P256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d,
-	0x03, 0x01, 0x07 };
-static const CK_BYTE OID_P384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
-static const CK_BYTE OID_ED25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+static const CK_BYTE OID_P256[] = {
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const CK_BYTE OID_P384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const CK_BYTE OID_ED25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
 /* PrintableString "edwards25519", which some modules report instead */
-static const CK_BYTE STR_ED25519[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
-	'd', 's', '2', '5', '5', '1', '9' };
+static const CK_BYTE STR_ED25519[] = {
+    0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9'};
 
 /* The PCT message: any fixed bytes that name their use. */
 static const uint8_t PCT_MESSAGE[] = "custody pair-wise consistency test";
@@ -102,44 +103,47 @@ const char *
 token_rv_name(CK_RV rv)
 {
 	switch (rv) {
-#define RV(c)                                                              \
-	case c:                                                            \
+#define RV(c)                                                                  \
+	case c:                                                                \
 		return #c;
-		RV(CKR_OK) RV(CKR_CANCEL) RV(CKR_HOST_MEMORY)
-		RV(CKR_SLOT_ID_INVALID) RV(CKR_GENERAL_ERROR)
-		RV(CKR_FUNCTION_FAILED) RV(CKR_ARGUMENTS_BAD)
-		RV(CKR_CANT_LOCK) RV(CKR_ATTRIBUTE_READ_ONLY)
-		RV(CKR_ATTRIBUTE_SENSITIVE) RV(CKR_ATTRIBUTE_TYPE_INVALID)
-		RV(CKR_ATTRIBUTE_VALUE_INVALID) RV(CKR_ACTION_PROHIBITED)
-		RV(CKR_DATA_INVALID) RV(CKR_DATA_LEN_RANGE)
-		RV(CKR_DEVICE_ERROR) RV(CKR_DEVICE_MEMORY)
-		RV(CKR_DEVICE_REMOVED) RV(CKR_FUNCTION_CANCELED)
-		RV(CKR_FUNCTION_NOT_PARALLEL) RV(CKR_FUNCTION_NOT_SUPPORTED)
-		RV(CKR_KEY_HANDLE_INVALID) RV(CKR_KEY_SIZE_RANGE)
-		RV(CKR_KEY_TYPE_INCONSISTENT) RV(CKR_KEY_FUNCTION_NOT_PERMITTED)
-		RV(CKR_KEY_UNEXTRACTABLE) RV(CKR_MECHANISM_INVALID)
-		RV(CKR_MECHANISM_PARAM_INVALID) RV(CKR_OBJECT_HANDLE_INVALID)
-		RV(CKR_OPERATION_ACTIVE) RV(CKR_OPERATION_NOT_INITIALIZED)
-		RV(CKR_PIN_INCORRECT) RV(CKR_PIN_INVALID) RV(CKR_PIN_LEN_RANGE)
-		RV(CKR_PIN_EXPIRED) RV(CKR_PIN_LOCKED) RV(CKR_SESSION_CLOSED)
-		RV(CKR_SESSION_COUNT) RV(CKR_SESSION_HANDLE_INVALID)
-		RV(CKR_SESSION_PARALLEL_NOT_SUPPORTED)
-		RV(CKR_SESSION_READ_ONLY) RV(CKR_SESSION_EXISTS)
-		RV(CKR_SESSION_READ_ONLY_EXISTS)
-		RV(CKR_SESSION_READ_WRITE_SO_EXISTS) RV(CKR_SIGNATURE_INVALID)
-		RV(CKR_SIGNATURE_LEN_RANGE) RV(CKR_TEMPLATE_INCOMPLETE)
-		RV(CKR_TEMPLATE_INCONSISTENT) RV(CKR_TOKEN_NOT_PRESENT)
-		RV(CKR_TOKEN_NOT_RECOGNIZED) RV(CKR_TOKEN_WRITE_PROTECTED)
-		RV(CKR_USER_ALREADY_LOGGED_IN) RV(CKR_USER_NOT_LOGGED_IN)
-		RV(CKR_USER_PIN_NOT_INITIALIZED) RV(CKR_USER_TYPE_INVALID)
-		RV(CKR_USER_ANOTHER_ALREADY_LOGGED_IN)
-		RV(CKR_USER_TOO_MANY_TYPES) RV(CKR_DOMAIN_PARAMS_INVALID)
-		RV(CKR_CURVE_NOT_SUPPORTED) RV(CKR_BUFFER_TOO_SMALL)
-		RV(CKR_RANDOM_NO_RNG) RV(CKR_CRYPTOKI_NOT_INITIALIZED)
-		RV(CKR_CRYPTOKI_ALREADY_INITIALIZED) RV(CKR_MUTEX_BAD)
+		RV(CKR_OK)
+		RV(CKR_CANCEL) RV(CKR_HOST_MEMORY) RV(CKR_SLOT_ID_INVALID) RV(CKR_GENERAL_ERROR) RV(
+		    CKR_FUNCTION_FAILED) RV(CKR_ARGUMENTS_BAD) RV(CKR_CANT_LOCK) RV(CKR_ATTRIBUTE_READ_ONLY)
+		    RV(CKR_ATTRIBUTE_SENSITIVE) RV(CKR_ATTRIBUTE_TYPE_INVALID) RV(
+			CKR_ATTRIBUTE_VALUE_INVALID) RV(CKR_ACTION_PROHIBITED) RV(CKR_DATA_INVALID)
+			RV(CKR_DATA_LEN_RANGE) RV(CKR_DEVICE_ERROR) RV(CKR_DEVICE_MEMORY) RV(
+			    CKR_DEVICE_REMOVED) RV(CKR_FUNCTION_CANCELED) RV(CKR_FUNCTION_NOT_PARALLEL)
+			    RV(CKR_FUNCTION_NOT_SUPPORTED) RV(CKR_KEY_HANDLE_INVALID) RV(
+				CKR_KEY_SIZE_RANGE) RV(CKR_KEY_TYPE_INCONSISTENT) RV(CKR_KEY_FUNCTION_NOT_PERMITTED)
+				RV(CKR_KEY_UNEXTRACTABLE) RV(CKR_MECHANISM_INVALID) RV(
+				    CKR_MECHANISM_PARAM_INVALID) RV(CKR_OBJECT_HANDLE_INVALID)
+				    RV(CKR_OPERATION_ACTIVE) RV(CKR_OPERATION_NOT_INITIALIZED) RV(
+					CKR_PIN_INCORRECT) RV(CKR_PIN_INVALID) RV(CKR_PIN_LEN_RANGE)
+					RV(CKR_PIN_EXPIRED) RV(CKR_PIN_LOCKED) RV(
+					    CKR_SESSION_CLOSED) RV(CKR_SESSION_COUNT) RV(CKR_SESSION_HANDLE_INVALID)
+					    RV(CKR_SESSION_PARALLEL_NOT_SUPPORTED) RV(
+						CKR_SESSION_READ_ONLY) RV(CKR_SESSION_EXISTS)
+						RV(CKR_SESSION_READ_ONLY_EXISTS) RV(
+						    CKR_SESSION_READ_WRITE_SO_EXISTS) RV(CKR_SIGNATURE_INVALID)
+						    RV(CKR_SIGNATURE_LEN_RANGE) RV(
+							CKR_TEMPLATE_INCOMPLETE) RV(CKR_TEMPLATE_INCONSISTENT)
+							RV(CKR_TOKEN_NOT_PRESENT) RV(
+							    CKR_TOKEN_NOT_RECOGNIZED) RV(CKR_TOKEN_WRITE_PROTECTED)
+							    RV(CKR_USER_ALREADY_LOGGED_IN) RV(
+								CKR_USER_NOT_LOGGED_IN) RV(CKR_USER_PIN_NOT_INITIALIZED)
+								RV(CKR_USER_TYPE_INVALID) RV(
+								    CKR_USER_ANOTHER_ALREADY_LOGGED_IN)
+								    RV(CKR_USER_TOO_MANY_TYPES) RV(
+									CKR_DOMAIN_PARAMS_INVALID)
+									RV(CKR_CURVE_NOT_SUPPORTED) RV(
+									    CKR_BUFFER_TOO_SMALL)
+									    RV(CKR_RANDOM_NO_RNG) RV(
+										CKR_CRYPTOKI_NOT_INITIALIZED)
+										RV(CKR_CRYPTOKI_ALREADY_INITIALIZED)
+										    RV(CKR_MUTEX_BAD)
 #undef RV
-	default:
-		return "CKR_(vendor or unknown)";
+											default
+		    : return "CKR_(vendor or unknown)";
 	}
 }
 
@@ -204,7 +208,7 @@ call_end(struct token *t, const char *fn, CK_RV rv)
  * backend's lock if it needs one, and one log line with the CK_RV. The comma
  * operator makes call_begin() run before the call itself.
  */
-#define P11(t, fn, ...)                                                    \
+#define P11(t, fn, ...)                                                        \
 	call_end((t), #fn, (call_begin(t), (t)->f->fn(__VA_ARGS__)))
 
 /* Log a failed call with its context and translate it. */
@@ -220,8 +224,8 @@ static int
 session_lost(CK_RV rv)
 {
 	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-	    rv == CKR_DEVICE_REMOVED || rv == CKR_USER_NOT_LOGGED_IN ||
-	    rv == CKR_TOKEN_NOT_PRESENT;
+	       rv == CKR_DEVICE_REMOVED || rv == CKR_USER_NOT_LOGGED_IN ||
+	       rv == CKR_TOKEN_NOT_PRESENT;
 }
 
 /* ---- loading, slots, login ------------------------------------------- */
@@ -244,14 +248,14 @@ load_module(const char *path, void **dlp, CK_FUNCTION_LIST **fp)
 	}
 	*(void **)(&gfl) = dlsym(dl, "C_GetFunctionList");
 	if (gfl == NULL) {
-		log_error_f("%s has no C_GetFunctionList: not a PKCS#11 module",
-		    path);
+		log_error_f(
+		    "%s has no C_GetFunctionList: not a PKCS#11 module", path);
 		dlclose(dl);
 		return CUSTODY_E_MODULE_LOAD;
 	}
 	if ((rv = gfl(&f)) != CKR_OK || f == NULL) {
-		log_error_f("%s: C_GetFunctionList: %s", path,
-		    token_rv_name(rv));
+		log_error_f(
+		    "%s: C_GetFunctionList: %s", path, token_rv_name(rv));
 		dlclose(dl);
 		return CUSTODY_E_MODULE_LOAD;
 	}
@@ -304,8 +308,8 @@ pick_backend(struct token *t)
 	for (i = 0; i + 1 < n; i++) {
 		size_t ml = strlen(backends[i].manufacturer);
 
-		if (memcmp(info.manufacturerID, backends[i].manufacturer,
-			ml) == 0) {
+		if (memcmp(info.manufacturerID, backends[i].manufacturer, ml) ==
+		    0) {
 			t->be = &backends[i];
 			break;
 		}
@@ -319,11 +323,11 @@ static int
 token_matches(const CK_TOKEN_INFO *ti, const struct p11uri *u)
 {
 	return p11uri_field_eq(ti->label, sizeof(ti->label), u->token) &&
-	    p11uri_field_eq(ti->manufacturerID, sizeof(ti->manufacturerID),
-		u->manufacturer) &&
-	    p11uri_field_eq(ti->model, sizeof(ti->model), u->model) &&
-	    p11uri_field_eq(ti->serialNumber, sizeof(ti->serialNumber),
-		u->serial);
+	       p11uri_field_eq(ti->manufacturerID, sizeof(ti->manufacturerID),
+		   u->manufacturer) &&
+	       p11uri_field_eq(ti->model, sizeof(ti->model), u->model) &&
+	       p11uri_field_eq(
+		   ti->serialNumber, sizeof(ti->serialNumber), u->serial);
 }
 
 /*
@@ -375,9 +379,10 @@ find_slot(struct token *t, const struct p11uri *u, int want_free,
 		return CUSTODY_E_TOKEN_NOT_FOUND;
 	}
 	if (found > 1) {
-		log_error_f("%lu tokens match token=%s: add manufacturer, model "
-			    "or serial to the URI", (unsigned long)found,
-		    u->token);
+		log_error_f(
+		    "%lu tokens match token=%s: add manufacturer, model "
+		    "or serial to the URI",
+		    (unsigned long)found, u->token);
 		return CUSTODY_E_TOKEN_NOT_FOUND;
 	}
 	return 0;
@@ -422,8 +427,8 @@ load_mechanisms(struct token *t)
 	CK_MECHANISM_TYPE *m;
 	CK_ULONG n = 0, i;
 
-	if (P11(t, C_GetMechanismList, t->slot, NULL, &n) != CKR_OK ||
-	    n == 0 || n > MAX_MECHANISMS)
+	if (P11(t, C_GetMechanismList, t->slot, NULL, &n) != CKR_OK || n == 0 ||
+	    n > MAX_MECHANISMS)
 		return;
 	if ((m = calloc(n, sizeof(*m))) == NULL)
 		return;
@@ -462,7 +467,8 @@ static int
 startup_transient(CK_RV rv, int r)
 {
 	return r == CUSTODY_E_TOKEN_NOT_FOUND || rv == CKR_GENERAL_ERROR ||
-	    rv == CKR_USER_PIN_NOT_INITIALIZED || rv == CKR_TOKEN_NOT_PRESENT;
+	       rv == CKR_USER_PIN_NOT_INITIALIZED ||
+	       rv == CKR_TOKEN_NOT_PRESENT;
 }
 
 /* Find the token, open the anchor session and log in, once. */
@@ -486,7 +492,8 @@ connect_once(struct token *t, CK_RV *rvp)
 		t->label[r] = '\0';
 	if (ti.flags & CKF_USER_PIN_LOCKED) {
 		log_error_f("token '%s' reports its user PIN locked; not "
-			    "trying it", t->label);
+			    "trying it",
+		    t->label);
 		return CUSTODY_E_PIN_LOCKED;
 	}
 	if (!(ti.flags & CKF_USER_PIN_INITIALIZED)) {
@@ -498,8 +505,8 @@ connect_once(struct token *t, CK_RV *rvp)
 		log_warn_f("token '%s': the next wrong PIN locks it", t->label);
 	if ((r = open_rw(t, &t->anchor)) != 0)
 		return r;
-	rv = P11(t, C_Login, t->anchor, CKU_USER,
-	    (CK_UTF8CHAR_PTR)t->pin->data, (CK_ULONG)t->pin->len);
+	rv = P11(t, C_Login, t->anchor, CKU_USER, (CK_UTF8CHAR_PTR)t->pin->data,
+	    (CK_ULONG)t->pin->len);
 	*rvp = rv;
 	if (rv == CKR_OK)
 		return 0;
@@ -562,8 +569,8 @@ token_new(CK_FUNCTION_LIST *f, struct token **tp)
 }
 
 int
-token_open_functions(CK_FUNCTION_LIST *f, const struct token_opts *o,
-    struct token **tp)
+token_open_functions(
+    CK_FUNCTION_LIST *f, const struct token_opts *o, struct token **tp)
 {
 	struct token *t = NULL;
 	char err[256];
@@ -571,7 +578,7 @@ token_open_functions(CK_FUNCTION_LIST *f, const struct token_opts *o,
 	int r, attempt;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(f != NULL && o != NULL && tp != NULL &&
-		o->pin != NULL && o->uri != NULL,
+				       o->pin != NULL && o->uri != NULL,
 	    CUSTODY_E_INVALID_ARG);
 	if ((r = token_new(f, &t)) != 0)
 		return r;
@@ -592,10 +599,10 @@ token_open_functions(CK_FUNCTION_LIST *f, const struct token_opts *o,
 		    !startup_transient(rv, r))
 			goto out;
 		/* SoftHSM2 re-reads the token directory on C_Initialize */
-		log_warn_f("token not ready (attempt %d): re-initialising",
-		    attempt);
+		log_warn_f(
+		    "token not ready (attempt %d): re-initialising", attempt);
 		finalize(t);
-		nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+		nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
 		if ((r = initialize(t)) != 0)
 			goto out;
 	}
@@ -614,8 +621,8 @@ token_open(const struct token_opts *o, struct token **tp)
 	void *dl = NULL;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(o != NULL && tp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    o != NULL && tp != NULL, CUSTODY_E_INVALID_ARG);
 	if ((r = load_module(o->module, &dl, &f)) != 0)
 		return r;
 	if ((r = token_open_functions(f, o, tp)) != 0) {
@@ -740,10 +747,11 @@ recover(struct token *t, struct session *s, CK_RV why)
 	if (s->h != CK_INVALID_HANDLE)
 		(void)P11(t, C_CloseSession, s->h);
 	s->h = CK_INVALID_HANDLE;
-	rv = t->anchor == CK_INVALID_HANDLE ? CKR_SESSION_HANDLE_INVALID :
-	    P11(t, C_GetSessionInfo, t->anchor, &si);
+	rv = t->anchor == CK_INVALID_HANDLE
+		 ? CKR_SESSION_HANDLE_INVALID
+		 : P11(t, C_GetSessionInfo, t->anchor, &si);
 	if (rv == CKR_OK && (si.state == CKS_RW_USER_FUNCTIONS ||
-	    si.state == CKS_RO_USER_FUNCTIONS))
+				si.state == CKS_RO_USER_FUNCTIONS))
 		goto out;
 	if (rv != CKR_OK) {
 		if (t->anchor != CK_INVALID_HANDLE)
@@ -780,7 +788,7 @@ find_objects(struct token *t, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl,
 		got = 0;
 		rv = P11(t, C_FindObjects, s, out + n, max - n, &got);
 		if (rv == CKR_OK && got > max - n)
-			rv = CKR_GENERAL_ERROR;	/* a module overrunning out */
+			rv = CKR_GENERAL_ERROR; /* a module overrunning out */
 		if (rv == CKR_OK)
 			n += got;
 	} while (rv == CKR_OK && got > 0 && n < max);
@@ -799,8 +807,8 @@ find_by_id(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id, long cls,
 {
 	CK_OBJECT_CLASS c = (CK_OBJECT_CLASS)cls;
 	CK_ATTRIBUTE tmpl[] = {
-		{ CKA_ID, (void *)id, TOKEN_ID_LEN },
-		{ CKA_CLASS, &c, sizeof(c) },
+	    {CKA_ID, (void *)id, TOKEN_ID_LEN},
+	    {CKA_CLASS, &c, sizeof(c)},
 	};
 
 	return find_objects(t, s, tmpl, cls < 0 ? 1 : 2, out, max, np);
@@ -815,17 +823,17 @@ read_attrs(struct token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
 {
 	CK_BBOOL v[NATTRS];
 	CK_ATTRIBUTE tmpl[NATTRS] = {
-		{ CKA_SENSITIVE, &v[0], 1 },
-		{ CKA_ALWAYS_SENSITIVE, &v[1], 1 },
-		{ CKA_EXTRACTABLE, &v[2], 1 },
-		{ CKA_NEVER_EXTRACTABLE, &v[3], 1 },
-		{ CKA_LOCAL, &v[4], 1 },
-		{ CKA_SIGN, &v[5], 1 },
-		{ CKA_DECRYPT, &v[6], 1 },
-		{ CKA_DERIVE, &v[7], 1 },
-		{ CKA_UNWRAP, &v[8], 1 },
-		{ CKA_TOKEN, &v[9], 1 },
-		{ CKA_PRIVATE, &v[10], 1 },
+	    {CKA_SENSITIVE, &v[0], 1},
+	    {CKA_ALWAYS_SENSITIVE, &v[1], 1},
+	    {CKA_EXTRACTABLE, &v[2], 1},
+	    {CKA_NEVER_EXTRACTABLE, &v[3], 1},
+	    {CKA_LOCAL, &v[4], 1},
+	    {CKA_SIGN, &v[5], 1},
+	    {CKA_DECRYPT, &v[6], 1},
+	    {CKA_DERIVE, &v[7], 1},
+	    {CKA_UNWRAP, &v[8], 1},
+	    {CKA_TOKEN, &v[9], 1},
+	    {CKA_PRIVATE, &v[10], 1},
 	};
 	CK_RV rv;
 	int i;
@@ -889,12 +897,14 @@ static int
 check_unreadable(struct token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
     enum custody_alg alg)
 {
-	CK_ATTRIBUTE a = { alg == CUSTODY_ALG_RSA_PSS_3072 ?
-		    CKA_PRIVATE_EXPONENT : CKA_VALUE, NULL, 0 };
+	CK_ATTRIBUTE a = {
+	    alg == CUSTODY_ALG_RSA_PSS_3072 ? CKA_PRIVATE_EXPONENT : CKA_VALUE,
+	    NULL, 0};
 	CK_RV rv;
 
 	rv = P11(t, C_GetAttributeValue, s, h, &a, 1);
-	if ((rv == CKR_ATTRIBUTE_SENSITIVE || rv == CKR_ATTRIBUTE_TYPE_INVALID) &&
+	if ((rv == CKR_ATTRIBUTE_SENSITIVE ||
+		rv == CKR_ATTRIBUTE_TYPE_INVALID) &&
 	    a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
 		return 0;
 	log_error_f("the private value is readable (%s, length %lu)",
@@ -907,12 +917,12 @@ static CK_RV
 get_attr(struct token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
     CK_ATTRIBUTE_TYPE type, uint8_t *buf, size_t *lenp)
 {
-	CK_ATTRIBUTE a = { type, buf, MAX_ATTR_LEN };
+	CK_ATTRIBUTE a = {type, buf, MAX_ATTR_LEN};
 	CK_RV rv;
 
 	rv = P11(t, C_GetAttributeValue, s, h, &a, 1);
 	if (rv == CKR_OK && (a.ulValueLen == CK_UNAVAILABLE_INFORMATION ||
-	    a.ulValueLen > MAX_ATTR_LEN))
+				a.ulValueLen > MAX_ATTR_LEN))
 		rv = CKR_GENERAL_ERROR;
 	if (rv == CKR_OK)
 		*lenp = a.ulValueLen;
@@ -925,9 +935,9 @@ ec_params_match(enum custody_alg alg, const uint8_t *p, size_t len)
 	switch (alg) {
 	case CUSTODY_ALG_ED25519:
 		return (len == sizeof(OID_ED25519) &&
-		    memcmp(p, OID_ED25519, len) == 0) ||
-		    (len == sizeof(STR_ED25519) &&
-			memcmp(p, STR_ED25519, len) == 0);
+			   memcmp(p, OID_ED25519, len) == 0) ||
+		       (len == sizeof(STR_ED25519) &&
+			   memcmp(p, STR_ED25519, len) == 0);
 	case CUSTODY_ALG_ECDSA_P256:
 		return len == sizeof(OID_P256) && memcmp(p, OID_P256, len) == 0;
 	case CUSTODY_ALG_ECDSA_P384:
@@ -961,8 +971,8 @@ read_pubkey(struct token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
 		return p11_fail(__func__, "EC public key", rv);
 	}
 	if (!ec_params_match(alg, a, alen)) {
-		log_error_f("public key is not on the curve of %s",
-		    alg_name(alg));
+		log_error_f(
+		    "public key is not on the curve of %s", alg_name(alg));
 		return CUSTODY_E_KEY_MISMATCH;
 	}
 	return pubkey_from_ec_point(alg, b, blen, pkp);
@@ -987,17 +997,17 @@ token_supports(const struct token *t, enum custody_alg alg)
 }
 
 static void
-sign_mechanism(enum custody_alg alg, CK_MECHANISM *m,
-    CK_RSA_PKCS_PSS_PARAMS *pss)
+sign_mechanism(
+    enum custody_alg alg, CK_MECHANISM *m, CK_RSA_PKCS_PSS_PARAMS *pss)
 {
 	memset(m, 0, sizeof(*m));
 	switch (alg) {
 	case CUSTODY_ALG_ED25519:
-		m->mechanism = CKM_EDDSA;	/* pure Ed25519: no parameters */
+		m->mechanism = CKM_EDDSA; /* pure Ed25519: no parameters */
 		break;
 	case CUSTODY_ALG_ECDSA_P256:
 	case CUSTODY_ALG_ECDSA_P384:
-		m->mechanism = CKM_ECDSA;	/* over custody's digest */
+		m->mechanism = CKM_ECDSA; /* over custody's digest */
 		break;
 	default:
 		pss->hashAlg = CKM_SHA256;
@@ -1027,17 +1037,19 @@ sign_once(struct token *t, struct session *s, CK_OBJECT_HANDLE h,
 	sign_mechanism(alg, &m, &pss);
 	if ((rv = P11(t, C_SignInit, s->h, &m, h)) != CKR_OK)
 		return rv;
-	rv = P11(t, C_Sign, s->h, (CK_BYTE_PTR)tbs, (CK_ULONG)tbslen, NULL, &len);
+	rv = P11(
+	    t, C_Sign, s->h, (CK_BYTE_PTR)tbs, (CK_ULONG)tbslen, NULL, &len);
 	if (rv == CKR_OK && len != want) {
 		log_error_f("token announces a %lu-byte signature for %s, not "
-			    "%lu", (unsigned long)len, alg_name(alg),
-		    (unsigned long)want);
-		session_drop(t, s);	/* the operation is still active */
+			    "%lu",
+		    (unsigned long)len, alg_name(alg), (unsigned long)want);
+		session_drop(t, s); /* the operation is still active */
 		return CKR_SIGNATURE_LEN_RANGE;
 	}
 	if (rv != CKR_OK)
 		return rv;
-	rv = P11(t, C_Sign, s->h, (CK_BYTE_PTR)tbs, (CK_ULONG)tbslen, sig, &len);
+	rv =
+	    P11(t, C_Sign, s->h, (CK_BYTE_PTR)tbs, (CK_ULONG)tbslen, sig, &len);
 	if (rv == CKR_OK && len != want) {
 		log_error_f("token returned a %lu-byte signature, not %lu",
 		    (unsigned long)len, (unsigned long)want);
@@ -1067,8 +1079,8 @@ find_private(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id,
 }
 
 int
-token_sign(struct token *t, struct token_key *k, const uint8_t *msg,
-    size_t len, uint8_t **sigp, size_t *siglenp)
+token_sign(struct token *t, struct token_key *k, const uint8_t *msg, size_t len,
+    uint8_t **sigp, size_t *siglenp)
 {
 	struct session *s = NULL;
 	uint8_t digest[64], *sig = NULL;
@@ -1079,7 +1091,7 @@ token_sign(struct token *t, struct token_key *k, const uint8_t *msg,
 	int r, reopened = 0, refound = 0;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && k != NULL && msg != NULL &&
-		sigp != NULL && siglenp != NULL,
+				       sigp != NULL && siglenp != NULL,
 	    CUSTODY_E_INVALID_ARG);
 	siglen = alg_sig_len(k->alg);
 	if ((r = pubkey_tbs(k->alg, msg, len, digest, &tbs, &tbslen)) != 0)
@@ -1107,7 +1119,8 @@ token_sign(struct token *t, struct token_key *k, const uint8_t *msg,
 			continue;
 		}
 		if ((rv == CKR_OBJECT_HANDLE_INVALID ||
-			rv == CKR_KEY_HANDLE_INVALID) && !refound) {
+			rv == CKR_KEY_HANDLE_INVALID) &&
+		    !refound) {
 			refound = 1;
 			if ((r = find_private(t, s->h, k->id, &h, &rv)) != 0)
 				goto out;
@@ -1182,8 +1195,8 @@ check_public(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id,
 	if (n != 1) {
 		log_error_f("%lu public objects carry the key's CKA_ID",
 		    (unsigned long)n);
-		return n == 0 ? CUSTODY_E_KEY_NOT_FOUND :
-		    CUSTODY_E_KEY_AMBIGUOUS;
+		return n == 0 ? CUSTODY_E_KEY_NOT_FOUND
+			      : CUSTODY_E_KEY_AMBIGUOUS;
 	}
 	if ((r = read_pubkey(t, s, h[0], alg, &pk, rvp)) != 0 ||
 	    (r = pubkey_spki(pk, &der, &derlen)) != 0)
@@ -1230,8 +1243,8 @@ token_key_open(struct token *t, const uint8_t id[TOKEN_ID_LEN],
 	CK_RV rv = CKR_OK;
 	int r, attempt;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && id != NULL && spki != NULL &&
-		kp != NULL,
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    t != NULL && id != NULL && spki != NULL && kp != NULL,
 	    CUSTODY_E_INVALID_ARG);
 	if ((r = pubkey_from_spki(alg, spki, spki_len, &pub)) != 0)
 		return r;
@@ -1253,7 +1266,8 @@ out:
 	return r;
 }
 
-/* ---- generation ----------------------------------------------------------- */
+/* ---- generation -----------------------------------------------------------
+ */
 
 static int
 keygen_once(struct token *t, CK_SESSION_HANDLE s, enum custody_alg alg,
@@ -1262,29 +1276,29 @@ keygen_once(struct token *t, CK_SESSION_HANDLE s, enum custody_alg alg,
 {
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_ULONG bits = 3072;
-	CK_BYTE exp[] = { 0x01, 0x00, 0x01 };
-	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_BYTE exp[] = {0x01, 0x00, 0x01};
+	CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_ATTRIBUTE pub[9] = {
-		{ CKA_TOKEN, &yes, 1 },
-		{ CKA_PRIVATE, &no, 1 },	/* auditors read it without a PIN */
-		{ CKA_VERIFY, &yes, 1 },
-		{ CKA_ENCRYPT, &no, 1 },
-		{ CKA_WRAP, &no, 1 },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_ID, (void *)id, TOKEN_ID_LEN },
+	    {CKA_TOKEN, &yes, 1},
+	    {CKA_PRIVATE, &no, 1}, /* auditors read it without a PIN */
+	    {CKA_VERIFY, &yes, 1},
+	    {CKA_ENCRYPT, &no, 1},
+	    {CKA_WRAP, &no, 1},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_ID, (void *)id, TOKEN_ID_LEN},
 	};
 	CK_ATTRIBUTE priv[11] = {
-		{ CKA_TOKEN, &yes, 1 },
-		{ CKA_PRIVATE, &yes, 1 },
-		{ CKA_SENSITIVE, &yes, 1 },
-		{ CKA_EXTRACTABLE, &no, 1 },
-		{ CKA_SIGN, &yes, 1 },
-		{ CKA_DECRYPT, &no, 1 },
-		{ CKA_DERIVE, &no, 1 },
-		{ CKA_UNWRAP, &no, 1 },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-		{ CKA_ID, (void *)id, TOKEN_ID_LEN },
-		{ CKA_MODIFIABLE, &no, 1 },
+	    {CKA_TOKEN, &yes, 1},
+	    {CKA_PRIVATE, &yes, 1},
+	    {CKA_SENSITIVE, &yes, 1},
+	    {CKA_EXTRACTABLE, &no, 1},
+	    {CKA_SIGN, &yes, 1},
+	    {CKA_DECRYPT, &no, 1},
+	    {CKA_DERIVE, &no, 1},
+	    {CKA_UNWRAP, &no, 1},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_ID, (void *)id, TOKEN_ID_LEN},
+	    {CKA_MODIFIABLE, &no, 1},
 	};
 	CK_ULONG npub = 7, npriv = 10;
 
@@ -1293,30 +1307,30 @@ keygen_once(struct token *t, CK_SESSION_HANDLE s, enum custody_alg alg,
 	switch (alg) {
 	case CUSTODY_ALG_ED25519:
 		m.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
-		pub[npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS,
-			(void *)OID_ED25519, sizeof(OID_ED25519) };
+		pub[npub++] = (CK_ATTRIBUTE){
+		    CKA_EC_PARAMS, (void *)OID_ED25519, sizeof(OID_ED25519)};
 		break;
 	case CUSTODY_ALG_ECDSA_P256:
-		pub[npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)OID_P256,
-			sizeof(OID_P256) };
+		pub[npub++] = (CK_ATTRIBUTE){
+		    CKA_EC_PARAMS, (void *)OID_P256, sizeof(OID_P256)};
 		break;
 	case CUSTODY_ALG_ECDSA_P384:
-		pub[npub++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)OID_P384,
-			sizeof(OID_P384) };
+		pub[npub++] = (CK_ATTRIBUTE){
+		    CKA_EC_PARAMS, (void *)OID_P384, sizeof(OID_P384)};
 		break;
 	case CUSTODY_ALG_RSA_PSS_3072:
 		m.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
-		pub[npub++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits,
-			sizeof(bits) };
+		pub[npub++] =
+		    (CK_ATTRIBUTE){CKA_MODULUS_BITS, &bits, sizeof(bits)};
 		break;
 	default:
 		return CUSTODY_E_UNKNOWN_ALG;
 	}
 	if (alg == CUSTODY_ALG_RSA_PSS_3072)
-		pub[npub++] = (CK_ATTRIBUTE){ CKA_PUBLIC_EXPONENT, exp,
-			sizeof(exp) };
-	*rvp = P11(t, C_GenerateKeyPair, s, &m, pub, npub, priv, npriv, pubp,
-	    privp);
+		pub[npub++] =
+		    (CK_ATTRIBUTE){CKA_PUBLIC_EXPONENT, exp, sizeof(exp)};
+	*rvp = P11(
+	    t, C_GenerateKeyPair, s, &m, pub, npub, priv, npriv, pubp, privp);
 	if (*rvp != CKR_OK)
 		return p11_fail(__func__, "C_GenerateKeyPair", *rvp);
 	return 0;
@@ -1351,8 +1365,8 @@ destroy_on(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id,
 		return p11_fail(__func__, "find by CKA_ID after destroy", rv);
 	ev->remaining = n;
 	if (n > 0) {
-		log_error_f("%lu objects remain after destroy",
-		    (unsigned long)n);
+		log_error_f(
+		    "%lu objects remain after destroy", (unsigned long)n);
 		return CUSTODY_E_DESTROY_INCOMPLETE;
 	}
 	return ev->destroyed == 0 ? CUSTODY_E_KEY_NOT_FOUND : 0;
@@ -1366,8 +1380,8 @@ token_destroy(struct token *t, const uint8_t id[TOKEN_ID_LEN],
 	CK_RV rv = CKR_OK;
 	int r, attempt;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && id != NULL && ev != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    t != NULL && id != NULL && ev != NULL, CUSTODY_E_INVALID_ARG);
 	memset(ev, 0, sizeof(*ev));
 	for (attempt = 0; attempt < 2; attempt++) {
 		if ((r = session_get(t, &s)) != 0)
@@ -1390,8 +1404,8 @@ token_count_objects(struct token *t, const uint8_t id[TOKEN_ID_LEN])
 	CK_RV rv;
 	int r, attempt;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && id != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    t != NULL && id != NULL, CUSTODY_E_INVALID_ARG);
 	for (attempt = 0; attempt < 2; attempt++) {
 		if ((r = session_get(t, &s)) != 0)
 			return r;
@@ -1432,8 +1446,8 @@ generate_on(struct token *t, struct session *s, enum custody_alg alg,
 		log_error_f("random CKA_ID already in use");
 		return CUSTODY_E_EXISTS;
 	}
-	if ((r = keygen_once(t, s->h, alg, label, g->id, &hpub, &hpriv, rvp))
-	    != 0)
+	if ((r = keygen_once(t, s->h, alg, label, g->id, &hpub, &hpriv, rvp)) !=
+	    0)
 		return r;
 	made = 1;
 	if ((r = read_attrs(t, s->h, hpriv, &g->attrs, rvp)) != 0 ||
@@ -1474,8 +1488,8 @@ token_generate(struct token *t, enum custody_alg alg, const char *prefix,
 	CK_RV rv = CKR_OK;
 	int r, attempt;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && prefix != NULL && gp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    t != NULL && prefix != NULL && gp != NULL, CUSTODY_E_INVALID_ARG);
 	if ((unsigned)alg >= CUSTODY_ALG_COUNT)
 		return CUSTODY_E_UNKNOWN_ALG;
 	if (!token_supports(t, alg)) {
@@ -1543,8 +1557,8 @@ token_init_functions(CK_FUNCTION_LIST *f, const char *uri,
 	CK_RV rv;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(f != NULL && uri != NULL && so_pin != NULL &&
-		user_pin != NULL,
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    f != NULL && uri != NULL && so_pin != NULL && user_pin != NULL,
 	    CUSTODY_E_INVALID_ARG);
 	if ((r = token_new(f, &t)) != 0)
 		return r;
@@ -1561,8 +1575,8 @@ token_init_functions(CK_FUNCTION_LIST *f, const char *uri,
 		goto out;
 	pick_backend(t);
 	if ((r = find_slot(t, &t->uri, 0, &slot, &ti)) == 0) {
-		log_error_f("a token labelled '%s' already exists",
-		    t->uri.token);
+		log_error_f(
+		    "a token labelled '%s' already exists", t->uri.token);
 		r = CUSTODY_E_TOKEN_EXISTS;
 		goto out;
 	}

@@ -42,9 +42,9 @@ struct token_key;
 #define TOKEN_ID_LEN 8
 
 struct token_opts {
-	const char *module;		/* path of the PKCS#11 module */
-	const char *uri;		/* RFC 7512 token URI */
-	const struct secret *pin;	/* user PIN (copied) */
+	const char *module;	  /* path of the PKCS#11 module */
+	const char *uri;	  /* RFC 7512 token URI */
+	const struct secret *pin; /* user PIN (copied) */
 };
 
 /*
@@ -66,8 +66,8 @@ void token_close(struct token *t);
  * checked against the token's limits first). CUSTODY_E_TOKEN_EXISTS if a token
  * already has that label, CUSTODY_E_TOKEN_NOT_FOUND if no slot is free.
  */
-int token_init(const char *module, const char *uri,
-    const struct secret *so_pin, const struct secret *user_pin);
+int token_init(const char *module, const char *uri, const struct secret *so_pin,
+    const struct secret *user_pin);
 
 /* Human-readable name of the backend ("softhsm2", "generic"). */
 const char *token_backend(const struct token *t);
@@ -86,22 +86,22 @@ struct token_attrs {
 
 /* A key just generated. */
 struct token_generated {
-	uint8_t id[TOKEN_ID_LEN];	/* its CKA_ID */
-	uint8_t *spki;			/* SubjectPublicKeyInfo DER */
+	uint8_t id[TOKEN_ID_LEN]; /* its CKA_ID */
+	uint8_t *spki;		  /* SubjectPublicKeyInfo DER */
 	size_t spki_len;
-	char *kid;			/* RFC 7638 JWK thumbprint */
-	struct token_attrs attrs;	/* as read back */
+	char *kid;		  /* RFC 7638 JWK thumbprint */
+	struct token_attrs attrs; /* as read back */
 };
 
 /*
  * Generate a key pair of alg on the token under a fresh random CKA_ID that no
  * object has, labelled prefix (at most 32 bytes) followed by the CKA_ID in
- * hex, so that "k_" gives the key id custody uses. The attributes are read back, the
- * private value is checked to be unreadable and a signature made with the new
- * key is verified (a pair-wise consistency test); if any check fails both
- * objects are destroyed and CUSTODY_E_UNPROTECTED_KEY (or the error met) is
- * returned. CUSTODY_E_MECHANISM if the token lacks the mechanisms.
- * *gp is new; free it with token_generated_free().
+ * hex, so that "k_" gives the key id custody uses. The attributes are read
+ * back, the private value is checked to be unreadable and a signature made with
+ * the new key is verified (a pair-wise consistency test); if any check fails
+ * both objects are destroyed and CUSTODY_E_UNPROTECTED_KEY (or the error met)
+ * is returned. CUSTODY_E_MECHANISM if the token lacks the mechanisms. *gp is
+ * new; free it with token_generated_free().
  */
 int token_generate(struct token *t, enum custody_alg alg, const char *prefix,
     struct token_generated **gp);
@@ -134,8 +134,8 @@ int token_sign(struct token *t, struct token_key *k, const uint8_t *msg,
 
 /* What token_destroy() did, for the destruction record. */
 struct token_destroy_evidence {
-	unsigned long destroyed;	/* objects destroyed */
-	unsigned long remaining;	/* objects a search by CKA_ID found after */
+	unsigned long destroyed; /* objects destroyed */
+	unsigned long remaining; /* objects a search by CKA_ID found after */
 };
 
 /*

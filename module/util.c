@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1	/* gmtime_r */
+#define _GNU_SOURCE 1 /* gmtime_r */
 #endif
 
 #include <limits.h>
@@ -58,8 +58,8 @@ util_hex_decode(const char *in, uint8_t *out, size_t outlen)
 	size_t i;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(in != NULL, CUSTODY_E_INVALID_ARG);
-	CUSTODY_RETURN_VAL_IF_FAIL(out != NULL || outlen == 0,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    out != NULL || outlen == 0, CUSTODY_E_INVALID_ARG);
 	if (outlen > SIZE_MAX / 2)
 		return CUSTODY_E_PARSE;
 	/* strnlen: never read past what a well-formed input could hold */
@@ -70,21 +70,21 @@ util_hex_decode(const char *in, uint8_t *out, size_t outlen)
 		if (hexval(in[i]) < 0)
 			return CUSTODY_E_PARSE;
 	for (i = 0; i < outlen; i++)
-		out[i] = (uint8_t)(hexval(in[2 * i]) << 4 |
-		    hexval(in[2 * i + 1]));
+		out[i] =
+		    (uint8_t)(hexval(in[2 * i]) << 4 | hexval(in[2 * i + 1]));
 	return 0;
 }
 
 static int
-base64_any(const uint8_t *in, size_t len, const char *alphabet, int pad,
-    char **outp)
+base64_any(
+    const uint8_t *in, size_t len, const char *alphabet, int pad, char **outp)
 {
 	char *out = NULL, *p;
 	size_t i, olen;
 	uint32_t v;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(in != NULL || len == 0,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    in != NULL || len == 0, CUSTODY_E_INVALID_ARG);
 	CUSTODY_RETURN_VAL_IF_FAIL(outp != NULL, CUSTODY_E_INVALID_ARG);
 	if (len / 3 >= (SIZE_MAX - 1) / 4 - 1)
 		return CUSTODY_E_TOO_LARGE;
@@ -184,7 +184,7 @@ util_format_duration(int64_t seconds, char *buf, size_t bufsz)
 	static const struct {
 		int64_t size;
 		char unit;
-	} units[] = { { 86400, 'd' }, { 3600, 'h' }, { 60, 'm' } };
+	} units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}};
 	size_t i;
 
 	if (buf == NULL || bufsz == 0)
@@ -221,8 +221,8 @@ util_format_time(int64_t t, char *buf, size_t bufsz)
 		return;
 	}
 	snprintf(buf, bufsz, "%04d-%02d-%02dT%02d:%02d:%02dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec);
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec);
 }
 
 int
@@ -231,14 +231,14 @@ util_random(uint8_t *buf, size_t len)
 	const char *why;
 	size_t off, n;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(buf != NULL || len == 0,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    buf != NULL || len == 0, CUSTODY_E_INVALID_ARG);
 	/* RAND_bytes takes an int */
 	for (off = 0; off < len; off += n) {
 		n = len - off > INT_MAX ? INT_MAX : len - off;
 		if (RAND_bytes(buf + off, (int)n) != 1) {
 			if ((why = ERR_reason_error_string(
-			    ERR_peek_last_error())) == NULL)
+				 ERR_peek_last_error())) == NULL)
 				why = "no reason given";
 			log_error_f("RAND_bytes failed: %s", why);
 			ERR_clear_error();

@@ -42,7 +42,8 @@ void util_format_duration(int64_t seconds, char *buf, size_t bufsz);
 /* Unix seconds to RFC 3339 UTC ("2026-11-23T10:00:00Z"); buf >= 21 bytes. */
 void util_format_time(int64_t t, char *buf, size_t bufsz);
 
-/* Fill buf with len bytes from OpenSSL's CSPRNG; CUSTODY_E_CRYPTO on failure. */
+/* Fill buf with len bytes from OpenSSL's CSPRNG; CUSTODY_E_CRYPTO on failure.
+ */
 int util_random(uint8_t *buf, size_t len);
 
 #endif

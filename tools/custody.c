@@ -36,7 +36,7 @@
 #define EXIT_USAGE 2
 
 struct ctx {
-	const char *conf_path;	/* from -c, or NULL */
+	const char *conf_path; /* from -c, or NULL */
 	int json;
 	struct config *cfg;
 	int lockfd;
@@ -98,8 +98,9 @@ load_config(struct ctx *c)
 		fprintf(stderr, "%s: %s\n", progname,
 		    err[0] ? err : custody_strerror(r));
 		if (r == CUSTODY_E_IO)
-			fprintf(stderr, "%s: hint: give the configuration "
-					"with -c FILE or $CUSTODY_CONF\n",
+			fprintf(stderr,
+			    "%s: hint: give the configuration "
+			    "with -c FILE or $CUSTODY_CONF\n",
 			    progname);
 		return EXIT_FAILURE;
 	}
@@ -131,8 +132,8 @@ open_ctx(struct ctx *c, int need_token)
 	if ((r = store_path_exists(c, &path)) < 0)
 		return fail("store", r);
 	if (r == 0) {
-		fprintf(stderr, "%s: %s is not initialised (no %s)\n",
-		    progname, c->cfg->data_dir, DATADIR_STORE_FILE);
+		fprintf(stderr, "%s: %s is not initialised (no %s)\n", progname,
+		    c->cfg->data_dir, DATADIR_STORE_FILE);
 		fprintf(stderr, "%s: hint: run '%s init' first\n", progname,
 		    progname);
 		free(path);
@@ -208,8 +209,8 @@ key_json(const struct store_key *k)
 	if (k->ttl)
 		json_object_set_new(o, "ttl", json_integer(k->ttl));
 	if (k->predecessor != NULL)
-		json_object_set_new(o, "predecessor",
-		    json_string(k->predecessor));
+		json_object_set_new(
+		    o, "predecessor", json_string(k->predecessor));
 	if (k->successor != NULL)
 		json_object_set_new(o, "successor", json_string(k->successor));
 	json_object_set_new(o, "kid", json_string(k->kid));
@@ -217,8 +218,8 @@ key_json(const struct store_key *k)
 		json_object_set_new(o, "spki", json_string(spki));
 	free(spki);
 	if (k->destroy_reason != NULL)
-		json_object_set_new(o, "destroy_reason",
-		    json_string(k->destroy_reason));
+		json_object_set_new(
+		    o, "destroy_reason", json_string(k->destroy_reason));
 	return o;
 }
 
@@ -282,7 +283,8 @@ static const char init_help[] =
     "usage: custody [-c FILE] init [--so-pin-file FILE] [--json]\n"
     "\n"
     "Create the data directory, initialise the token named by 'token' with\n"
-    "C_InitToken/C_InitPIN (the SO PIN and the user PIN are read from files of\n"
+    "C_InitToken/C_InitPIN (the SO PIN and the user PIN are read from files "
+    "of\n"
     "mode 0600, never from the command line), create the store, and generate\n"
     "the service keys (checkpoint, attestation) in the token.\n"
     "\n"
@@ -304,7 +306,7 @@ write_softhsm_conf(const char *path)
 	int fd = -1, r = 0;
 
 	if (stat(path, &sb) == 0)
-		return 0;	/* the operator's own file: leave it alone */
+		return 0; /* the operator's own file: leave it alone */
 	if ((tmp = strdup(path)) == NULL)
 		return CUSTODY_E_NOMEM;
 	if ((dir = strdup(dirname(tmp))) == NULL ||
@@ -312,8 +314,8 @@ write_softhsm_conf(const char *path)
 		r = CUSTODY_E_NOMEM;
 		goto out;
 	}
-	if ((r = datadir_prepare(dir)) != 0 || (r = datadir_prepare(tokdir)) !=
-	    0)
+	if ((r = datadir_prepare(dir)) != 0 ||
+	    (r = datadir_prepare(tokdir)) != 0)
 		goto out;
 	if ((at = strstr(softhsm2_template, mark)) == NULL) {
 		r = CUSTODY_E_INTERNAL;
@@ -325,8 +327,8 @@ write_softhsm_conf(const char *path)
 		r = CUSTODY_E_NOMEM;
 		goto out;
 	}
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
+	fd = open(
+	    path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
 		fprintf(stderr, "%s: cannot create %s: %s\n", progname, path,
 		    strerror(errno));
@@ -336,8 +338,8 @@ write_softhsm_conf(const char *path)
 	fd = -1;
 	if (fputs(text, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0)
 		r = CUSTODY_E_IO;
-	printf("wrote SoftHSM2 configuration %s (tokens in %s)\n", path,
-	    tokdir);
+	printf(
+	    "wrote SoftHSM2 configuration %s (tokens in %s)\n", path, tokdir);
 out:
 	if (f != NULL && fclose(f) != 0 && r == 0)
 		r = CUSTODY_E_IO;
@@ -362,10 +364,11 @@ create_service_key(struct ctx *c, const char *purpose, json_t *out)
 	req.owner = "custody";
 	req.purpose = purpose;
 	/* Ed25519 where the token has EdDSA; ECDSA P-256 where not (TPM) */
-	req.alg = token_supports(c->tok, CUSTODY_ALG_ED25519) ?
-	    CUSTODY_ALG_ED25519 : CUSTODY_ALG_ECDSA_P256;
-	if ((r = keys_create(c->tok, c->st, &req, (int64_t)time(NULL), &k,
-		 NULL)) != 0)
+	req.alg = token_supports(c->tok, CUSTODY_ALG_ED25519)
+		      ? CUSTODY_ALG_ED25519
+		      : CUSTODY_ALG_ECDSA_P256;
+	if ((r = keys_create(
+		 c->tok, c->st, &req, (int64_t)time(NULL), &k, NULL)) != 0)
 		return r;
 	if (c->json)
 		json_array_append_new(out, key_json(k));
@@ -379,10 +382,10 @@ static int
 cmd_init(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "so-pin-file", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"so-pin-file", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct secret *so = NULL, *user = NULL;
 	char *so_path = NULL, *store_path = NULL;
@@ -412,8 +415,8 @@ cmd_init(struct ctx *c, int argc, char **argv)
 	}
 	if (optind != argc) {
 		free(so_path);
-		return usage_error("init", "unexpected argument '%s'",
-		    argv[optind]);
+		return usage_error(
+		    "init", "unexpected argument '%s'", argv[optind]);
 	}
 	if ((ex = load_config(c)) != 0)
 		goto out;
@@ -435,8 +438,9 @@ cmd_init(struct ctx *c, int argc, char **argv)
 		if (r > 0) {
 			fprintf(stderr, "%s: %s is initialised already\n",
 			    progname, c->cfg->data_dir);
-			fprintf(stderr, "%s: hint: custody init never "
-					"reinitialises; use another data-dir\n",
+			fprintf(stderr,
+			    "%s: hint: custody init never "
+			    "reinitialises; use another data-dir\n",
 			    progname);
 		} else
 			fail("init", r);
@@ -493,12 +497,12 @@ cmd_init(struct ctx *c, int argc, char **argv)
 	if (c->json) {
 		json_t *o2 = json_object();
 
-		json_object_set_new(o2, "data_dir",
-		    json_string(c->cfg->data_dir));
-		json_object_set_new(o2, "token",
-		    json_string(token_label(c->tok)));
-		json_object_set_new(o2, "backend",
-		    json_string(token_backend(c->tok)));
+		json_object_set_new(
+		    o2, "data_dir", json_string(c->cfg->data_dir));
+		json_object_set_new(
+		    o2, "token", json_string(token_label(c->tok)));
+		json_object_set_new(
+		    o2, "backend", json_string(token_backend(c->tok)));
 		json_object_set_new(o2, "store", json_string(store_path));
 		json_object_set(o2, "service_keys", keys);
 		print_json(o2);
@@ -535,7 +539,8 @@ static const char create_help[] =
     "verified) and register it for agent A, owned by O, for purpose P.\n"
     "At most one active key exists per (agent, purpose, task).\n"
     "\n"
-    "  --agent A      the non-human identity (e.g. spiffe://example.org/agent/x)\n"
+    "  --agent A      the non-human identity (e.g. "
+    "spiffe://example.org/agent/x)\n"
     "  --owner O      the human or team responsible for it\n"
     "  --purpose P    jwt, x509-ca, checkpoint or attestation\n"
     "  --alg ALG      ed25519, ecdsa-p256, ecdsa-p384 or rsa-pss-3072\n"
@@ -548,16 +553,16 @@ static int
 cmd_key_create(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "agent", required_argument, NULL, 'a' },
-		{ "owner", required_argument, NULL, 'o' },
-		{ "purpose", required_argument, NULL, 'p' },
-		{ "alg", required_argument, NULL, 'g' },
-		{ "max-age", required_argument, NULL, 'm' },
-		{ "ttl", required_argument, NULL, 't' },
-		{ "task", required_argument, NULL, 'k' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"agent", required_argument, NULL, 'a'},
+	    {"owner", required_argument, NULL, 'o'},
+	    {"purpose", required_argument, NULL, 'p'},
+	    {"alg", required_argument, NULL, 'g'},
+	    {"max-age", required_argument, NULL, 'm'},
+	    {"ttl", required_argument, NULL, 't'},
+	    {"task", required_argument, NULL, 'k'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct keys_create_req req;
 	struct token_generated *g = NULL;
@@ -582,14 +587,17 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 			break;
 		case 'm':
 			if (util_parse_duration(optarg, &req.max_age) != 0)
-				return usage_error("key create", "bad "
+				return usage_error("key create",
+				    "bad "
 				    "--max-age '%s' (use 30s, 15m, 24h, 7d)",
 				    optarg);
 			break;
 		case 't':
 			if (util_parse_duration(optarg, &req.ttl) != 0)
-				return usage_error("key create", "bad --ttl "
-				    "'%s' (use 30s, 15m, 24h, 7d)", optarg);
+				return usage_error("key create",
+				    "bad --ttl "
+				    "'%s' (use 30s, 15m, 24h, 7d)",
+				    optarg);
 			break;
 		case 'k':
 			req.task = optarg;
@@ -605,15 +613,17 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 		}
 	}
 	if (optind != argc)
-		return usage_error("key create", "unexpected argument '%s'",
-		    argv[optind]);
+		return usage_error(
+		    "key create", "unexpected argument '%s'", argv[optind]);
 	if (req.agent == NULL || req.owner == NULL || req.purpose == NULL ||
 	    alg == NULL)
 		return usage_error("key create", "--agent, --owner, --purpose "
-		    "and --alg are required");
+						 "and --alg are required");
 	if (alg_from_name(alg, &req.alg) != 0)
-		return usage_error("key create", "unknown algorithm '%s' (use "
-		    "%s)", alg, alg_names());
+		return usage_error("key create",
+		    "unknown algorithm '%s' (use "
+		    "%s)",
+		    alg, alg_names());
 	/* refuse bad text before the PIN is even read */
 	if ((r = keys_check_text("agent", req.agent, 256)) != 0 ||
 	    (r = keys_check_text("owner", req.owner, 256)) != 0 ||
@@ -622,18 +632,18 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 		return fail("key create", r);
 	if ((ex = open_ctx(c, 1)) != 0)
 		return ex;
-	if ((r = keys_create(c->tok, c->st, &req, (int64_t)time(NULL), &k,
-		 &g)) != 0)
+	if ((r = keys_create(
+		 c->tok, c->st, &req, (int64_t)time(NULL), &k, &g)) != 0)
 		return fail("key create", r);
 	if (c->json) {
 		json_t *o = key_json(k), *a = json_object();
 
-		json_object_set_new(a, "sensitive",
-		    json_boolean(g->attrs.sensitive));
+		json_object_set_new(
+		    a, "sensitive", json_boolean(g->attrs.sensitive));
 		json_object_set_new(a, "always_sensitive",
 		    json_boolean(g->attrs.always_sensitive));
-		json_object_set_new(a, "extractable",
-		    json_boolean(g->attrs.extractable));
+		json_object_set_new(
+		    a, "extractable", json_boolean(g->attrs.extractable));
 		json_object_set_new(a, "never_extractable",
 		    json_boolean(g->attrs.never_extractable));
 		json_object_set_new(a, "local", json_boolean(g->attrs.local));
@@ -642,7 +652,8 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 	} else {
 		print_key(k);
 		printf("%-12s sensitive, always sensitive, never extractable, "
-		       "local (read back)\n", "token:");
+		       "local (read back)\n",
+		    "token:");
 	}
 	store_key_free(k);
 	token_generated_free(g);
@@ -658,10 +669,10 @@ static int
 cmd_key_list(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"state", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct store_key **keys = NULL;
 	const char *state = NULL;
@@ -676,8 +687,10 @@ cmd_key_list(struct ctx *c, int argc, char **argv)
 			if (strcmp(state, "active") != 0 &&
 			    strcmp(state, "retired") != 0 &&
 			    strcmp(state, "destroyed") != 0)
-				return usage_error("key list", "unknown state "
-				    "'%s' (active, retired, destroyed)", state);
+				return usage_error("key list",
+				    "unknown state "
+				    "'%s' (active, retired, destroyed)",
+				    state);
 			break;
 		case 'j':
 			c->json = 1;
@@ -690,8 +703,8 @@ cmd_key_list(struct ctx *c, int argc, char **argv)
 		}
 	}
 	if (optind != argc)
-		return usage_error("key list", "unexpected argument '%s'",
-		    argv[optind]);
+		return usage_error(
+		    "key list", "unexpected argument '%s'", argv[optind]);
 	if ((ex = open_ctx(c, 0)) != 0)
 		return ex;
 	if ((r = store_key_list(c->st, state, &keys, &n)) != 0)
@@ -728,9 +741,9 @@ static int
 cmd_key_show(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct store_key *k = NULL;
 	uint8_t id[TOKEN_ID_LEN];
@@ -751,8 +764,10 @@ cmd_key_show(struct ctx *c, int argc, char **argv)
 	if (argc - optind != 1)
 		return usage_error("key show", "give exactly one key id");
 	if (keys_cka_id(argv[optind], id) != 0)
-		return usage_error("key show", "'%s' is not a key id (k_ and 16 "
-		    "hex digits)", argv[optind]);
+		return usage_error("key show",
+		    "'%s' is not a key id (k_ and 16 "
+		    "hex digits)",
+		    argv[optind]);
 	if ((ex = open_ctx(c, 0)) != 0)
 		return ex;
 	if ((r = store_key_get(c->st, argv[optind], &k)) != 0)
@@ -776,10 +791,10 @@ static int
 cmd_key_destroy(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "reason", required_argument, NULL, 'r' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"reason", required_argument, NULL, 'r'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct token_destroy_evidence ev;
 	uint8_t id[TOKEN_ID_LEN];
@@ -806,8 +821,10 @@ cmd_key_destroy(struct ctx *c, int argc, char **argv)
 	if (reason == NULL)
 		return usage_error("key destroy", "--reason is required");
 	if (keys_cka_id(argv[optind], id) != 0)
-		return usage_error("key destroy", "'%s' is not a key id (k_ and "
-		    "16 hex digits)", argv[optind]);
+		return usage_error("key destroy",
+		    "'%s' is not a key id (k_ and "
+		    "16 hex digits)",
+		    argv[optind]);
 	if ((r = keys_check_text("reason", reason, 256)) != 0)
 		return fail("key destroy", r);
 	if ((ex = open_ctx(c, 1)) != 0)
@@ -828,8 +845,8 @@ cmd_key_destroy(struct ctx *c, int argc, char **argv)
 		print_json(o);
 	} else
 		printf("destroyed %s: %lu token objects deleted, a search by "
-		       "CKA_ID finds %lu\n", argv[optind], ev.destroyed,
-		    ev.remaining);
+		       "CKA_ID finds %lu\n",
+		    argv[optind], ev.destroyed, ev.remaining);
 	return 0;
 }
 
@@ -840,10 +857,10 @@ cmd_key(struct ctx *c, int argc, char **argv)
 		const char *name;
 		int (*fn)(struct ctx *, int, char **);
 	} cmds[] = {
-		{ "create", cmd_key_create },
-		{ "list", cmd_key_list },
-		{ "show", cmd_key_show },
-		{ "destroy", cmd_key_destroy },
+	    {"create", cmd_key_create},
+	    {"list", cmd_key_list},
+	    {"show", cmd_key_show},
+	    {"destroy", cmd_key_destroy},
 	};
 	size_t i;
 
@@ -863,7 +880,8 @@ cmd_key(struct ctx *c, int argc, char **argv)
 	return EXIT_USAGE;
 }
 
-/* ---- main ----------------------------------------------------------------- */
+/* ---- main -----------------------------------------------------------------
+ */
 
 static const char main_help[] =
     "usage: custody [-c FILE] [-v] COMMAND [options]\n"
@@ -880,8 +898,8 @@ static const char main_help[] =
     "  key destroy   destroy a key\n"
     "\n"
     "Options:\n"
-    "  -c FILE       configuration file [$CUSTODY_CONF, else "
-    CONFIG_DEFAULT_PATH "]\n"
+    "  -c FILE       configuration file [$CUSTODY_CONF, "
+    "else " CONFIG_DEFAULT_PATH "]\n"
     "  -v            more diagnostics (-vv: every PKCS#11 call)\n"
     "  --version     print the version\n"
     "  --help        this text; 'custody COMMAND --help' for a command\n";
@@ -890,7 +908,7 @@ static const char main_help[] =
 static void
 harden(void)
 {
-	struct rlimit rl = { 0, 0 };
+	struct rlimit rl = {0, 0};
 
 	(void)setrlimit(RLIMIT_CORE, &rl);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -901,9 +919,9 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct ctx c;
 	int ch, verbose = 0, ex;
@@ -931,8 +949,11 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	custody_log_set(log_stderr, verbose >= 2 ? LOG_DEBUG :
-	    verbose == 1 ? LOG_INFO : LOG_WARNING, NULL);
+	custody_log_set(log_stderr,
+	    verbose >= 2   ? LOG_DEBUG
+	    : verbose == 1 ? LOG_INFO
+			   : LOG_WARNING,
+	    NULL);
 	if (optind >= argc) {
 		fputs(main_help, stderr);
 		return EXIT_USAGE;
@@ -947,7 +968,8 @@ main(int argc, char **argv)
 	else if (strcmp(argv[0], "key") == 0)
 		ex = cmd_key(&c, argc, argv);
 	else {
-		fprintf(stderr, "%s: unknown command '%s'\n", progname, argv[0]);
+		fprintf(
+		    stderr, "%s: unknown command '%s'\n", progname, argv[0]);
 		fputs(main_help, stderr);
 		ex = EXIT_USAGE;
 	}

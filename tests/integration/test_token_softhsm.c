@@ -28,10 +28,10 @@
 #include "token.h"
 #include "util.h"
 
-#define LABEL "custody-it"
-#define URI "pkcs11:token=" LABEL
+#define LABEL	 "custody-it"
+#define URI	 "pkcs11:token=" LABEL
 #define USER_PIN "it-user-pin-0815"
-#define SO_PIN "it-so-pin-4711"
+#define SO_PIN	 "it-so-pin-4711"
 
 static char dir[64];
 static struct token *tok;
@@ -50,7 +50,7 @@ static int
 open_token(const char *uri, const char *pinstr, struct token **tp)
 {
 	struct secret *p = pin(pinstr);
-	struct token_opts o = { SOFTHSM2_MODULE, uri, p };
+	struct token_opts o = {SOFTHSM2_MODULE, uri, p};
 	int r = token_open(&o, tp);
 
 	secret_free(p);
@@ -99,8 +99,10 @@ setup(void **state)
 	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
 	if ((f = fopen(conf, "w")) == NULL)
 		return -1;
-	fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\n"
-		   "log.level = ERROR\nslots.removable = false\n", tokens);
+	fprintf(f,
+	    "directories.tokendir = %s\nobjectstore.backend = file\n"
+	    "log.level = ERROR\nslots.removable = false\n",
+	    tokens);
 	fclose(f);
 	setenv("SOFTHSM2_CONF", conf, 1);
 	if (token_init(SOFTHSM2_MODULE, URI, so, user) != 0 ||
@@ -137,7 +139,7 @@ module_functions(void)
 	CK_C_GetFunctionList gfl;
 	void *dl = dlopen(SOFTHSM2_MODULE, RTLD_NOW | RTLD_NOLOAD);
 
-	assert_non_null(dl);	/* loaded already by the token module */
+	assert_non_null(dl); /* loaded already by the token module */
 	*(void **)(&gfl) = dlsym(dl, "C_GetFunctionList");
 	assert_non_null(gfl);
 	assert_int_equal(gfl(&f), CKR_OK);
@@ -162,8 +164,9 @@ module_session(CK_FUNCTION_LIST *f)
 	}
 	assert_true(i < n);
 	/* read-write, so that a refused change is refused for its own sake */
-	assert_int_equal(f->C_OpenSession(slots[i],
-			     CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+	assert_int_equal(
+	    f->C_OpenSession(
+		slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
 	    CKR_OK);
 	return s;
 }
@@ -172,8 +175,8 @@ static CK_ULONG
 module_find(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE s, const uint8_t *id,
     CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *h)
 {
-	CK_ATTRIBUTE t[] = { { CKA_ID, (void *)id, TOKEN_ID_LEN },
-		{ CKA_CLASS, &cls, sizeof(cls) } };
+	CK_ATTRIBUTE t[] = {
+	    {CKA_ID, (void *)id, TOKEN_ID_LEN}, {CKA_CLASS, &cls, sizeof(cls)}};
 	CK_OBJECT_HANDLE hs[4];
 	CK_ULONG n = 0;
 
@@ -200,27 +203,32 @@ openssl_verify(enum custody_alg alg, const struct token_generated *g,
 	switch (alg) {
 	case CUSTODY_ALG_ED25519:
 		write_file("sig.bin", sig, siglen);
-		snprintf(cmd, sizeof(cmd), "openssl pkeyutl -verify -pubin "
+		snprintf(cmd, sizeof(cmd),
+		    "openssl pkeyutl -verify -pubin "
 		    "-inkey %s/pub.der -keyform DER -rawin -in %s/msg.bin "
-		    "-sigfile %s/sig.bin", d, d, d);
+		    "-sigfile %s/sig.bin",
+		    d, d, d);
 		break;
 	case CUSTODY_ALG_ECDSA_P256:
 	case CUSTODY_ALG_ECDSA_P384:
 		/* openssl wants DER; JWS (custody's form) is raw r || s */
-		assert_int_equal(pubkey_ecdsa_raw_to_der(sig, siglen, &der,
-				     &derlen), 0);
+		assert_int_equal(
+		    pubkey_ecdsa_raw_to_der(sig, siglen, &der, &derlen), 0);
 		write_file("sig.bin", der, derlen);
-		snprintf(cmd, sizeof(cmd), "openssl dgst -%s -verify "
+		snprintf(cmd, sizeof(cmd),
+		    "openssl dgst -%s -verify "
 		    "%s/pub.der -keyform DER -signature %s/sig.bin %s/msg.bin",
 		    alg == CUSTODY_ALG_ECDSA_P256 ? "sha256" : "sha384", d, d,
 		    d);
 		break;
 	default:
 		write_file("sig.bin", sig, siglen);
-		snprintf(cmd, sizeof(cmd), "openssl dgst -sha256 -verify "
+		snprintf(cmd, sizeof(cmd),
+		    "openssl dgst -sha256 -verify "
 		    "%s/pub.der -keyform DER -sigopt rsa_padding_mode:pss "
 		    "-sigopt rsa_pss_saltlen:32 -sigopt rsa_mgf1_md:sha256 "
-		    "-signature %s/sig.bin %s/msg.bin", d, d, d);
+		    "-signature %s/sig.bin %s/msg.bin",
+		    d, d, d);
 		break;
 	}
 	/* accepted as made; refused once the message changes, which shows
@@ -243,19 +251,20 @@ check_alg(enum custody_alg alg)
 	struct token_key *k = NULL;
 	uint8_t *sig = NULL;
 	size_t siglen = 0;
-	CK_ATTRIBUTE secret_attr = { alg == CUSTODY_ALG_RSA_PSS_3072 ?
-		    CKA_PRIVATE_EXPONENT : CKA_VALUE, NULL, 0 };
-	CK_ATTRIBUTE set_extractable = { CKA_EXTRACTABLE, &yes, 1 };
-	CK_ATTRIBUTE set_sensitive = { CKA_SENSITIVE, &no, 1 };
-	CK_ATTRIBUTE get_extractable = { CKA_EXTRACTABLE, &v, 1 };
+	CK_ATTRIBUTE secret_attr = {
+	    alg == CUSTODY_ALG_RSA_PSS_3072 ? CKA_PRIVATE_EXPONENT : CKA_VALUE,
+	    NULL, 0};
+	CK_ATTRIBUTE set_extractable = {CKA_EXTRACTABLE, &yes, 1};
+	CK_ATTRIBUTE set_sensitive = {CKA_SENSITIVE, &no, 1};
+	CK_ATTRIBUTE get_extractable = {CKA_EXTRACTABLE, &v, 1};
 	CK_RV rv;
 
 	assert_true(token_supports(tok, alg));
 	assert_int_equal(token_generate(tok, alg, "k_", &g), 0);
-	assert_int_equal(token_key_open(tok, g->id, alg, g->spki, g->spki_len,
-			     &k), 0);
-	assert_int_equal(token_sign(tok, k, MSG, sizeof(MSG), &sig, &siglen),
-	    0);
+	assert_int_equal(
+	    token_key_open(tok, g->id, alg, g->spki, g->spki_len, &k), 0);
+	assert_int_equal(
+	    token_sign(tok, k, MSG, sizeof(MSG), &sig, &siglen), 0);
 	openssl_verify(alg, g, sig, siglen);
 	free(sig);
 	sig = NULL;
@@ -270,13 +279,13 @@ check_alg(enum custody_alg alg)
 	/* SoftHSM2: CKA_EXTRACTABLE cannot be set to true (tpm2-pkcs11 lets
 	 * the attribute flip; the TPM issue marks this SoftHSM2-only) */
 	rv = f->C_SetAttributeValue(s, h, &set_extractable, 1);
-	assert_true(rv == CKR_ATTRIBUTE_READ_ONLY ||
-	    rv == CKR_ACTION_PROHIBITED);
+	assert_true(
+	    rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_ACTION_PROHIBITED);
 	rv = f->C_SetAttributeValue(s, h, &set_sensitive, 1);
-	assert_true(rv == CKR_ATTRIBUTE_READ_ONLY ||
-	    rv == CKR_ACTION_PROHIBITED);
-	assert_int_equal(f->C_GetAttributeValue(s, h, &get_extractable, 1),
-	    CKR_OK);
+	assert_true(
+	    rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_ACTION_PROHIBITED);
+	assert_int_equal(
+	    f->C_GetAttributeValue(s, h, &get_extractable, 1), CKR_OK);
 	assert_int_equal(v, CK_FALSE);
 
 	/* destroy: both objects gone, and signing fails */
@@ -357,14 +366,15 @@ test_threads(void **state)
 	int i;
 
 	(void)state;
-	assert_int_equal(token_generate(tok, CUSTODY_ALG_ECDSA_P256, "k_", &g),
-	    0);
+	assert_int_equal(
+	    token_generate(tok, CUSTODY_ALG_ECDSA_P256, "k_", &g), 0);
 	assert_int_equal(token_key_open(tok, g->id, CUSTODY_ALG_ECDSA_P256,
-			     g->spki, g->spki_len, &k), 0);
+			     g->spki, g->spki_len, &k),
+	    0);
 	for (i = 0; i < 4; i++) {
-		w[i] = (struct worker){ k, 0 };
-		assert_int_equal(pthread_create(&th[i], NULL, sign_loop, &w[i]),
-		    0);
+		w[i] = (struct worker){k, 0};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, sign_loop, &w[i]), 0);
 	}
 	for (i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
@@ -380,7 +390,7 @@ test_errors(void **state)
 {
 	struct token *t = NULL;
 	struct secret *so = pin(SO_PIN), *user = pin(USER_PIN);
-	struct token_opts o = { "/nonexistent/libnope.so", URI, user };
+	struct token_opts o = {"/nonexistent/libnope.so", URI, user};
 
 	(void)state;
 	/* the module is logged in by tok and would not check this PIN: a
@@ -394,8 +404,8 @@ test_errors(void **state)
 	assert_int_equal(token_open(&o, &t), CUSTODY_E_MODULE_LOAD);
 	assert_null(t);
 	/* init never reinitialises an existing token */
-	assert_int_equal(token_init(SOFTHSM2_MODULE, URI, so, user),
-	    CUSTODY_E_TOKEN_EXISTS);
+	assert_int_equal(
+	    token_init(SOFTHSM2_MODULE, URI, so, user), CUSTODY_E_TOKEN_EXISTS);
 	secret_free(so);
 	secret_free(user);
 	/* the shared token still works after all that */
@@ -406,12 +416,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ed25519),
-		cmocka_unit_test(test_ecdsa_p256),
-		cmocka_unit_test(test_ecdsa_p384),
-		cmocka_unit_test(test_rsa_pss_3072),
-		cmocka_unit_test(test_threads),
-		cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_ed25519),
+	    cmocka_unit_test(test_ecdsa_p256),
+	    cmocka_unit_test(test_ecdsa_p384),
+	    cmocka_unit_test(test_rsa_pss_3072),
+	    cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_errors),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

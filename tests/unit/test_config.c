@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1	/* mkdtemp, setenv */
+#define _GNU_SOURCE 1 /* mkdtemp, setenv */
 #endif
 
 #include <stdarg.h>
@@ -64,7 +64,7 @@ expect_error_len(const char *text, size_t len, const char *want)
 	if (config_parse(NAME, text, len, &cfg, err, sizeof(err)) !=
 	    CUSTODY_E_CONFIG)
 		fail_msg("accepted: '%.*s'", (int)len, text);
-	assert_ptr_equal(cfg, (struct config *)0x1);	/* untouched */
+	assert_ptr_equal(cfg, (struct config *)0x1); /* untouched */
 	assert_non_null(memchr(err, '\0', sizeof(err)));
 	if (strstr(err, want) == NULL)
 		fail_msg("message '%s' lacks '%s'", err, want);
@@ -86,10 +86,10 @@ test_full_file(void **state)
 	assert_int_equal(parse(full, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg->path, NAME);
 	assert_string_equal(cfg->data_dir, "/srv/custody");
-	assert_string_equal(cfg->pkcs11_module,
-	    "/usr/lib/softhsm/libsofthsm2.so");
-	assert_string_equal(cfg->token,
-	    "pkcs11:token=agents;id=%a1#not-a-comment");
+	assert_string_equal(
+	    cfg->pkcs11_module, "/usr/lib/softhsm/libsofthsm2.so");
+	assert_string_equal(
+	    cfg->token, "pkcs11:token=agents;id=%a1#not-a-comment");
 	assert_string_equal(cfg->pin_file, "/etc/custody/user.pin");
 	assert_string_equal(cfg->policy, "/etc/custody/policy.json");
 	assert_string_equal(cfg->listen_unix, "/run/custody/custody.sock");
@@ -105,8 +105,8 @@ test_full_file(void **state)
 	assert_int_equal(cfg->nenv, 3);
 	assert_string_equal(cfg->env[0].name, "SOFTHSM2_CONF");
 	assert_string_equal(cfg->env[0].value, "/etc/softhsm/softhsm2.conf");
-	assert_string_equal(config_env_get(cfg, "TPM2_PKCS11_STORE"),
-	    "/var/lib/tpm2=store");
+	assert_string_equal(
+	    config_env_get(cfg, "TPM2_PKCS11_STORE"), "/var/lib/tpm2=store");
 	assert_string_equal(config_env_get(cfg, "EMPTY_VALUE"), "");
 	assert_null(config_env_get(cfg, "HOME"));
 	assert_null(config_env_get(NULL, "HOME"));
@@ -126,8 +126,8 @@ test_defaults(void **state)
 		ncpu = 1;
 	if (ncpu > 256)
 		ncpu = 256;
-	assert_int_equal(config_parse(NAME, NULL, 0, &cfg, err, sizeof(err)),
-	    0);
+	assert_int_equal(
+	    config_parse(NAME, NULL, 0, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg->data_dir, "/var/lib/custody");
 	assert_null(cfg->pkcs11_module);
 	assert_string_equal(cfg->token, "pkcs11:token=custody");
@@ -148,7 +148,8 @@ test_defaults(void **state)
 
 	/* DATA follows data-dir; a trailing '/' is not doubled */
 	assert_int_equal(parse("# only comments\n\n  \t\ndata-dir /srv/c/\n",
-	    &cfg, err, sizeof(err)), 0);
+			     &cfg, err, sizeof(err)),
+	    0);
 	assert_string_equal(cfg->data_dir, "/srv/c/");
 	assert_string_equal(cfg->pin_file, "/srv/c/user.pin");
 	assert_string_equal(cfg->listen_unix, "/srv/c/custody.sock");
@@ -162,7 +163,7 @@ test_unknown_keyword(void **state)
 	expect_error("data-dir /x\n\ntokn pkcs11:token=a\n",
 	    NAME ":3: unknown keyword 'tokn'");
 	expect_error("Token pkcs11:token=a\n", NAME ":1: unknown keyword "
-	    "'Token'");
+						    "'Token'");
 	expect_error("data-dir=/x\n", NAME ":1: unknown keyword 'data-dir=/x'");
 	/* a '#' inside a word does not start a comment */
 	expect_error("issuer#x y\n", NAME ":1: unknown keyword 'issuer#x'");
@@ -176,30 +177,41 @@ test_missing_value(void **state)
 	expect_error("workers   \t \n", NAME ":1: workers: missing value");
 	expect_error("issuer # no value\n", NAME ":1: issuer: missing value");
 	expect_error("\n\n\n\npkcs11-env", NAME ":5: pkcs11-env: missing "
-	    "value");
+						"value");
 }
 
 static void
 test_duplicate(void **state)
 {
 	static const char *lines[] = {
-		"data-dir /a", "pkcs11-module /a", "token pkcs11:token=a",
-		"pin-file /a", "policy /a", "listen-unix /a",
-		"listen-tcp a:1", "tls-cert /a", "tls-key /a",
-		"tls-client-ca /a", "issuer a", "log-origin a",
-		"checkpoint-interval 1s", "workers 1", "jwt-ed25519-alg EdDSA",
+	    "data-dir /a",
+	    "pkcs11-module /a",
+	    "token pkcs11:token=a",
+	    "pin-file /a",
+	    "policy /a",
+	    "listen-unix /a",
+	    "listen-tcp a:1",
+	    "tls-cert /a",
+	    "tls-key /a",
+	    "tls-client-ca /a",
+	    "issuer a",
+	    "log-origin a",
+	    "checkpoint-interval 1s",
+	    "workers 1",
+	    "jwt-ed25519-alg EdDSA",
 	};
 	char text[256], want[128];
 	size_t i;
 
 	(void)state;
 	expect_error("token pkcs11:token=a\n# comment\n\n"
-	    "token pkcs11:token=b\n",
+		     "token pkcs11:token=b\n",
 	    NAME ":4: duplicate keyword 'token' (first given on line 1)");
 	for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
 		snprintf(text, sizeof(text), "\n%s\n%s\n", lines[i], lines[i]);
-		snprintf(want, sizeof(want), NAME ":3: duplicate keyword "
-		    "'%.*s' (first given on line 2)",
+		snprintf(want, sizeof(want),
+		    NAME ":3: duplicate keyword "
+			 "'%.*s' (first given on line 2)",
 		    (int)strcspn(lines[i], " "), lines[i]);
 		expect_error(text, want);
 	}
@@ -209,8 +221,14 @@ static void
 test_relative_paths(void **state)
 {
 	static const char *kw[] = {
-		"data-dir", "pkcs11-module", "pin-file", "policy",
-		"listen-unix", "tls-cert", "tls-key", "tls-client-ca",
+	    "data-dir",
+	    "pkcs11-module",
+	    "pin-file",
+	    "policy",
+	    "listen-unix",
+	    "tls-cert",
+	    "tls-key",
+	    "tls-client-ca",
 	};
 	char text[128], want[128];
 	size_t i;
@@ -218,8 +236,10 @@ test_relative_paths(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(kw) / sizeof(kw[0]); i++) {
 		snprintf(text, sizeof(text), "# x\n%s relative/path\n", kw[i]);
-		snprintf(want, sizeof(want), NAME ":2: %s: 'relative/path' is "
-		    "not an absolute path", kw[i]);
+		snprintf(want, sizeof(want),
+		    NAME ":2: %s: 'relative/path' is "
+			 "not an absolute path",
+		    kw[i]);
 		expect_error(text, want);
 		snprintf(text, sizeof(text), "%s ./x\n", kw[i]);
 		expect_error(text, "is not an absolute path");
@@ -233,7 +253,7 @@ test_token(void **state)
 {
 	(void)state;
 	expect_error("\ntoken custody\n", NAME ":2: token: 'custody' is not a "
-	    "PKCS#11 URI");
+					       "PKCS#11 URI");
 	expect_error("token PKCS11:token=a\n", NAME ":1: token:");
 	expect_error("token pkcs11\n", NAME ":1: token:");
 }
@@ -241,21 +261,21 @@ test_token(void **state)
 static void
 test_checkpoint_interval(void **state)
 {
-	static const char *bad[] = { "0s", "1", "1w", "1.5h", "-1s", "abc",
-		"99999999999999999999d", "36526d" };
+	static const char *bad[] = {"0s", "1", "1w", "1.5h", "-1s", "abc",
+	    "99999999999999999999d", "36526d"};
 	struct config *cfg = NULL;
 	char text[128], err[256];
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(text, sizeof(text), "\n\ncheckpoint-interval %s\n",
-		    bad[i]);
-		expect_error(text,
-		    NAME ":3: checkpoint-interval: bad duration");
+		snprintf(
+		    text, sizeof(text), "\n\ncheckpoint-interval %s\n", bad[i]);
+		expect_error(
+		    text, NAME ":3: checkpoint-interval: bad duration");
 	}
-	assert_int_equal(parse("checkpoint-interval 7d\n", &cfg, err,
-	    sizeof(err)), 0);
+	assert_int_equal(
+	    parse("checkpoint-interval 7d\n", &cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg->checkpoint_interval, 7 * 86400);
 	config_free(cfg);
 }
@@ -263,8 +283,8 @@ test_checkpoint_interval(void **state)
 static void
 test_workers(void **state)
 {
-	static const char *bad[] = { "0", "257", "-1", "+4", "abc", "1.5",
-		"4x", "9999999999", "1000" };
+	static const char *bad[] = {
+	    "0", "257", "-1", "+4", "abc", "1.5", "4x", "9999999999", "1000"};
 	struct config *cfg = NULL;
 	char text[128], err[256];
 	size_t i;
@@ -289,11 +309,12 @@ test_jwt_alg(void **state)
 	char err[256];
 
 	(void)state;
-	expect_error("jwt-ed25519-alg eddsa\n", NAME ":1: jwt-ed25519-alg: "
-	    "'eddsa' is neither EdDSA nor Ed25519");
+	expect_error("jwt-ed25519-alg eddsa\n",
+	    NAME ":1: jwt-ed25519-alg: "
+		 "'eddsa' is neither EdDSA nor Ed25519");
 	expect_error("\njwt-ed25519-alg ES256\n", NAME ":2: jwt-ed25519-alg:");
-	assert_int_equal(parse("jwt-ed25519-alg EdDSA\n", &cfg, err,
-	    sizeof(err)), 0);
+	assert_int_equal(
+	    parse("jwt-ed25519-alg EdDSA\n", &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg->jwt_ed25519_alg, "EdDSA");
 	config_free(cfg);
 }
@@ -302,13 +323,28 @@ static void
 test_listen_tcp(void **state)
 {
 	static const char *bad[] = {
-		"localhost", "localhost:0", "localhost:65536", ":8443",
-		"::1:8443", "[::1]8443", "[::1", "[]:80", "host:80a", "host:",
-		"host:-1", "host:+80", "ho st:80", "[::1]:", "a/b:80",
+	    "localhost",
+	    "localhost:0",
+	    "localhost:65536",
+	    ":8443",
+	    "::1:8443",
+	    "[::1]8443",
+	    "[::1",
+	    "[]:80",
+	    "host:80a",
+	    "host:",
+	    "host:-1",
+	    "host:+80",
+	    "ho st:80",
+	    "[::1]:",
+	    "a/b:80",
 	};
 	static const char *good[] = {
-		"localhost:8443", "127.0.0.1:1", "[::1]:65535",
-		"[fe80::1%eth0]:443", "custody.example.org:08443",
+	    "localhost:8443",
+	    "127.0.0.1:1",
+	    "[::1]:65535",
+	    "[fe80::1%eth0]:443",
+	    "custody.example.org:08443",
 	};
 	static const char tls[] =
 	    "tls-cert /c\ntls-key /k\ntls-client-ca /ca\n";
@@ -318,8 +354,7 @@ test_listen_tcp(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		snprintf(text, sizeof(text), "%slisten-tcp %s\n", tls,
-		    bad[i]);
+		snprintf(text, sizeof(text), "%slisten-tcp %s\n", tls, bad[i]);
 		expect_error(text, NAME ":4: listen-tcp: ");
 	}
 	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -339,11 +374,20 @@ static void
 test_pkcs11_env(void **state)
 {
 	static const char *pin[] = {
-		"USER_PIN=1234", "pin=1", "SoPin=1", "SOFTHSM2_PIN_FILE=/x",
-		"SPINNER=x", "pIn=x",
+	    "USER_PIN=1234",
+	    "pin=1",
+	    "SoPin=1",
+	    "SOFTHSM2_PIN_FILE=/x",
+	    "SPINNER=x",
+	    "pIn=x",
 	};
 	static const char *badname[] = {
-		"1FOO=x", "=x", "FOO-BAR=x", "FOO BAR=x", "F.O=x", "\xc3\xa9=x",
+	    "1FOO=x",
+	    "=x",
+	    "FOO-BAR=x",
+	    "FOO BAR=x",
+	    "F.O=x",
+	    "\xc3\xa9=x",
 	};
 	struct config *cfg = NULL;
 	char text[2048], err[256];
@@ -360,7 +404,7 @@ test_pkcs11_env(void **state)
 		expect_error(text, NAME ":1: pkcs11-env: ");
 	}
 	expect_error("pkcs11-env FOO\n", NAME ":1: pkcs11-env: expected "
-	    "NAME=VALUE");
+					      "NAME=VALUE");
 	expect_error("pkcs11-env A=1\npkcs11-env B=2\n# c\npkcs11-env A=3\n",
 	    NAME ":4: pkcs11-env: 'A' already set on line 1");
 
@@ -368,8 +412,8 @@ test_pkcs11_env(void **state)
 	text[0] = '\0';
 	for (i = 0; i < CONFIG_MAX_ENV; i++) {
 		n = strlen(text);
-		snprintf(text + n, sizeof(text) - n, "pkcs11-env V%zu=%zu\n",
-		    i, i);
+		snprintf(
+		    text + n, sizeof(text) - n, "pkcs11-env V%zu=%zu\n", i, i);
 	}
 	assert_int_equal(parse(text, &cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg->nenv, CONFIG_MAX_ENV);
@@ -390,7 +434,9 @@ test_apply_env(void **state)
 	unsetenv("CUSTODY_TEST_A");
 	setenv("CUSTODY_TEST_B", "old", 1);
 	assert_int_equal(parse("pkcs11-env CUSTODY_TEST_A=/a b\n"
-	    "pkcs11-env CUSTODY_TEST_B=new\n", &cfg, err, sizeof(err)), 0);
+			       "pkcs11-env CUSTODY_TEST_B=new\n",
+			     &cfg, err, sizeof(err)),
+	    0);
 	assert_int_equal(config_apply_env(cfg), 0);
 	assert_string_equal(getenv("CUSTODY_TEST_A"), "/a b");
 	assert_string_equal(getenv("CUSTODY_TEST_B"), "new");
@@ -403,7 +449,9 @@ static void
 test_control_characters(void **state)
 {
 	(void)state;
-	expect_error("\nissuer a\x01" "b\n", NAME ":2: control character 0x01");
+	expect_error("\nissuer a\x01"
+		     "b\n",
+	    NAME ":2: control character 0x01");
 	expect_error("issuer a\x1b[31m\n", NAME ":1: control character 0x1b");
 	expect_error("issuer a\x7f\n", NAME ":1: control character 0x7f");
 	expect_error("issuer a\tb\n", NAME ":1: issuer: value contains a tab");
@@ -463,8 +511,8 @@ test_file_too_large(void **state)
 		struct config *cfg = NULL;
 		char err[256];
 
-		assert_int_equal(config_parse(NAME, text, n - 1, &cfg, err,
-		    sizeof(err)), 0);
+		assert_int_equal(
+		    config_parse(NAME, text, n - 1, &cfg, err, sizeof(err)), 0);
 		config_free(cfg);
 	}
 	free(text);
@@ -479,8 +527,8 @@ test_null_errbuf(void **state)
 	assert_int_equal(config_parse(NAME, "bogus x\n", 8, &cfg, NULL, 0),
 	    CUSTODY_E_CONFIG);
 	assert_null(cfg);
-	assert_int_equal(config_parse(NAME, "x", 1, NULL, NULL, 0),
-	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    config_parse(NAME, "x", 1, NULL, NULL, 0), CUSTODY_E_INVALID_ARG);
 }
 
 static void
@@ -496,8 +544,8 @@ test_choose_path(void **state)
 	assert_string_equal(config_choose_path(NULL), CONFIG_DEFAULT_PATH);
 	unsetenv("CUSTODY_CONF");
 	assert_string_equal(config_choose_path(NULL), CONFIG_DEFAULT_PATH);
-	assert_string_equal(config_choose_path(NULL),
-	    "/etc/custody/custody.conf");
+	assert_string_equal(
+	    config_choose_path(NULL), "/etc/custody/custody.conf");
 	assert_ptr_equal(config_choose_path(explicit_path), explicit_path);
 }
 
@@ -525,16 +573,16 @@ test_load(void **state)
 	write_file(path, full, strlen(full));
 	assert_int_equal(config_load(path, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(cfg->path, path);
-	assert_string_equal(cfg->token,
-	    "pkcs11:token=agents;id=%a1#not-a-comment");
+	assert_string_equal(
+	    cfg->token, "pkcs11:token=agents;id=%a1#not-a-comment");
 	assert_int_equal(cfg->nenv, 3);
 	config_free(cfg);
 	cfg = NULL;
 
 	/* errors name the file as given and the line */
 	write_file(path, "data-dir /x\nworkers 0\n", 22);
-	assert_int_equal(config_load(path, &cfg, err, sizeof(err)),
-	    CUSTODY_E_CONFIG);
+	assert_int_equal(
+	    config_load(path, &cfg, err, sizeof(err)), CUSTODY_E_CONFIG);
 	assert_null(cfg);
 	assert_non_null(strstr(err, path));
 	assert_non_null(strstr(err, "custody.conf:2: workers:"));
@@ -543,19 +591,19 @@ test_load(void **state)
 	memset(big, '#', n);
 	write_file(path, big, n);
 	free(big);
-	assert_int_equal(config_load(path, &cfg, err, sizeof(err)),
-	    CUSTODY_E_CONFIG);
+	assert_int_equal(
+	    config_load(path, &cfg, err, sizeof(err)), CUSTODY_E_CONFIG);
 	assert_non_null(strstr(err, "larger than 1 MiB"));
 	assert_int_equal(unlink(path), 0);
 
-	assert_int_equal(config_load(path, &cfg, err, sizeof(err)),
-	    CUSTODY_E_IO);
+	assert_int_equal(
+	    config_load(path, &cfg, err, sizeof(err)), CUSTODY_E_IO);
 	assert_null(cfg);
 	assert_non_null(strstr(err, path));
 	assert_non_null(strstr(err, "No such file or directory"));
 
-	assert_int_equal(config_load(dir, &cfg, err, sizeof(err)),
-	    CUSTODY_E_CONFIG);
+	assert_int_equal(
+	    config_load(dir, &cfg, err, sizeof(err)), CUSTODY_E_CONFIG);
 	assert_non_null(strstr(err, "not a regular file"));
 	assert_int_equal(rmdir(dir), 0);
 }
@@ -564,25 +612,25 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_full_file),
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_unknown_keyword),
-		cmocka_unit_test(test_missing_value),
-		cmocka_unit_test(test_duplicate),
-		cmocka_unit_test(test_relative_paths),
-		cmocka_unit_test(test_token),
-		cmocka_unit_test(test_checkpoint_interval),
-		cmocka_unit_test(test_workers),
-		cmocka_unit_test(test_jwt_alg),
-		cmocka_unit_test(test_listen_tcp),
-		cmocka_unit_test(test_pkcs11_env),
-		cmocka_unit_test(test_apply_env),
-		cmocka_unit_test(test_control_characters),
-		cmocka_unit_test(test_long_line),
-		cmocka_unit_test(test_file_too_large),
-		cmocka_unit_test(test_null_errbuf),
-		cmocka_unit_test(test_choose_path),
-		cmocka_unit_test(test_load),
+	    cmocka_unit_test(test_full_file),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_unknown_keyword),
+	    cmocka_unit_test(test_missing_value),
+	    cmocka_unit_test(test_duplicate),
+	    cmocka_unit_test(test_relative_paths),
+	    cmocka_unit_test(test_token),
+	    cmocka_unit_test(test_checkpoint_interval),
+	    cmocka_unit_test(test_workers),
+	    cmocka_unit_test(test_jwt_alg),
+	    cmocka_unit_test(test_listen_tcp),
+	    cmocka_unit_test(test_pkcs11_env),
+	    cmocka_unit_test(test_apply_env),
+	    cmocka_unit_test(test_control_characters),
+	    cmocka_unit_test(test_long_line),
+	    cmocka_unit_test(test_file_too_large),
+	    cmocka_unit_test(test_null_errbuf),
+	    cmocka_unit_test(test_choose_path),
+	    cmocka_unit_test(test_load),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

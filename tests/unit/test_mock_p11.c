@@ -1258,6 +1258,7 @@ test_persistence(void **state)
 	CK_MECHANISM m = { CKM_EDDSA, NULL, 0 };
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s;
+	CK_SESSION_INFO si;
 	unsigned char sig[64];
 	CK_ULONG len = sizeof(sig);
 
@@ -1270,7 +1271,7 @@ test_persistence(void **state)
 	init_args(&a);
 	assert_int_equal(p11->C_Initialize(&a), CKR_OK);
 	assert_int_equal(mock_p11_is_logged_in(), 0);
-	assert_int_equal(p11->C_GetSessionInfo(s, NULL),
+	assert_int_equal(p11->C_GetSessionInfo(s, &si),
 	    CKR_SESSION_HANDLE_INVALID);
 	s = user_session();
 	assert_int_equal(p11->C_SignInit(s, &m, priv), CKR_KEY_HANDLE_INVALID);
@@ -1584,6 +1585,7 @@ test_random(void **state)
 
 struct worker {
 	pthread_t tid;
+	CK_SLOT_ID slot;
 	CK_OBJECT_HANDLE key;
 	EVP_PKEY *pk;
 	int errors;
@@ -1599,7 +1601,7 @@ worker_main(void *arg)
 	CK_ULONG len;
 	int i;
 
-	if (p11->C_OpenSession(the_slot(), CKF_SERIAL_SESSION, NULL, NULL,
+	if (p11->C_OpenSession(w->slot, CKF_SERIAL_SESSION, NULL, NULL,
 	    &s) != CKR_OK) {
 		w->errors++;
 		return NULL;
@@ -1632,6 +1634,7 @@ test_threads(void **state)
 	pk = export_pub(anchor, pub, K_P256);
 	memset(w, 0, sizeof(w));
 	for (i = 0; i < NTHREADS; i++) {
+		w[i].slot = the_slot();
 		w[i].key = priv;
 		w[i].pk = pk;
 		assert_int_equal(pthread_create(&w[i].tid, NULL, worker_main,

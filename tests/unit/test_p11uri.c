@@ -19,24 +19,26 @@ test_parse_good(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(p11uri_parse("pkcs11:token=custody", &u, err,
-			     sizeof(err)), 0);
+	assert_int_equal(
+	    p11uri_parse("pkcs11:token=custody", &u, err, sizeof(err)), 0);
 	assert_string_equal(u.token, "custody");
 	assert_string_equal(u.manufacturer, "");
 	assert_int_equal(p11uri_parse("pkcs11:", &u, err, sizeof(err)), 0);
 	assert_string_equal(u.token, "");
 	assert_int_equal(p11uri_parse("pkcs11:token=My%20Token;manufacturer="
-					  "SoftHSM%20project;model=SoftHSM%20v2;"
-					  "serial=0123abcd",
-			     &u, err, sizeof(err)), 0);
+				      "SoftHSM%20project;model=SoftHSM%20v2;"
+				      "serial=0123abcd",
+			     &u, err, sizeof(err)),
+	    0);
 	assert_string_equal(u.token, "My Token");
 	assert_string_equal(u.manufacturer, "SoftHSM project");
 	assert_string_equal(u.model, "SoftHSM v2");
 	assert_string_equal(u.serial, "0123abcd");
 	/* exactly 32 bytes of label fit */
 	assert_int_equal(p11uri_parse("pkcs11:token="
-					  "0123456789abcdef0123456789abcdef",
-			     &u, err, sizeof(err)), 0);
+				      "0123456789abcdef0123456789abcdef",
+			     &u, err, sizeof(err)),
+	    0);
 }
 
 static void
@@ -45,8 +47,8 @@ expect_bad(const char *uri, const char *needle)
 	struct p11uri u;
 	char err[256];
 
-	assert_int_equal(p11uri_parse(uri, &u, err, sizeof(err)),
-	    CUSTODY_E_PARSE);
+	assert_int_equal(
+	    p11uri_parse(uri, &u, err, sizeof(err)), CUSTODY_E_PARSE);
 	if (strstr(err, needle) == NULL)
 		fail_msg("'%s': message '%s' lacks '%s'", uri, err, needle);
 }
@@ -66,15 +68,15 @@ test_parse_bad(void **state)
 	expect_bad("pkcs11:token=a%2", "percent");
 	expect_bad("pkcs11:token=a%zz", "percent");
 	expect_bad("pkcs11:token=a%00b", "NUL");
-	expect_bad("pkcs11:token=0123456789abcdef0123456789abcdefX",
-	    "longer than 32");
+	expect_bad(
+	    "pkcs11:token=0123456789abcdef0123456789abcdefX", "longer than 32");
 	expect_bad("pkcs11:serial=0123456789abcdefX", "longer than 16");
 }
 
 static void
 test_field_eq(void **state)
 {
-	const unsigned char f[8] = { 'a', 'b', 'c', ' ', ' ', ' ', ' ', ' ' };
+	const unsigned char f[8] = {'a', 'b', 'c', ' ', ' ', ' ', ' ', ' '};
 
 	(void)state;
 	assert_true(p11uri_field_eq(f, 8, "abc"));
@@ -87,7 +89,7 @@ test_field_eq(void **state)
 static void
 test_format_key(void **state)
 {
-	const uint8_t id[4] = { 0xa1, 0x00, 0xff, 0x3b };
+	const uint8_t id[4] = {0xa1, 0x00, 0xff, 0x3b};
 	struct p11uri u;
 	char *s = NULL;
 
@@ -100,7 +102,7 @@ test_format_key(void **state)
 	free(s);
 	/* what is printed for a token parses back to the same label */
 	assert_int_equal(p11uri_format_key("x y", id, 0, &s), 0);
-	s[strlen(s) - 4] = '\0';	/* drop ";id=" */
+	s[strlen(s) - 4] = '\0'; /* drop ";id=" */
 	assert_int_equal(p11uri_parse(s, &u, NULL, 0), 0);
 	assert_string_equal(u.token, "x y");
 	free(s);
@@ -110,10 +112,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_good),
-		cmocka_unit_test(test_parse_bad),
-		cmocka_unit_test(test_field_eq),
-		cmocka_unit_test(test_format_key),
+	    cmocka_unit_test(test_parse_good),
+	    cmocka_unit_test(test_parse_bad),
+	    cmocka_unit_test(test_field_eq),
+	    cmocka_unit_test(test_format_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

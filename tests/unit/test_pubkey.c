@@ -65,13 +65,14 @@ test_ed25519_rfc8032(void **state)
 	(void)state;
 	hex(vector("rfc8032-ed25519-test1.txt", "public"), pub, 32);
 	hex(vector("rfc8032-ed25519-test1.txt", "signature"), sig, 64);
-	assert_int_equal(pubkey_from_ec_point(CUSTODY_ALG_ED25519, pub, 32,
-			     &pk), 0);
+	assert_int_equal(
+	    pubkey_from_ec_point(CUSTODY_ALG_ED25519, pub, 32, &pk), 0);
 	assert_int_equal(pubkey_verify(pk, (const uint8_t *)"", 0, sig, 64), 0);
 	for (i = 0; i < 64; i += 7) {
 		sig[i] ^= 0x01;
-		assert_int_equal(pubkey_verify(pk, (const uint8_t *)"", 0, sig,
-				     64), CUSTODY_E_SIG_VERIFY);
+		assert_int_equal(
+		    pubkey_verify(pk, (const uint8_t *)"", 0, sig, 64),
+		    CUSTODY_E_SIG_VERIFY);
 		sig[i] ^= 0x01;
 	}
 	assert_int_equal(pubkey_verify(pk, (const uint8_t *)"", 0, sig, 63),
@@ -85,7 +86,7 @@ test_ed25519_rfc8032(void **state)
 static void
 test_thumbprint_rfc8037(void **state)
 {
-	uint8_t pub[32], wrapped[34] = { 0x04, 0x20 };
+	uint8_t pub[32], wrapped[34] = {0x04, 0x20};
 	struct pubkey *pk = NULL;
 	char *kid = NULL;
 
@@ -93,11 +94,11 @@ test_thumbprint_rfc8037(void **state)
 	hex(vector("rfc8037-thumbprint.txt", "public"), pub, 32);
 	memcpy(wrapped + 2, pub, 32);
 	/* as a token returns it: DER OCTET STRING around the point */
-	assert_int_equal(pubkey_from_ec_point(CUSTODY_ALG_ED25519, wrapped, 34,
-			     &pk), 0);
+	assert_int_equal(
+	    pubkey_from_ec_point(CUSTODY_ALG_ED25519, wrapped, 34, &pk), 0);
 	assert_int_equal(pubkey_jwk_thumbprint(pk, &kid), 0);
-	assert_string_equal(kid, vector("rfc8037-thumbprint.txt",
-				     "thumbprint"));
+	assert_string_equal(
+	    kid, vector("rfc8037-thumbprint.txt", "thumbprint"));
 	free(kid);
 	pubkey_free(pk);
 }
@@ -115,14 +116,17 @@ test_ec_point_rejects(void **state)
 	assert_int_equal(pubkey_from_ec_point(CUSTODY_ALG_ED25519, p, 35, &pk),
 	    CUSTODY_E_PARSE);
 	/* right length, not a point on P-256 */
-	assert_int_equal(pubkey_from_ec_point(CUSTODY_ALG_ECDSA_P256, p, 65,
-			     &pk), CUSTODY_E_PARSE);
+	assert_int_equal(
+	    pubkey_from_ec_point(CUSTODY_ALG_ECDSA_P256, p, 65, &pk),
+	    CUSTODY_E_PARSE);
 	/* compressed points are refused */
 	p[0] = 0x02;
-	assert_int_equal(pubkey_from_ec_point(CUSTODY_ALG_ECDSA_P256, p, 33,
-			     &pk), CUSTODY_E_PARSE);
-	assert_int_equal(pubkey_from_ec_point(CUSTODY_ALG_RSA_PSS_3072, p, 65,
-			     &pk), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    pubkey_from_ec_point(CUSTODY_ALG_ECDSA_P256, p, 33, &pk),
+	    CUSTODY_E_PARSE);
+	assert_int_equal(
+	    pubkey_from_ec_point(CUSTODY_ALG_RSA_PSS_3072, p, 65, &pk),
+	    CUSTODY_E_INVALID_ARG);
 	assert_null(pk);
 }
 
@@ -164,8 +168,8 @@ ecdsa_raw(EVP_PKEY *k, const EVP_MD *md, const uint8_t *msg, size_t len,
 }
 
 static void
-check_ecdsa(enum custody_alg alg, const char *curve, const EVP_MD *md,
-    size_t half)
+check_ecdsa(
+    enum custody_alg alg, const char *curve, const EVP_MD *md, size_t half)
 {
 	const uint8_t msg[] = "custody";
 	EVP_PKEY *k = ossl_keygen("EC", curve, 0);
@@ -175,8 +179,8 @@ check_ecdsa(enum custody_alg alg, const char *curve, const EVP_MD *md,
 	unsigned char *ref = NULL;
 	int reflen;
 
-	assert_true(EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY,
-	    point, sizeof(point), &plen));
+	assert_true(EVP_PKEY_get_octet_string_param(
+	    k, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point), &plen));
 	assert_int_equal(pubkey_from_ec_point(alg, point, plen, &pk), 0);
 	ecdsa_raw(k, md, msg, sizeof(msg), raw, half);
 	assert_int_equal(pubkey_verify(pk, msg, sizeof(msg), raw, 2 * half), 0);
@@ -189,14 +193,15 @@ check_ecdsa(enum custody_alg alg, const char *curve, const EVP_MD *md,
 	assert_int_equal(slen, (size_t)reflen);
 	assert_memory_equal(spki, ref, slen);
 	assert_int_equal(pubkey_from_spki(alg, spki, slen, &pk2), 0);
-	assert_int_equal(pubkey_from_spki(alg == CUSTODY_ALG_ECDSA_P256 ?
-			     CUSTODY_ALG_ECDSA_P384 : CUSTODY_ALG_ECDSA_P256,
+	assert_int_equal(pubkey_from_spki(alg == CUSTODY_ALG_ECDSA_P256
+					      ? CUSTODY_ALG_ECDSA_P384
+					      : CUSTODY_ALG_ECDSA_P256,
 			     spki, slen, &pk2 + 0 == NULL ? NULL : &pk2),
 	    CUSTODY_E_PARSE);
 	/* raw to DER keeps the numbers */
 	raw[3] ^= 0x80;
-	assert_int_equal(pubkey_ecdsa_raw_to_der(raw, 2 * half, &der, &dlen),
-	    0);
+	assert_int_equal(
+	    pubkey_ecdsa_raw_to_der(raw, 2 * half, &der, &dlen), 0);
 	assert_true(dlen > 2 * half);
 	free(der);
 	free(spki);
@@ -233,14 +238,17 @@ test_spki_trailing_and_garbage(void **state)
 	assert_true((n = i2d_PUBKEY(k, &der)) > 0);
 	memcpy(buf, der, (size_t)n);
 	buf[n] = 0;
-	assert_int_equal(pubkey_from_spki(CUSTODY_ALG_ED25519, buf,
-			     (size_t)n + 1, &pk), CUSTODY_E_PARSE);
-	assert_int_equal(pubkey_from_spki(CUSTODY_ALG_ED25519, buf,
-			     (size_t)n - 1, &pk), CUSTODY_E_PARSE);
-	assert_int_equal(pubkey_from_spki(CUSTODY_ALG_ECDSA_P256, buf,
-			     (size_t)n, &pk), CUSTODY_E_PARSE);
-	assert_int_equal(pubkey_from_spki(CUSTODY_ALG_ED25519, buf, (size_t)n,
-			     &pk), 0);
+	assert_int_equal(
+	    pubkey_from_spki(CUSTODY_ALG_ED25519, buf, (size_t)n + 1, &pk),
+	    CUSTODY_E_PARSE);
+	assert_int_equal(
+	    pubkey_from_spki(CUSTODY_ALG_ED25519, buf, (size_t)n - 1, &pk),
+	    CUSTODY_E_PARSE);
+	assert_int_equal(
+	    pubkey_from_spki(CUSTODY_ALG_ECDSA_P256, buf, (size_t)n, &pk),
+	    CUSTODY_E_PARSE);
+	assert_int_equal(
+	    pubkey_from_spki(CUSTODY_ALG_ED25519, buf, (size_t)n, &pk), 0);
 	pubkey_free(pk);
 	OPENSSL_free(der);
 	EVP_PKEY_free(k);
@@ -265,10 +273,11 @@ test_rsa_pss(void **state)
 	nl = BN_bn2bin(n, nb);
 	el = BN_bn2bin(e, eb);
 	assert_int_equal(pubkey_from_rsa(CUSTODY_ALG_RSA_PSS_3072, nb,
-			     (size_t)nl, eb, (size_t)el, &pk), 0);
+			     (size_t)nl, eb, (size_t)el, &pk),
+	    0);
 	assert_int_equal(EVP_DigestSignInit(c, &pc, EVP_sha256(), NULL, k), 1);
-	assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pc,
-			     RSA_PKCS1_PSS_PADDING), 1);
+	assert_int_equal(
+	    EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING), 1);
 	assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, 32), 1);
 	assert_int_equal(EVP_DigestSign(c, sig, &siglen, msg, sizeof(msg)), 1);
 	assert_int_equal(siglen, 384);
@@ -286,7 +295,8 @@ test_rsa_pss(void **state)
 	nl = BN_bn2bin(n, nb);
 	pk = NULL;
 	assert_int_equal(pubkey_from_rsa(CUSTODY_ALG_RSA_PSS_3072, nb,
-			     (size_t)nl, eb, (size_t)el, &pk), CUSTODY_E_PARSE);
+			     (size_t)nl, eb, (size_t)el, &pk),
+	    CUSTODY_E_PARSE);
 	assert_null(pk);
 	BN_free(n);
 	EVP_PKEY_free(small);
@@ -303,17 +313,20 @@ test_tbs(void **state)
 
 	(void)state;
 	assert_int_equal(pubkey_tbs(CUSTODY_ALG_ECDSA_P256,
-			     (const uint8_t *)"abc", 3, out, &p, &len), 0);
+			     (const uint8_t *)"abc", 3, out, &p, &len),
+	    0);
 	assert_int_equal(len, 32);
 	assert_ptr_equal(p, out);
 	/* FIPS 180-2 SHA-256("abc") */
 	assert_int_equal(out[0], 0xba);
 	assert_int_equal(out[31], 0xad);
 	assert_int_equal(pubkey_tbs(CUSTODY_ALG_ECDSA_P384,
-			     (const uint8_t *)"abc", 3, out, &p, &len), 0);
+			     (const uint8_t *)"abc", 3, out, &p, &len),
+	    0);
 	assert_int_equal(len, 48);
-	assert_int_equal(pubkey_tbs(CUSTODY_ALG_ED25519,
-			     (const uint8_t *)"abc", 3, out, &p, &len), 0);
+	assert_int_equal(pubkey_tbs(CUSTODY_ALG_ED25519, (const uint8_t *)"abc",
+			     3, out, &p, &len),
+	    0);
 	assert_int_equal(len, 3);
 	assert_memory_equal(p, "abc", 3);
 }
@@ -322,14 +335,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ed25519_rfc8032),
-		cmocka_unit_test(test_thumbprint_rfc8037),
-		cmocka_unit_test(test_ec_point_rejects),
-		cmocka_unit_test(test_ecdsa_p256),
-		cmocka_unit_test(test_ecdsa_p384),
-		cmocka_unit_test(test_spki_trailing_and_garbage),
-		cmocka_unit_test(test_rsa_pss),
-		cmocka_unit_test(test_tbs),
+	    cmocka_unit_test(test_ed25519_rfc8032),
+	    cmocka_unit_test(test_thumbprint_rfc8037),
+	    cmocka_unit_test(test_ec_point_rejects),
+	    cmocka_unit_test(test_ecdsa_p256),
+	    cmocka_unit_test(test_ecdsa_p384),
+	    cmocka_unit_test(test_spki_trailing_and_garbage),
+	    cmocka_unit_test(test_rsa_pss),
+	    cmocka_unit_test(test_tbs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

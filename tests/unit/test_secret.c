@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1	/* mkdtemp, nftw, mkfifo */
+#define _GNU_SOURCE 1 /* mkdtemp, nftw, mkfifo */
 #endif
 
 #include <stdarg.h>
@@ -122,7 +122,7 @@ expect_refused(const char *path, int want, const char *why)
 
 	logged[0] = '\0';
 	assert_int_equal(secret_read_file(path, &s), want);
-	assert_ptr_equal(s, (struct secret *)0x1);	/* untouched */
+	assert_ptr_equal(s, (struct secret *)0x1); /* untouched */
 	if (strstr(logged, why) == NULL)
 		fail_msg("log '%s' lacks '%s'", logged, why);
 	assert_non_null(strstr(logged, path));
@@ -155,8 +155,8 @@ test_longest_pin(void **state)
 	expect_good(f, "max", buf, SECRET_MAX_LEN, 0600, buf, SECRET_MAX_LEN);
 	buf[SECRET_MAX_LEN] = '\r';
 	buf[SECRET_MAX_LEN + 1] = '\n';
-	expect_good(f, "maxcrlf", buf, SECRET_MAX_LEN + 2, 0600, buf,
-	    SECRET_MAX_LEN);
+	expect_good(
+	    f, "maxcrlf", buf, SECRET_MAX_LEN + 2, 0600, buf, SECRET_MAX_LEN);
 	memset(buf, 'x', sizeof(buf));
 	buf[SECRET_MAX_LEN + 1] = '\n';
 	expect_refused(mkfile(f, "over", buf, SECRET_MAX_LEN + 2, 0600),
@@ -217,20 +217,20 @@ test_refused_content(void **state)
 	struct fixture *f = *state;
 	char big[300];
 
-	expect_refused(mkfile(f, "empty", "", 0, 0600), CUSTODY_E_PIN_FILE,
-	    "is empty");
-	expect_refused(mkfile(f, "nl", "\n", 1, 0600), CUSTODY_E_PIN_FILE,
-	    "is empty");
-	expect_refused(mkfile(f, "crlf", "\r\n", 2, 0600), CUSTODY_E_PIN_FILE,
-	    "is empty");
+	expect_refused(
+	    mkfile(f, "empty", "", 0, 0600), CUSTODY_E_PIN_FILE, "is empty");
+	expect_refused(
+	    mkfile(f, "nl", "\n", 1, 0600), CUSTODY_E_PIN_FILE, "is empty");
+	expect_refused(
+	    mkfile(f, "crlf", "\r\n", 2, 0600), CUSTODY_E_PIN_FILE, "is empty");
 	expect_refused(mkfile(f, "nul", "S3cr3t\0x\n", 9, 0600),
 	    CUSTODY_E_PIN_FILE, "NUL byte");
 	expect_refused(mkfile(f, "two", "S3cr3t\nS3cr3t\n", 14, 0600),
 	    CUSTODY_E_PIN_FILE, "more than one line");
 	expect_refused(mkfile(f, "twonl", "S3cr3t\n\n", 8, 0600),
 	    CUSTODY_E_PIN_FILE, "more than one line");
-	expect_refused(mkfile(f, "cr", "S3cr3t\r", 7, 0600),
-	    CUSTODY_E_PIN_FILE, "carriage return");
+	expect_refused(mkfile(f, "cr", "S3cr3t\r", 7, 0600), CUSTODY_E_PIN_FILE,
+	    "carriage return");
 	expect_refused(mkfile(f, "midcr", "S3cr3t\rx", 8, 0600),
 	    CUSTODY_E_PIN_FILE, "carriage return");
 	memset(big, 'S', sizeof(big));
@@ -325,24 +325,20 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_good_files, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_longest_pin, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_refused_mode, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_refused_symlink, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_refused_not_regular,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refused_content, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_missing_file, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_refused_owner, setup,
-		    teardown),
-		cmocka_unit_test(test_from_bytes),
-		cmocka_unit_test(test_not_dumpable),
+	    cmocka_unit_test_setup_teardown(test_good_files, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_longest_pin, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_mode, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_refused_symlink, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_refused_not_regular, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_refused_content, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_refused_owner, setup, teardown),
+	    cmocka_unit_test(test_from_bytes),
+	    cmocka_unit_test(test_not_dumpable),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,27 +25,67 @@
 #include "log.h"
 #include "store.h"
 
-#define ID_A	"k_0123456789abcdef"
-#define ID_B	"k_fedcba9876543210"
-#define ID_C	"k_00000000000000c0"
-#define ID_D	"k_00000000000000d0"
-#define ID_E	"k_00000000000000e0"
+#define ID_A "k_0123456789abcdef"
+#define ID_B "k_fedcba9876543210"
+#define ID_C "k_00000000000000c0"
+#define ID_D "k_00000000000000d0"
+#define ID_E "k_00000000000000e0"
 
-#define AGENT	"spiffe://example.org/agent/planner"
-#define T0	1763892000	/* 2025-11-23T10:00:00Z */
+#define AGENT "spiffe://example.org/agent/planner"
+#define T0    1763892000 /* 2025-11-23T10:00:00Z */
 
 struct fixture {
-	char		 dir[64];
-	char		 path[128];
-	struct store	*st;
+	char dir[64];
+	char path[128];
+	struct store *st;
 };
 
 /* An Ed25519 SPKI; the zero bytes check that the blob is not a string. */
 static uint8_t spki[] = {
-	0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21,
-	0x00, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09,
-	0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14,
-	0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x00,
+    0x30,
+    0x2a,
+    0x30,
+    0x05,
+    0x06,
+    0x03,
+    0x2b,
+    0x65,
+    0x70,
+    0x03,
+    0x21,
+    0x00,
+    0x00,
+    0x01,
+    0x02,
+    0x03,
+    0x04,
+    0x05,
+    0x06,
+    0x07,
+    0x08,
+    0x09,
+    0x0a,
+    0x0b,
+    0x0c,
+    0x0d,
+    0x0e,
+    0x0f,
+    0x10,
+    0x11,
+    0x12,
+    0x13,
+    0x14,
+    0x15,
+    0x16,
+    0x17,
+    0x18,
+    0x19,
+    0x1a,
+    0x1b,
+    0x1c,
+    0x1d,
+    0x1e,
+    0x00,
 };
 
 /* The last error the library logged, for tests of what it says. */
@@ -65,8 +105,8 @@ static void
 assert_logged(const char *what)
 {
 	if (strstr(last_error, what) == NULL)
-		fail_msg("expected \"%s\" in the log, got \"%s\"", what,
-		    last_error);
+		fail_msg(
+		    "expected \"%s\" in the log, got \"%s\"", what, last_error);
 }
 
 static int
@@ -203,8 +243,9 @@ raw_open(struct fixture *f)
 {
 	sqlite3 *db = NULL;
 
-	assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_open_v2(f->path, &db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+	    SQLITE_OK);
 	return db;
 }
 
@@ -254,8 +295,10 @@ test_open_creates_0600_wal(void **state)
 	assert_string_equal(buf, "wal");
 	raw_query(db, "PRAGMA user_version", buf, sizeof(buf));
 	assert_string_equal(buf, "1");
-	raw_query(db, "SELECT count(*) FROM sqlite_schema WHERE name IN "
-	    "('keys', 'keys_one_active', 'keys_state')", buf, sizeof(buf));
+	raw_query(db,
+	    "SELECT count(*) FROM sqlite_schema WHERE name IN "
+	    "('keys', 'keys_one_active', 'keys_state')",
+	    buf, sizeof(buf));
 	assert_string_equal(buf, "3");
 	sqlite3_close(db);
 }
@@ -264,7 +307,7 @@ static void
 test_open_missing_dir(void **state)
 {
 	struct fixture *f = *state;
-	struct store *st = (struct store *)&st;	/* must stay untouched */
+	struct store *st = (struct store *)&st; /* must stay untouched */
 	char path[160];
 
 	snprintf(path, sizeof(path), "%s/nonexistent/custody.db", f->dir);
@@ -353,12 +396,13 @@ test_roundtrip_every_field(void **state)
 
 	/* NULLs in SQL for the record's zeros; the CKA_ID the id encodes. */
 	db = raw_open(f);
-	raw_query(db, "SELECT quote(max_age) || quote(ttl) || quote(task) || "
-	    "quote(retired_at) FROM keys WHERE id = '" ID_A "'", buf,
-	    sizeof(buf));
-	assert_string_equal(buf, "NULLNULLNULLNULL");
-	raw_query(db, "SELECT hex(cka_id) FROM keys WHERE id = '" ID_A "'",
+	raw_query(db,
+	    "SELECT quote(max_age) || quote(ttl) || quote(task) || "
+	    "quote(retired_at) FROM keys WHERE id = '" ID_A "'",
 	    buf, sizeof(buf));
+	assert_string_equal(buf, "NULLNULLNULLNULL");
+	raw_query(db, "SELECT hex(cka_id) FROM keys WHERE id = '" ID_A "'", buf,
+	    sizeof(buf));
 	assert_string_equal(buf, "0123456789ABCDEF");
 	sqlite3_close(db);
 }
@@ -392,8 +436,8 @@ test_one_active_per_agent_purpose_task(void **state)
 	/* Same agent, purpose and (no) task. */
 	key_init(&k, ID_B);
 	assert_int_equal(store_key_insert(f->st, &k), CUSTODY_E_EXISTS);
-	assert_logged("an active key (" ID_A ") already exists for agent "
-	    AGENT ", purpose jwt, task (none)");
+	assert_logged("an active key (" ID_A ") already exists for agent " AGENT
+		      ", purpose jwt, task (none)");
 
 	/* A task is a different key from the task-less one... */
 	k.task = (char *)"t1";
@@ -412,8 +456,9 @@ test_one_active_per_agent_purpose_task(void **state)
 	assert_int_equal(store_key_insert(f->st, &k), 0);
 
 	/* Once the active one is retired, a new one may be active. */
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "retired",
-	    T0 + 20, NULL), 0);
+	assert_int_equal(store_key_set_state(
+			     f->st, ID_A, "active", "retired", T0 + 20, NULL),
+	    0);
 	key_init(&k, ID_E);
 	assert_int_equal(store_key_insert(f->st, &k), 0);
 	assert_key_count(f, "active", 3);
@@ -446,8 +491,7 @@ test_null_task_distinct(void **state)
 }
 
 static void
-expect_invalid(struct fixture *f, const struct store_key *k,
-    const char *field)
+expect_invalid(struct fixture *f, const struct store_key *k, const char *field)
 {
 	last_error[0] = '\0';
 	assert_int_equal(store_key_insert(f->st, k), CUSTODY_E_INVALID_ARG);
@@ -459,12 +503,12 @@ test_invalid_fields(void **state)
 {
 	struct fixture *f = *state;
 	static const char *const bad_ids[] = {
-		"k_0123456789abcde",		/* 15 digits */
-		"K_0123456789abcdef",
-		"k-0123456789abcdef",
-		"k_0123456789ABCDEF",		/* the schema's GLOB is lower */
-		"k_0123456789abcdeg",
-		"",
+	    "k_0123456789abcde", /* 15 digits */
+	    "K_0123456789abcdef",
+	    "k-0123456789abcdef",
+	    "k_0123456789ABCDEF", /* the schema's GLOB is lower */
+	    "k_0123456789abcdeg",
+	    "",
 	};
 	struct store_key k;
 	size_t i;
@@ -567,31 +611,41 @@ test_set_state(void **state)
 	assert_int_equal(store_key_insert(f->st, &k), 0);
 
 	/* Not allowed whatever the key's state. */
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "active",
-	    T0, NULL), CUSTODY_E_STATE);
-	assert_int_equal(store_key_set_state(f->st, ID_A, "retired", "active",
-	    T0, NULL), CUSTODY_E_STATE);
-	assert_int_equal(store_key_set_state(f->st, ID_A, "destroyed",
-	    "retired", T0, "x"), CUSTODY_E_STATE);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "active", "active", T0, NULL),
+	    CUSTODY_E_STATE);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "retired", "active", T0, NULL),
+	    CUSTODY_E_STATE);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "destroyed", "retired", T0, "x"),
+	    CUSTODY_E_STATE);
 	/* Bad arguments. */
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "gone",
-	    T0, NULL), CUSTODY_E_INVALID_ARG);
-	assert_int_equal(store_key_set_state(f->st, ID_A, "live", "retired",
-	    T0, NULL), CUSTODY_E_INVALID_ARG);
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "retired",
-	    0, NULL), CUSTODY_E_INVALID_ARG);
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active",
-	    "destroyed", T0, NULL), CUSTODY_E_INVALID_ARG);
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active",
-	    "destroyed", T0, ""), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "active", "gone", T0, NULL),
+	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "live", "retired", T0, NULL),
+	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "active", "retired", 0, NULL),
+	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "active", "destroyed", T0, NULL),
+	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "active", "destroyed", T0, ""),
+	    CUSTODY_E_INVALID_ARG);
 	/* Unknown key. */
-	assert_int_equal(store_key_set_state(f->st, ID_C, "active", "retired",
-	    T0, NULL), CUSTODY_E_KEY_NOT_FOUND);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_C, "active", "retired", T0, NULL),
+	    CUSTODY_E_KEY_NOT_FOUND);
 	assert_key_state(f, ID_A, "active");
 
 	/* active -> retired; the reason of a retirement is not recorded. */
 	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "retired",
-	    T0 + 10, "rotated"), 0);
+			     T0 + 10, "rotated"),
+	    0);
 	assert_int_equal(store_key_get(f->st, ID_A, &got), 0);
 	assert_string_equal(got->state, "retired");
 	assert_true(got->retired_at == T0 + 10);
@@ -600,15 +654,18 @@ test_set_state(void **state)
 	store_key_free(got);
 	got = NULL;
 	/* The update is conditional on the state the caller saw. */
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "retired",
-	    T0 + 11, NULL), CUSTODY_E_STATE);
+	assert_int_equal(store_key_set_state(
+			     f->st, ID_A, "active", "retired", T0 + 11, NULL),
+	    CUSTODY_E_STATE);
 	assert_logged("key " ID_A " is retired, not active");
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active",
-	    "destroyed", T0 + 11, "ttl"), CUSTODY_E_STATE);
+	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "destroyed",
+			     T0 + 11, "ttl"),
+	    CUSTODY_E_STATE);
 
 	/* retired -> destroyed keeps retired_at. */
 	assert_int_equal(store_key_set_state(f->st, ID_A, "retired",
-	    "destroyed", T0 + 20, "ttl"), 0);
+			     "destroyed", T0 + 20, "ttl"),
+	    0);
 	assert_int_equal(store_key_get(f->st, ID_A, &got), 0);
 	assert_string_equal(got->state, "destroyed");
 	assert_true(got->retired_at == T0 + 10);
@@ -617,11 +674,13 @@ test_set_state(void **state)
 	store_key_free(got);
 	got = NULL;
 	assert_int_equal(store_key_set_state(f->st, ID_A, "retired",
-	    "destroyed", T0 + 21, "again"), CUSTODY_E_STATE);
+			     "destroyed", T0 + 21, "again"),
+	    CUSTODY_E_STATE);
 
 	/* active -> destroyed directly. */
-	assert_int_equal(store_key_set_state(f->st, ID_B, "active",
-	    "destroyed", T0 + 30, "task.completed"), 0);
+	assert_int_equal(store_key_set_state(f->st, ID_B, "active", "destroyed",
+			     T0 + 30, "task.completed"),
+	    0);
 	assert_int_equal(store_key_get(f->st, ID_B, &got), 0);
 	assert_string_equal(got->state, "destroyed");
 	assert_true(got->retired_at == 0);
@@ -642,8 +701,9 @@ test_set_successor(void **state)
 	/* A rotation: the new key names its predecessor, then the old one
 	 * its successor, and the old one retires, all in one transaction. */
 	assert_int_equal(store_begin(f->st), 0);
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "retired",
-	    T0 + 1, NULL), 0);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "active", "retired", T0 + 1, NULL),
+	    0);
 	key_init(&k, ID_B);
 	k.predecessor = (char *)ID_A;
 	assert_int_equal(store_key_insert(f->st, &k), 0);
@@ -658,18 +718,18 @@ test_set_successor(void **state)
 	key_init(&k, ID_C);
 	k.task = (char *)"t";
 	assert_int_equal(store_key_insert(f->st, &k), 0);
-	assert_int_equal(store_key_set_successor(f->st, ID_A, ID_C),
-	    CUSTODY_E_STATE);
+	assert_int_equal(
+	    store_key_set_successor(f->st, ID_A, ID_C), CUSTODY_E_STATE);
 	/* Errors. */
 	assert_int_equal(store_key_set_successor(f->st, ID_D, ID_B),
 	    CUSTODY_E_KEY_NOT_FOUND);
-	assert_int_equal(store_key_set_successor(f->st, ID_B, ID_D),
-	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_set_successor(f->st, ID_B, ID_D), CUSTODY_E_INVALID_ARG);
 	assert_logged("names no key");
-	assert_int_equal(store_key_set_successor(f->st, ID_B, ID_B),
-	    CUSTODY_E_INVALID_ARG);
-	assert_int_equal(store_key_set_successor(f->st, ID_B, "k_x"),
-	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_set_successor(f->st, ID_B, ID_B), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_set_successor(f->st, ID_B, "k_x"), CUSTODY_E_INVALID_ARG);
 }
 
 static void
@@ -731,8 +791,8 @@ test_list(void **state)
 
 	keys = NULL;
 	n = 42;
-	assert_int_equal(store_key_list(f->st, "gone", &keys, &n),
-	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_key_list(f->st, "gone", &keys, &n), CUSTODY_E_INVALID_ARG);
 	assert_null(keys);
 	assert_int_equal(n, 42);
 }
@@ -763,11 +823,11 @@ test_list_bounded(void **state)
 	assert_int_equal(store_key_insert(f->st, &k), 0);
 	keys = NULL;
 	n = 0;
-	assert_int_equal(store_key_list(f->st, NULL, &keys, &n),
-	    CUSTODY_E_TOO_LARGE);
+	assert_int_equal(
+	    store_key_list(f->st, NULL, &keys, &n), CUSTODY_E_TOO_LARGE);
 	assert_null(keys);
-	assert_int_equal(store_key_list(f->st, "active", &keys, &n),
-	    CUSTODY_E_TOO_LARGE);
+	assert_int_equal(
+	    store_key_list(f->st, "active", &keys, &n), CUSTODY_E_TOO_LARGE);
 	assert_int_equal(store_key_list(f->st, "retired", &keys, &n), 0);
 	assert_int_equal(n, 0);
 }
@@ -776,12 +836,13 @@ static void
 test_schema_too_new(void **state)
 {
 	struct fixture *f = *state;
-	struct store *st = (struct store *)&st;	/* must stay untouched */
+	struct store *st = (struct store *)&st; /* must stay untouched */
 	sqlite3 *db;
 
 	db = raw_open(f);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 999", NULL,
-	    NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL),
+	    SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(store_open(f->path, &st), CUSTODY_E_SCHEMA);
 	assert_ptr_equal(st, (struct store *)&st);
@@ -800,8 +861,8 @@ test_transactions(void **state)
 	key_init(&k, ID_A);
 	assert_int_equal(store_key_insert(f->st, &k), 0);
 	assert_int_equal(store_rollback(f->st), 0);
-	assert_int_equal(store_key_get(f->st, ID_A, &got),
-	    CUSTODY_E_KEY_NOT_FOUND);
+	assert_int_equal(
+	    store_key_get(f->st, ID_A, &got), CUSTODY_E_KEY_NOT_FOUND);
 
 	/* No nesting; commit needs a transaction; rollback never fails. */
 	assert_int_equal(store_commit(f->st), CUSTODY_E_INVALID_ARG);
@@ -815,8 +876,9 @@ test_transactions(void **state)
 	key_init(&k, ID_B);
 	k.task = (char *)"t";
 	assert_int_equal(store_key_insert(f->st, &k), 0);
-	assert_int_equal(store_key_set_state(f->st, ID_A, "active", "retired",
-	    T0 + 5, NULL), 0);
+	assert_int_equal(
+	    store_key_set_state(f->st, ID_A, "active", "retired", T0 + 5, NULL),
+	    0);
 	assert_int_equal(store_commit(f->st), 0);
 
 	/* Committed: durable across a reopen. */
@@ -829,8 +891,8 @@ test_transactions(void **state)
 	key_init(&k, ID_C);
 	assert_int_equal(store_key_insert(f->st, &k), 0);
 	reopen_store(f);
-	assert_int_equal(store_key_get(f->st, ID_C, &got),
-	    CUSTODY_E_KEY_NOT_FOUND);
+	assert_int_equal(
+	    store_key_get(f->st, ID_C, &got), CUSTODY_E_KEY_NOT_FOUND);
 	assert_key_count(f, NULL, 2);
 }
 
@@ -841,10 +903,10 @@ test_get_unknown(void **state)
 	struct store_key *got = (struct store_key *)&got;
 
 	open_store(f);
-	assert_int_equal(store_key_get(f->st, ID_A, &got),
-	    CUSTODY_E_KEY_NOT_FOUND);
-	assert_int_equal(store_key_get(f->st, "not an id", &got),
-	    CUSTODY_E_KEY_NOT_FOUND);
+	assert_int_equal(
+	    store_key_get(f->st, ID_A, &got), CUSTODY_E_KEY_NOT_FOUND);
+	assert_int_equal(
+	    store_key_get(f->st, "not an id", &got), CUSTODY_E_KEY_NOT_FOUND);
 	assert_ptr_equal(got, (struct store_key *)&got);
 }
 
@@ -854,33 +916,33 @@ test_schema_constraints(void **state)
 {
 	struct fixture *f = *state;
 	static const char *const bad[] = {
-		/* upper-case id */
-		"INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
-		"state, created_at, spki, kid, token) VALUES "
-		"('k_0123456789ABCDEF', x'0123456789abcdef', 'a', 'o', 'jwt', "
-		"'ed25519', 'active', 1, x'00', 'k', 't')",
-		/* cka_id that is not the id's */
-		"INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
-		"state, created_at, spki, kid, token) VALUES "
-		"('k_0123456789abcdee', x'0123456789abcdef', 'a', 'o', 'jwt', "
-		"'ed25519', 'active', 1, x'00', 'k', 't')",
-		/* a second active key for (a, jwt, no task) */
-		"INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
-		"state, created_at, spki, kid, token) VALUES "
-		"('k_00000000000000b0', x'00000000000000b0', 'a', 'o', 'jwt', "
-		"'ed25519', 'active', 1, x'00', 'k', 't')",
-		/* unknown purpose */
-		"INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
-		"state, created_at, spki, kid, token) VALUES "
-		"('k_00000000000000b1', x'00000000000000b1', 'a', 'o', 'sign', "
-		"'ed25519', 'active', 1, x'00', 'k', 't')",
-		/* text where an integer belongs (STRICT) */
-		"INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
-		"state, created_at, spki, kid, token) VALUES "
-		"('k_00000000000000b2', x'00000000000000b2', 'a', 'o', 'jwt', "
-		"'ed25519', 'active', 'soon', x'00', 'k', 't')",
-		/* destroyed without a reason */
-		"UPDATE keys SET state = 'destroyed', destroyed_at = 5",
+	    /* upper-case id */
+	    "INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
+	    "state, created_at, spki, kid, token) VALUES "
+	    "('k_0123456789ABCDEF', x'0123456789abcdef', 'a', 'o', 'jwt', "
+	    "'ed25519', 'active', 1, x'00', 'k', 't')",
+	    /* cka_id that is not the id's */
+	    "INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
+	    "state, created_at, spki, kid, token) VALUES "
+	    "('k_0123456789abcdee', x'0123456789abcdef', 'a', 'o', 'jwt', "
+	    "'ed25519', 'active', 1, x'00', 'k', 't')",
+	    /* a second active key for (a, jwt, no task) */
+	    "INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
+	    "state, created_at, spki, kid, token) VALUES "
+	    "('k_00000000000000b0', x'00000000000000b0', 'a', 'o', 'jwt', "
+	    "'ed25519', 'active', 1, x'00', 'k', 't')",
+	    /* unknown purpose */
+	    "INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
+	    "state, created_at, spki, kid, token) VALUES "
+	    "('k_00000000000000b1', x'00000000000000b1', 'a', 'o', 'sign', "
+	    "'ed25519', 'active', 1, x'00', 'k', 't')",
+	    /* text where an integer belongs (STRICT) */
+	    "INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
+	    "state, created_at, spki, kid, token) VALUES "
+	    "('k_00000000000000b2', x'00000000000000b2', 'a', 'o', 'jwt', "
+	    "'ed25519', 'active', 'soon', x'00', 'k', 't')",
+	    /* destroyed without a reason */
+	    "UPDATE keys SET state = 'destroyed', destroyed_at = 5",
 	};
 	sqlite3 *db;
 	size_t i;
@@ -890,22 +952,31 @@ test_schema_constraints(void **state)
 	store_close(f->st);
 	f->st = NULL;
 	db = raw_open(f);
-	assert_int_equal(sqlite3_exec(db, "INSERT INTO keys (id, cka_id, "
-	    "agent, owner, purpose, alg, state, created_at, spki, kid, token) "
-	    "VALUES ('k_00000000000000a0', x'00000000000000a0', 'a', 'o', "
-	    "'jwt', 'ed25519', 'active', 1, x'00', 'k', 't')", NULL, NULL,
-	    NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+		"INSERT INTO keys (id, cka_id, "
+		"agent, owner, purpose, alg, state, created_at, spki, kid, "
+		"token) "
+		"VALUES ('k_00000000000000a0', x'00000000000000a0', 'a', 'o', "
+		"'jwt', 'ed25519', 'active', 1, x'00', 'k', 't')",
+		NULL, NULL, NULL),
+	    SQLITE_OK);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		rc = sqlite3_exec(db, bad[i], NULL, NULL, NULL);
 		if (rc != SQLITE_CONSTRAINT)
 			fail_msg("statement %zu: %s", i, sqlite3_errmsg(db));
 	}
 	/* Same agent and purpose with a task: a different key. */
-	assert_int_equal(sqlite3_exec(db, "INSERT INTO keys (id, cka_id, "
-	    "agent, owner, purpose, alg, state, task, created_at, spki, kid, "
-	    "token) VALUES ('k_00000000000000a1', x'00000000000000a1', 'a', "
-	    "'o', 'jwt', 'ed25519', 'active', 't', 1, x'00', 'k', 't')", NULL,
-	    NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+		"INSERT INTO keys (id, cka_id, "
+		"agent, owner, purpose, alg, state, task, created_at, spki, "
+		"kid, "
+		"token) VALUES ('k_00000000000000a1', x'00000000000000a1', "
+		"'a', "
+		"'o', 'jwt', 'ed25519', 'active', 't', 1, x'00', 'k', 't')",
+		NULL, NULL, NULL),
+	    SQLITE_OK);
 	sqlite3_close(db);
 }
 
@@ -919,14 +990,20 @@ test_corrupt_record(void **state)
 
 	open_store(f);
 	db = raw_open(f);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA ignore_check_constraints = 1;"
-	    "INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, state, "
-	    "created_at, spki, kid, token) VALUES ('k_00000000000000a0', "
-	    "x'00000000000000a0', 'a', 'o', 'sign', 'ed25519', 'active', 1, "
-	    "x'00', 'k', 't')", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+		"PRAGMA ignore_check_constraints = 1;"
+		"INSERT INTO keys (id, cka_id, agent, owner, purpose, alg, "
+		"state, "
+		"created_at, spki, kid, token) VALUES ('k_00000000000000a0', "
+		"x'00000000000000a0', 'a', 'o', 'sign', 'ed25519', 'active', "
+		"1, "
+		"x'00', 'k', 't')",
+		NULL, NULL, NULL),
+	    SQLITE_OK);
 	sqlite3_close(db);
-	assert_int_equal(store_key_get(f->st, "k_00000000000000a0", &got),
-	    CUSTODY_E_STORE);
+	assert_int_equal(
+	    store_key_get(f->st, "k_00000000000000a0", &got), CUSTODY_E_STORE);
 	assert_null(got);
 	assert_logged("invalid");
 }
@@ -944,43 +1021,37 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_creates_0600_wal,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_open_missing_dir, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_open_refuses_symlink,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_roundtrip_every_field,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_duplicate_id, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_one_active_per_agent_purpose_task, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_null_task_distinct, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_invalid_fields, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_set_state, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_set_successor, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_list_bounded, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_schema_too_new, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_transactions, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_get_unknown, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_schema_constraints, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_record, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_null_safe, setup,
-		    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_open_creates_0600_wal, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_open_missing_dir, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_open_refuses_symlink, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_reopen_keeps_data, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_roundtrip_every_field, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_one_active_per_agent_purpose_task, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_null_task_distinct, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_invalid_fields, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_set_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_set_successor, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_schema_too_new, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_get_unknown, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_schema_constraints, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_corrupt_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_null_safe, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

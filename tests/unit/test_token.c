@@ -22,8 +22,8 @@
 #include "token.h"
 
 #define USER_PIN "1234"
-#define SO_PIN "87654321"
-#define URI "pkcs11:token=custody"
+#define SO_PIN	 "87654321"
+#define URI	 "pkcs11:token=custody"
 
 static const uint8_t MSG[] = "a message to sign";
 
@@ -39,8 +39,10 @@ pin(const char *s)
 static void
 reset_token(void)
 {
-	struct mock_p11_opts o = { .initialized = 1, .label = "custody",
-		.so_pin = SO_PIN, .user_pin = USER_PIN };
+	struct mock_p11_opts o = {.initialized = 1,
+	    .label = "custody",
+	    .so_pin = SO_PIN,
+	    .user_pin = USER_PIN};
 
 	mock_p11_reset(&o);
 }
@@ -49,7 +51,7 @@ static int
 open_with(const char *uri, const char *pinstr, struct token **tp)
 {
 	struct secret *p = pin(pinstr);
-	struct token_opts o = { .module = NULL, .uri = uri, .pin = p };
+	struct token_opts o = {.module = NULL, .uri = uri, .pin = p};
 	int r;
 
 	r = token_open_functions(mock_p11_functions(), &o, tp);
@@ -75,8 +77,8 @@ new_key(struct token *t, enum custody_alg alg, struct token_generated **gp)
 	struct token_key *k = NULL;
 
 	assert_int_equal(token_generate(t, alg, "k_", &g), 0);
-	assert_int_equal(token_key_open(t, g->id, alg, g->spki, g->spki_len,
-			     &k), 0);
+	assert_int_equal(
+	    token_key_open(t, g->id, alg, g->spki, g->spki_len, &k), 0);
 	if (gp != NULL)
 		*gp = g;
 	else
@@ -119,8 +121,11 @@ test_wrong_pin_tried_once(void **state)
 static void
 test_locked_pin_not_tried(void **state)
 {
-	struct mock_p11_opts o = { .initialized = 1, .label = "custody",
-		.so_pin = SO_PIN, .user_pin = USER_PIN, .pin_lock_after = 1 };
+	struct mock_p11_opts o = {.initialized = 1,
+	    .label = "custody",
+	    .so_pin = SO_PIN,
+	    .user_pin = USER_PIN,
+	    .pin_lock_after = 1};
 	struct token *t = NULL;
 
 	(void)state;
@@ -140,8 +145,8 @@ test_token_not_found(void **state)
 	reset_token();
 	assert_int_equal(open_with("pkcs11:token=other", USER_PIN, &t),
 	    CUSTODY_E_TOKEN_NOT_FOUND);
-	assert_int_equal(open_with("pkcs11:slot-id=1", USER_PIN, &t),
-	    CUSTODY_E_PARSE);
+	assert_int_equal(
+	    open_with("pkcs11:slot-id=1", USER_PIN, &t), CUSTODY_E_PARSE);
 	assert_int_equal(mock_p11_calls("C_Login"), 0);
 }
 
@@ -162,17 +167,19 @@ test_generate_and_sign_each_alg(void **state)
 		size_t siglen = 0;
 
 		assert_true(g->attrs.sensitive && g->attrs.always_sensitive &&
-		    !g->attrs.extractable && g->attrs.never_extractable &&
-		    g->attrs.local && g->attrs.sign && !g->attrs.decrypt);
+			    !g->attrs.extractable &&
+			    g->attrs.never_extractable && g->attrs.local &&
+			    g->attrs.sign && !g->attrs.decrypt);
 		assert_non_null(g->kid);
 		assert_int_equal(strlen(g->kid), 43);
-		assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig,
-				     &siglen), 0);
+		assert_int_equal(
+		    token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen), 0);
 		assert_int_equal(siglen, alg_sig_len((enum custody_alg)a));
 		assert_int_equal(pubkey_from_spki((enum custody_alg)a, g->spki,
-				     g->spki_len, &pk), 0);
-		assert_int_equal(pubkey_verify(pk, MSG, sizeof(MSG), sig,
-				     siglen), 0);
+				     g->spki_len, &pk),
+		    0);
+		assert_int_equal(
+		    pubkey_verify(pk, MSG, sizeof(MSG), sig, siglen), 0);
 		free(sig);
 		pubkey_free(pk);
 		token_key_free(k);
@@ -287,8 +294,8 @@ test_device_error_reported(void **state)
 
 	(void)state;
 	mock_p11_fail("C_Sign", CKR_DEVICE_ERROR, 1, 1);
-	assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen),
-	    CUSTODY_E_TOKEN);
+	assert_int_equal(
+	    token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen), CUSTODY_E_TOKEN);
 	assert_int_equal(mock_p11_calls("C_SignInit"), before + 1);
 	assert_null(sig);
 	/* the session is usable again afterwards */
@@ -324,13 +331,13 @@ test_unprotected_key_refused(void **state)
 		CK_ATTRIBUTE_TYPE type;
 		CK_BBOOL lie;
 	} lies[] = {
-		{ CKA_EXTRACTABLE, CK_TRUE },
-		{ CKA_SENSITIVE, CK_FALSE },
-		{ CKA_NEVER_EXTRACTABLE, CK_FALSE },
-		{ CKA_ALWAYS_SENSITIVE, CK_FALSE },
-		{ CKA_LOCAL, CK_FALSE },
-		{ CKA_DECRYPT, CK_TRUE },
-		{ CKA_UNWRAP, CK_TRUE },
+	    {CKA_EXTRACTABLE, CK_TRUE},
+	    {CKA_SENSITIVE, CK_FALSE},
+	    {CKA_NEVER_EXTRACTABLE, CK_FALSE},
+	    {CKA_ALWAYS_SENSITIVE, CK_FALSE},
+	    {CKA_LOCAL, CK_FALSE},
+	    {CKA_DECRYPT, CK_TRUE},
+	    {CKA_UNWRAP, CK_TRUE},
 	};
 	struct token *t = open_ok();
 	struct token_generated *g = NULL;
@@ -339,8 +346,9 @@ test_unprotected_key_refused(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
 		mock_p11_lie_attribute(lies[i].type, lies[i].lie);
-		assert_int_equal(token_generate(t, CUSTODY_ALG_ECDSA_P256,
-				     "k_", &g), CUSTODY_E_UNPROTECTED_KEY);
+		assert_int_equal(
+		    token_generate(t, CUSTODY_ALG_ECDSA_P256, "k_", &g),
+		    CUSTODY_E_UNPROTECTED_KEY);
 		assert_null(g);
 		assert_int_equal(mock_p11_object_count(), 0);
 		mock_p11_lie_attribute_clear();
@@ -361,14 +369,17 @@ test_key_open_checks_attrs_and_pin(void **state)
 	k = NULL;
 	mock_p11_lie_attribute(CKA_EXTRACTABLE, CK_TRUE);
 	assert_int_equal(token_key_open(t, g->id, CUSTODY_ALG_ED25519, g->spki,
-			     g->spki_len, &k), CUSTODY_E_UNPROTECTED_KEY);
+			     g->spki_len, &k),
+	    CUSTODY_E_UNPROTECTED_KEY);
 	mock_p11_lie_attribute_clear();
 	/* the pinned public key must be the token's (threat P4) */
 	k2 = new_key(t, CUSTODY_ALG_ED25519, &g2);
 	assert_int_equal(token_key_open(t, g->id, CUSTODY_ALG_ED25519, g2->spki,
-			     g2->spki_len, &k), CUSTODY_E_KEY_MISMATCH);
+			     g2->spki_len, &k),
+	    CUSTODY_E_KEY_MISMATCH);
 	assert_int_equal(token_key_open(t, g->id, CUSTODY_ALG_ECDSA_P256,
-			     g->spki, g->spki_len, &k), CUSTODY_E_PARSE);
+			     g->spki, g->spki_len, &k),
+	    CUSTODY_E_PARSE);
 	assert_null(k);
 	token_key_free(k2);
 	token_generated_free(g);
@@ -400,7 +411,8 @@ test_destroy(void **state)
 {
 	struct token *t = open_ok();
 	struct token_generated *g = NULL;
-	struct token_key *k = new_key(t, CUSTODY_ALG_ECDSA_P256, &g), *k2 = NULL;
+	struct token_key *k = new_key(t, CUSTODY_ALG_ECDSA_P256, &g),
+			 *k2 = NULL;
 	struct token_destroy_evidence ev;
 	uint8_t *sig = NULL;
 	size_t siglen = 0;
@@ -414,9 +426,9 @@ test_destroy(void **state)
 	assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen),
 	    CUSTODY_E_KEY_NOT_FOUND);
 	assert_int_equal(token_key_open(t, g->id, CUSTODY_ALG_ECDSA_P256,
-			     g->spki, g->spki_len, &k2), CUSTODY_E_KEY_NOT_FOUND);
-	assert_int_equal(token_destroy(t, g->id, &ev),
+			     g->spki, g->spki_len, &k2),
 	    CUSTODY_E_KEY_NOT_FOUND);
+	assert_int_equal(token_destroy(t, g->id, &ev), CUSTODY_E_KEY_NOT_FOUND);
 	token_key_free(k);
 	token_generated_free(g);
 	token_close(t);
@@ -433,8 +445,8 @@ test_destroy_noop_detected(void **state)
 
 	(void)state;
 	mock_p11_destroy_noop(1);
-	assert_int_equal(token_destroy(t, g->id, &ev),
-	    CUSTODY_E_DESTROY_INCOMPLETE);
+	assert_int_equal(
+	    token_destroy(t, g->id, &ev), CUSTODY_E_DESTROY_INCOMPLETE);
 	assert_int_equal(ev.remaining, 2);
 	token_key_free(k);
 	token_generated_free(g);
@@ -446,19 +458,22 @@ test_destroy_noop_detected(void **state)
 static void
 test_init_token(void **state)
 {
-	struct secret *so = pin(SO_PIN), *user = pin(USER_PIN), *shrt = pin("1");
+	struct secret *so = pin(SO_PIN), *user = pin(USER_PIN),
+		      *shrt = pin("1");
 	struct token *t = NULL;
 
 	(void)state;
 	mock_p11_reset(NULL);
 	assert_int_equal(token_init_functions(mock_p11_functions(),
-			     "pkcs11:token=fresh", so, shrt), CUSTODY_E_PIN_FILE);
+			     "pkcs11:token=fresh", so, shrt),
+	    CUSTODY_E_PIN_FILE);
 	assert_int_equal(mock_p11_calls("C_InitToken"), 0);
 	assert_int_equal(token_init_functions(mock_p11_functions(),
-			     "pkcs11:token=fresh", so, user), 0);
+			     "pkcs11:token=fresh", so, user),
+	    0);
 	/* finalised after C_InitToken (new slot ids) and at the end */
-	assert_int_equal(mock_p11_calls("C_Finalize"),
-	    mock_p11_calls("C_Initialize"));
+	assert_int_equal(
+	    mock_p11_calls("C_Finalize"), mock_p11_calls("C_Initialize"));
 	assert_int_equal(mock_p11_open_sessions(), 0);
 	assert_int_equal(open_with("pkcs11:token=fresh", USER_PIN, &t), 0);
 	token_close(t);
@@ -466,8 +481,9 @@ test_init_token(void **state)
 			     "pkcs11:token=fresh", so, user),
 	    CUSTODY_E_TOKEN_EXISTS);
 	assert_int_equal(mock_p11_calls("C_InitToken"), 1);
-	assert_int_equal(token_init_functions(mock_p11_functions(),
-			     "pkcs11:", so, user), CUSTODY_E_PARSE);
+	assert_int_equal(
+	    token_init_functions(mock_p11_functions(), "pkcs11:", so, user),
+	    CUSTODY_E_PARSE);
 	secret_free(so);
 	secret_free(user);
 	secret_free(shrt);
@@ -509,9 +525,9 @@ test_threads(void **state)
 
 	(void)state;
 	for (i = 0; i < 4; i++) {
-		w[i] = (struct worker){ t, k, 0 };
-		assert_int_equal(pthread_create(&th[i], NULL, sign_loop, &w[i]),
-		    0);
+		w[i] = (struct worker){t, k, 0};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, sign_loop, &w[i]), 0);
 	}
 	for (i = 0; i < 4; i++) {
 		pthread_join(th[i], NULL);
@@ -528,24 +544,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open_os_locking_and_close),
-		cmocka_unit_test(test_wrong_pin_tried_once),
-		cmocka_unit_test(test_locked_pin_not_tried),
-		cmocka_unit_test(test_token_not_found),
-		cmocka_unit_test(test_generate_and_sign_each_alg),
-		cmocka_unit_test(test_corrupt_signature_withheld),
-		cmocka_unit_test(test_session_loss_recovered),
-		cmocka_unit_test(test_one_session_lost),
-		cmocka_unit_test(test_relogin_pin_refused_never_retried),
-		cmocka_unit_test(test_device_error_reported),
-		cmocka_unit_test(test_stale_handle_refound),
-		cmocka_unit_test(test_unprotected_key_refused),
-		cmocka_unit_test(test_key_open_checks_attrs_and_pin),
-		cmocka_unit_test(test_mechanism_missing),
-		cmocka_unit_test(test_destroy),
-		cmocka_unit_test(test_destroy_noop_detected),
-		cmocka_unit_test(test_init_token),
-		cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_open_os_locking_and_close),
+	    cmocka_unit_test(test_wrong_pin_tried_once),
+	    cmocka_unit_test(test_locked_pin_not_tried),
+	    cmocka_unit_test(test_token_not_found),
+	    cmocka_unit_test(test_generate_and_sign_each_alg),
+	    cmocka_unit_test(test_corrupt_signature_withheld),
+	    cmocka_unit_test(test_session_loss_recovered),
+	    cmocka_unit_test(test_one_session_lost),
+	    cmocka_unit_test(test_relogin_pin_refused_never_retried),
+	    cmocka_unit_test(test_device_error_reported),
+	    cmocka_unit_test(test_stale_handle_refound),
+	    cmocka_unit_test(test_unprotected_key_refused),
+	    cmocka_unit_test(test_key_open_checks_attrs_and_pin),
+	    cmocka_unit_test(test_mechanism_missing),
+	    cmocka_unit_test(test_destroy),
+	    cmocka_unit_test(test_destroy_noop_detected),
+	    cmocka_unit_test(test_init_token),
+	    cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,7 +14,7 @@
 static void
 test_hex_round_trip(void **state)
 {
-	const uint8_t in[] = { 0x00, 0x01, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff };
+	const uint8_t in[] = {0x00, 0x01, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff};
 	uint8_t out[sizeof(in)];
 	char hex[2 * sizeof(in) + 1];
 
@@ -25,8 +25,8 @@ test_hex_round_trip(void **state)
 	assert_memory_equal(in, out, sizeof(in));
 	/* upper case decodes too */
 	memset(out, 0, sizeof(out));
-	assert_int_equal(util_hex_decode("00017F80ABCDEFFF", out, sizeof(out)),
-	    0);
+	assert_int_equal(
+	    util_hex_decode("00017F80ABCDEFFF", out, sizeof(out)), 0);
 	assert_memory_equal(in, out, sizeof(in));
 	/* empty */
 	util_hex_encode(in, 0, hex);
@@ -37,13 +37,12 @@ test_hex_round_trip(void **state)
 static void
 test_hex_bad_input(void **state)
 {
-	uint8_t out[4] = { 0x55, 0x55, 0x55, 0x55 };
-	const uint8_t untouched[4] = { 0x55, 0x55, 0x55, 0x55 };
+	uint8_t out[4] = {0x55, 0x55, 0x55, 0x55};
+	const uint8_t untouched[4] = {0x55, 0x55, 0x55, 0x55};
 
 	(void)state;
 	assert_int_equal(util_hex_decode("0011223", out, 4), CUSTODY_E_PARSE);
-	assert_int_equal(util_hex_decode("001122334", out, 4),
-	    CUSTODY_E_PARSE);
+	assert_int_equal(util_hex_decode("001122334", out, 4), CUSTODY_E_PARSE);
 	assert_int_equal(util_hex_decode("0011223g", out, 4), CUSTODY_E_PARSE);
 	assert_int_equal(util_hex_decode("g0112233", out, 4), CUSTODY_E_PARSE);
 	assert_int_equal(util_hex_decode(" 0112233", out, 4), CUSTODY_E_PARSE);
@@ -89,10 +88,12 @@ test_base64url_alphabet(void **state)
 	check_b64(util_base64url_encode, "\xfb\xff", 2, "-_8");
 	check_b64(util_base64url_encode, "\xfb\xef\xbe", 3, "----");
 	check_b64(util_base64url_encode, "\xff\xff\xff", 3, "____");
-	check_b64(util_base64url_encode, "\x00\x10\x83\x10\x51\x87\x20\x92"
+	check_b64(util_base64url_encode,
+	    "\x00\x10\x83\x10\x51\x87\x20\x92"
 	    "\x8b\x30\xd3\x8f\x41\x14\x93\x51\x55\x97\x61\x96\x9b\x71\xd7\x9f"
 	    "\x82\x18\xa3\x92\x59\xa7\xa2\x9a\xab\xb2\xdb\xaf\xc3\x1c\xb3\xd3"
-	    "\x5d\xb7\xe3\x9e\xbb\xf3\xdf\xbf", 48,
+	    "\x5d\xb7\xe3\x9e\xbb\xf3\xdf\xbf",
+	    48,
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
 	check_b64(util_base64_encode, "\xfb\xff", 2, "+/8=");
 	check_b64(util_base64_encode, "\xff\xff\xff", 3, "////");
@@ -138,10 +139,28 @@ static void
 test_duration_bad(void **state)
 {
 	static const char *bad[] = {
-		"", "0s", "-1s", "+1s", "1", "s", "1w", "1.5h", " 1s", "1s ",
-		"1 s", "1ss", "1S", "1m1s", "0x10s", "0d",
-		"99999999999999999999d", "9223372036854775807s",
-		"36526d", "3155760001s", "876601h", "52596001m",
+	    "",
+	    "0s",
+	    "-1s",
+	    "+1s",
+	    "1",
+	    "s",
+	    "1w",
+	    "1.5h",
+	    " 1s",
+	    "1s ",
+	    "1 s",
+	    "1ss",
+	    "1S",
+	    "1m1s",
+	    "0x10s",
+	    "0d",
+	    "99999999999999999999d",
+	    "9223372036854775807s",
+	    "36526d",
+	    "3155760001s",
+	    "876601h",
+	    "52596001m",
 	};
 	int64_t s = 42;
 	size_t i;
@@ -162,11 +181,20 @@ test_duration_format(void **state)
 		int64_t s;
 		const char *want;
 	} v[] = {
-		{ 1, "1s" }, { 30, "30s" }, { 59, "59s" }, { 60, "1m" },
-		{ 90, "90s" }, { 900, "15m" }, { 3600, "1h" }, { 5400, "90m" },
-		{ 7200, "2h" }, { 86400, "1d" }, { 90000, "25h" },
-		{ 604800, "7d" }, { 86401, "86401s" },
-		{ (int64_t)36525 * 86400, "36525d" },
+	    {1, "1s"},
+	    {30, "30s"},
+	    {59, "59s"},
+	    {60, "1m"},
+	    {90, "90s"},
+	    {900, "15m"},
+	    {3600, "1h"},
+	    {5400, "90m"},
+	    {7200, "2h"},
+	    {86400, "1d"},
+	    {90000, "25h"},
+	    {604800, "7d"},
+	    {86401, "86401s"},
+	    {(int64_t)36525 * 86400, "36525d"},
 	};
 	char buf[24];
 	int64_t back;
@@ -196,7 +224,7 @@ test_format_time(void **state)
 	assert_string_equal(buf, "1970-01-01T00:00:00Z");
 	util_format_time(1795428000, buf, sizeof(buf));
 	assert_string_equal(buf, "2026-11-23T10:00:00Z");
-	util_format_time(951782400, buf, sizeof(buf));	/* leap day */
+	util_format_time(951782400, buf, sizeof(buf)); /* leap day */
 	assert_string_equal(buf, "2000-02-29T00:00:00Z");
 	util_format_time(-1, buf, sizeof(buf));
 	assert_string_equal(buf, "1969-12-31T23:59:59Z");
@@ -230,16 +258,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hex_round_trip),
-		cmocka_unit_test(test_hex_bad_input),
-		cmocka_unit_test(test_base64url_rfc4648),
-		cmocka_unit_test(test_base64url_alphabet),
-		cmocka_unit_test(test_base64_rfc4648),
-		cmocka_unit_test(test_duration_good),
-		cmocka_unit_test(test_duration_bad),
-		cmocka_unit_test(test_duration_format),
-		cmocka_unit_test(test_format_time),
-		cmocka_unit_test(test_random),
+	    cmocka_unit_test(test_hex_round_trip),
+	    cmocka_unit_test(test_hex_bad_input),
+	    cmocka_unit_test(test_base64url_rfc4648),
+	    cmocka_unit_test(test_base64url_alphabet),
+	    cmocka_unit_test(test_base64_rfc4648),
+	    cmocka_unit_test(test_duration_good),
+	    cmocka_unit_test(test_duration_bad),
+	    cmocka_unit_test(test_duration_format),
+	    cmocka_unit_test(test_format_time),
+	    cmocka_unit_test(test_random),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
