@@ -60,20 +60,6 @@ bad:
 	return CUSTODY_E_INVALID_ARG;
 }
 
-int
-keys_cka_id(const char *id, uint8_t out[TOKEN_ID_LEN])
-{
-	if (id == NULL || strlen(id) != STORE_KEY_ID_LEN ||
-	    strncmp(id, "k_", 2) != 0)
-		return CUSTODY_E_PARSE;
-	/* only lower-case hex: the registry stores ids that way */
-	for (size_t i = 2; i < STORE_KEY_ID_LEN; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-			(id[i] >= 'a' && id[i] <= 'f')))
-			return CUSTODY_E_PARSE;
-	return util_hex_decode(id + 2, out, TOKEN_ID_LEN);
-}
-
 static int
 check_req(const struct keys_create_req *req)
 {
@@ -217,7 +203,7 @@ keys_destroy(struct token *t, struct store *st, const char *id,
 	memset(ev, 0, sizeof(*ev));
 	if ((r = keys_check_text("reason", reason, 256)) != 0)
 		return r;
-	if ((r = keys_cka_id(id, cka_id)) != 0) {
+	if ((r = store_key_id_parse(id, cka_id)) != 0) {
 		log_error_f("'%s' is not a key id (k_ and 16 hex digits)", id);
 		return CUSTODY_E_KEY_NOT_FOUND;
 	}
@@ -254,7 +240,7 @@ keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
 		log_error_f("key %s is %s and cannot sign", k->id, k->state);
 		return CUSTODY_E_STATE;
 	}
-	if ((r = keys_cka_id(k->id, cka_id)) != 0 ||
+	if ((r = store_key_id_parse(k->id, cka_id)) != 0 ||
 	    (r = alg_from_name(k->alg, &alg)) != 0)
 		return r;
 	return token_key_open(t, cka_id, alg, k->spki, k->spki_len, tkp);

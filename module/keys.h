@@ -53,9 +53,6 @@ int keys_destroy(struct token *t, struct store *st, const char *id,
 int keys_open(
     struct token *t, const struct store_key *k, struct token_key **tkp);
 
-/* CKA_ID of key id ("k_" + 16 hex); CUSTODY_E_PARSE if malformed. */
-int keys_cka_id(const char *id, uint8_t out[TOKEN_ID_LEN]);
-
 /* Check a user-supplied text field (agent, owner, task, reason). */
 int keys_check_text(const char *what, const char *s, size_t maxlen);
 

@@ -17,6 +17,7 @@
 #include "err.h"
 #include "log.h"
 #include "store.h"
+#include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
 
@@ -244,43 +245,29 @@ nonempty(const char *s)
 	return s != NULL && *s != '\0';
 }
 
-static bool
-is_lower_hex(char c)
+int
+store_key_id_parse(const char *id, uint8_t cka[STORE_CKA_ID_LEN])
 {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+	size_t i;
+
+	if (id == NULL ||
+	    strnlen(id, STORE_KEY_ID_LEN + 1) != STORE_KEY_ID_LEN ||
+	    id[0] != 'k' || id[1] != '_')
+		return CUSTODY_E_PARSE;
+	/* lower case only, so that every key has one spelling */
+	for (i = 2; i < STORE_KEY_ID_LEN; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+			(id[i] >= 'a' && id[i] <= 'f')))
+			return CUSTODY_E_PARSE;
+	return util_hex_decode(id + 2, cka, STORE_CKA_ID_LEN);
 }
 
-/* "k_" and 16 lower-case hex digits; id need not be NUL-terminated. */
 static bool
 id_valid(const char *id)
 {
-	size_t i;
+	uint8_t cka[STORE_CKA_ID_LEN];
 
-	if (id == NULL || strnlen(id, STORE_KEY_ID_LEN + 1) != STORE_KEY_ID_LEN)
-		return false;
-	if (id[0] != 'k' || id[1] != '_')
-		return false;
-	for (i = 2; i < STORE_KEY_ID_LEN; i++)
-		if (!is_lower_hex(id[i]))
-			return false;
-	return true;
-}
-
-static uint8_t
-hex_nibble(char c)
-{
-	return (uint8_t)(c <= '9' ? c - '0' : c - 'a' + 10);
-}
-
-/* The CKA_ID an id (already checked by id_valid()) encodes. */
-static void
-id_cka(const char *id, uint8_t cka[STORE_CKA_ID_LEN])
-{
-	size_t i;
-
-	for (i = 0; i < STORE_CKA_ID_LEN; i++)
-		cka[i] = (uint8_t)(hex_nibble(id[2 + 2 * i]) << 4 |
-				   hex_nibble(id[3 + 2 * i]));
+	return store_key_id_parse(id, cka) == 0;
 }
 
 /*
@@ -979,7 +966,7 @@ store_key_insert(struct store *st, const struct store_key *k)
 
 	if ((r = key_check(k)) != 0)
 		return r;
-	id_cka(k->id, cka);
+	store_key_id_parse(k->id, cka);
 	s = st->stmt[S_INSERT];
 	if ((rc = bind_key(s, k, cka)) != SQLITE_OK) {
 		r = sqlerr(st, rc, "bind key %s", k->id);

@@ -130,6 +130,12 @@ int store_key_set_successor(
     struct store *st, const char *id, const char *successor);
 
 /* Free a record, or an array of n records and the array; NULL-safe. */
+/*
+ * The CKA_ID that key id names: id must be "k_" and exactly 16 lower-case
+ * hex digits (CUSTODY_E_PARSE otherwise).
+ */
+int store_key_id_parse(const char *id, uint8_t cka[STORE_CKA_ID_LEN]);
+
 void store_key_free(struct store_key *k);
 void store_key_list_free(struct store_key **keys, size_t n);
 

@@ -23,7 +23,8 @@
  * Backend differences live in this table and nowhere else. A module is
  * matched by CK_INFO.manufacturerID; the last row matches anything.
  */
-#define BE_STARTUP_RETRY 0x1  /* re-initialise if the token looks half-written \
+#define BE_STARTUP_RETRY                                                       \
+	0x1		      /* re-initialise if the token looks half-written \
 			       */
 #define BE_SERIALIZE	  0x2 /* one lock around every call */
 #define BE_NOT_MODIFIABLE 0x4 /* the token accepts CKA_MODIFIABLE=FALSE */
@@ -107,7 +108,8 @@ token_rv_name(CK_RV rv)
 	case c:                                                                \
 		return #c;
 		RV(CKR_OK)
-		RV(CKR_CANCEL) RV(CKR_HOST_MEMORY) RV(CKR_SLOT_ID_INVALID) RV(CKR_GENERAL_ERROR) RV(
+		RV(CKR_CANCEL)
+		RV(CKR_HOST_MEMORY) RV(CKR_SLOT_ID_INVALID) RV(CKR_GENERAL_ERROR) RV(
 		    CKR_FUNCTION_FAILED) RV(CKR_ARGUMENTS_BAD) RV(CKR_CANT_LOCK) RV(CKR_ATTRIBUTE_READ_ONLY)
 		    RV(CKR_ATTRIBUTE_SENSITIVE) RV(CKR_ATTRIBUTE_TYPE_INVALID) RV(
 			CKR_ATTRIBUTE_VALUE_INVALID) RV(CKR_ACTION_PROHIBITED) RV(CKR_DATA_INVALID)

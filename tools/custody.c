@@ -763,7 +763,7 @@ cmd_key_show(struct ctx *c, int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return usage_error("key show", "give exactly one key id");
-	if (keys_cka_id(argv[optind], id) != 0)
+	if (store_key_id_parse(argv[optind], id) != 0)
 		return usage_error("key show",
 		    "'%s' is not a key id (k_ and 16 "
 		    "hex digits)",
@@ -820,7 +820,7 @@ cmd_key_destroy(struct ctx *c, int argc, char **argv)
 		return usage_error("key destroy", "give exactly one key id");
 	if (reason == NULL)
 		return usage_error("key destroy", "--reason is required");
-	if (keys_cka_id(argv[optind], id) != 0)
+	if (store_key_id_parse(argv[optind], id) != 0)
 		return usage_error("key destroy",
 		    "'%s' is not a key id (k_ and "
 		    "16 hex digits)",

@@ -50,7 +50,16 @@ pkcs11-env SOFTHSM2_CONF=$T/data/softhsm2/softhsm2.conf
 EOF
 export SOFTHSM2_CONF=$T/data/softhsm2/softhsm2.conf
 # every output of custody is also kept in all.log, for the PIN check at the end
-C() { "$CUSTODY" -c "$T/custody.conf" "$@" > >(tee -a "$T/all.log") 2> >(tee -a "$T/all.log" >&2); }
+# (synchronously: a tee in a process substitution could finish after the
+# caller has already read the output)
+C() {
+	local rc=0
+	"$CUSTODY" -c "$T/custody.conf" "$@" >"$T/c.out" 2>"$T/c.err" || rc=$?
+	cat "$T/c.out" "$T/c.err" >>"$T/all.log"
+	cat "$T/c.out"
+	cat "$T/c.err" >&2
+	return $rc
+}
 P11() { pkcs11-tool --module "$MODULE" --token-label custody-cli "$@"; }
 json() { $PY -c "import json,sys; d=json.load(open('$1')); print($2)"; }
 

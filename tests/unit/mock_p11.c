@@ -42,6 +42,13 @@
  *  - The signing key is copied into the operation at C_SignInit (an object
  *    destroyed after C_SignInit can still finish that one signature).
  *
+ * All memory is freed by mock_p11_reset() and, when the library is unloaded
+ * (dlclose) or the process exits, by a destructor, so that ASan's leak check
+ * stays quiet for a test that dlopens and dlcloses the mock. Private keys are
+ * therefore kept as DER bytes (parsed again for each signature) and no
+ * OpenSSL object lives between calls: the destructor may run after OpenSSL's
+ * own atexit cleanup.
+ *
  * Deliberate differences from SoftHSM2 (asked for by the tests' authors):
  * wrong CK_RSA_PKCS_PSS_PARAMS give CKR_MECHANISM_PARAM_INVALID (SoftHSM2:
  * CKR_ARGUMENTS_BAD); C_SignInit with an unknown key handle gives
@@ -66,54 +73,163 @@
 
 #include "mock_p11.h"
 
-#define SLOT_UNINITIALISED	0x1234UL
-#define SLOT_BASE		0x0b5e0000UL
-#define MIN_PIN_LEN		4
-#define MAX_PIN_LEN		255
-#define RSA_MIN_BITS		2048
-#define RSA_MAX_BITS		4096
+#define SLOT_UNINITIALISED 0x1234UL
+#define SLOT_BASE	   0x0b5e0000UL
+#define MIN_PIN_LEN	   4
+#define MAX_PIN_LEN	   255
+#define RSA_MIN_BITS	   2048
+#define RSA_MAX_BITS	   4096
 
-#define MANUFACTURER		"custody mock"
-#define LIBRARY_DESCRIPTION	"custody mock PKCS#11"
+#define MANUFACTURER	    "custody mock"
+#define LIBRARY_DESCRIPTION "custody mock PKCS#11"
 
 /* Every entry of the 2.40 function list, in order. */
-#define MOCK_P11_FUNCS(X)						\
-	X(C_Initialize) X(C_Finalize) X(C_GetInfo) X(C_GetFunctionList)	\
-	X(C_GetSlotList) X(C_GetSlotInfo) X(C_GetTokenInfo)		\
-	X(C_GetMechanismList) X(C_GetMechanismInfo) X(C_InitToken)	\
-	X(C_InitPIN) X(C_SetPIN) X(C_OpenSession) X(C_CloseSession)	\
-	X(C_CloseAllSessions) X(C_GetSessionInfo) X(C_GetOperationState)	\
-	X(C_SetOperationState) X(C_Login) X(C_Logout) X(C_CreateObject)	\
-	X(C_CopyObject) X(C_DestroyObject) X(C_GetObjectSize)		\
-	X(C_GetAttributeValue) X(C_SetAttributeValue)			\
-	X(C_FindObjectsInit) X(C_FindObjects) X(C_FindObjectsFinal)	\
-	X(C_EncryptInit) X(C_Encrypt) X(C_EncryptUpdate) X(C_EncryptFinal)	\
-	X(C_DecryptInit) X(C_Decrypt) X(C_DecryptUpdate) X(C_DecryptFinal)	\
-	X(C_DigestInit) X(C_Digest) X(C_DigestUpdate) X(C_DigestKey)	\
-	X(C_DigestFinal) X(C_SignInit) X(C_Sign) X(C_SignUpdate)		\
-	X(C_SignFinal) X(C_SignRecoverInit) X(C_SignRecover)		\
-	X(C_VerifyInit) X(C_Verify) X(C_VerifyUpdate) X(C_VerifyFinal)	\
-	X(C_VerifyRecoverInit) X(C_VerifyRecover)			\
-	X(C_DigestEncryptUpdate) X(C_DecryptDigestUpdate)		\
-	X(C_SignEncryptUpdate) X(C_DecryptVerifyUpdate) X(C_GenerateKey)	\
-	X(C_GenerateKeyPair) X(C_WrapKey) X(C_UnwrapKey) X(C_DeriveKey)	\
-	X(C_SeedRandom) X(C_GenerateRandom) X(C_GetFunctionStatus)	\
-	X(C_CancelFunction) X(C_WaitForSlotEvent)
-
 enum fn_id {
-#define X(n) F_##n,
-	MOCK_P11_FUNCS(X)
-#undef X
+	F_C_Initialize,
+	F_C_Finalize,
+	F_C_GetInfo,
+	F_C_GetFunctionList,
+	F_C_GetSlotList,
+	F_C_GetSlotInfo,
+	F_C_GetTokenInfo,
+	F_C_GetMechanismList,
+	F_C_GetMechanismInfo,
+	F_C_InitToken,
+	F_C_InitPIN,
+	F_C_SetPIN,
+	F_C_OpenSession,
+	F_C_CloseSession,
+	F_C_CloseAllSessions,
+	F_C_GetSessionInfo,
+	F_C_GetOperationState,
+	F_C_SetOperationState,
+	F_C_Login,
+	F_C_Logout,
+	F_C_CreateObject,
+	F_C_CopyObject,
+	F_C_DestroyObject,
+	F_C_GetObjectSize,
+	F_C_GetAttributeValue,
+	F_C_SetAttributeValue,
+	F_C_FindObjectsInit,
+	F_C_FindObjects,
+	F_C_FindObjectsFinal,
+	F_C_EncryptInit,
+	F_C_Encrypt,
+	F_C_EncryptUpdate,
+	F_C_EncryptFinal,
+	F_C_DecryptInit,
+	F_C_Decrypt,
+	F_C_DecryptUpdate,
+	F_C_DecryptFinal,
+	F_C_DigestInit,
+	F_C_Digest,
+	F_C_DigestUpdate,
+	F_C_DigestKey,
+	F_C_DigestFinal,
+	F_C_SignInit,
+	F_C_Sign,
+	F_C_SignUpdate,
+	F_C_SignFinal,
+	F_C_SignRecoverInit,
+	F_C_SignRecover,
+	F_C_VerifyInit,
+	F_C_Verify,
+	F_C_VerifyUpdate,
+	F_C_VerifyFinal,
+	F_C_VerifyRecoverInit,
+	F_C_VerifyRecover,
+	F_C_DigestEncryptUpdate,
+	F_C_DecryptDigestUpdate,
+	F_C_SignEncryptUpdate,
+	F_C_DecryptVerifyUpdate,
+	F_C_GenerateKey,
+	F_C_GenerateKeyPair,
+	F_C_WrapKey,
+	F_C_UnwrapKey,
+	F_C_DeriveKey,
+	F_C_SeedRandom,
+	F_C_GenerateRandom,
+	F_C_GetFunctionStatus,
+	F_C_CancelFunction,
+	F_C_WaitForSlotEvent,
 	F_COUNT
 };
 
+#define FN_NAME(n) [F_##n] = #n
+
 static const char *const fn_names[F_COUNT] = {
-#define X(n) #n,
-	MOCK_P11_FUNCS(X)
-#undef X
+    FN_NAME(C_Initialize),
+    FN_NAME(C_Finalize),
+    FN_NAME(C_GetInfo),
+    FN_NAME(C_GetFunctionList),
+    FN_NAME(C_GetSlotList),
+    FN_NAME(C_GetSlotInfo),
+    FN_NAME(C_GetTokenInfo),
+    FN_NAME(C_GetMechanismList),
+    FN_NAME(C_GetMechanismInfo),
+    FN_NAME(C_InitToken),
+    FN_NAME(C_InitPIN),
+    FN_NAME(C_SetPIN),
+    FN_NAME(C_OpenSession),
+    FN_NAME(C_CloseSession),
+    FN_NAME(C_CloseAllSessions),
+    FN_NAME(C_GetSessionInfo),
+    FN_NAME(C_GetOperationState),
+    FN_NAME(C_SetOperationState),
+    FN_NAME(C_Login),
+    FN_NAME(C_Logout),
+    FN_NAME(C_CreateObject),
+    FN_NAME(C_CopyObject),
+    FN_NAME(C_DestroyObject),
+    FN_NAME(C_GetObjectSize),
+    FN_NAME(C_GetAttributeValue),
+    FN_NAME(C_SetAttributeValue),
+    FN_NAME(C_FindObjectsInit),
+    FN_NAME(C_FindObjects),
+    FN_NAME(C_FindObjectsFinal),
+    FN_NAME(C_EncryptInit),
+    FN_NAME(C_Encrypt),
+    FN_NAME(C_EncryptUpdate),
+    FN_NAME(C_EncryptFinal),
+    FN_NAME(C_DecryptInit),
+    FN_NAME(C_Decrypt),
+    FN_NAME(C_DecryptUpdate),
+    FN_NAME(C_DecryptFinal),
+    FN_NAME(C_DigestInit),
+    FN_NAME(C_Digest),
+    FN_NAME(C_DigestUpdate),
+    FN_NAME(C_DigestKey),
+    FN_NAME(C_DigestFinal),
+    FN_NAME(C_SignInit),
+    FN_NAME(C_Sign),
+    FN_NAME(C_SignUpdate),
+    FN_NAME(C_SignFinal),
+    FN_NAME(C_SignRecoverInit),
+    FN_NAME(C_SignRecover),
+    FN_NAME(C_VerifyInit),
+    FN_NAME(C_Verify),
+    FN_NAME(C_VerifyUpdate),
+    FN_NAME(C_VerifyFinal),
+    FN_NAME(C_VerifyRecoverInit),
+    FN_NAME(C_VerifyRecover),
+    FN_NAME(C_DigestEncryptUpdate),
+    FN_NAME(C_DecryptDigestUpdate),
+    FN_NAME(C_SignEncryptUpdate),
+    FN_NAME(C_DecryptVerifyUpdate),
+    FN_NAME(C_GenerateKey),
+    FN_NAME(C_GenerateKeyPair),
+    FN_NAME(C_WrapKey),
+    FN_NAME(C_UnwrapKey),
+    FN_NAME(C_DeriveKey),
+    FN_NAME(C_SeedRandom),
+    FN_NAME(C_GenerateRandom),
+    FN_NAME(C_GetFunctionStatus),
+    FN_NAME(C_CancelFunction),
+    FN_NAME(C_WaitForSlotEvent),
 };
 
-#define EC_MECH_FLAGS	(CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS)
+#define EC_MECH_FLAGS (CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS)
 
 static const struct mech {
 	CK_MECHANISM_TYPE type;
@@ -121,17 +237,17 @@ static const struct mech {
 	CK_ULONG max_bits;
 	CK_FLAGS flags;
 } mechs[] = {
-	{ CKM_RSA_PKCS_KEY_PAIR_GEN, RSA_MIN_BITS, RSA_MAX_BITS,
-	    CKF_GENERATE_KEY_PAIR },
-	{ CKM_RSA_PKCS_PSS, RSA_MIN_BITS, RSA_MAX_BITS, CKF_SIGN },
-	{ CKM_SHA256_RSA_PKCS_PSS, RSA_MIN_BITS, RSA_MAX_BITS, CKF_SIGN },
-	{ CKM_EC_KEY_PAIR_GEN, 256, 384, CKF_GENERATE_KEY_PAIR | EC_MECH_FLAGS },
-	{ CKM_ECDSA, 256, 384, CKF_SIGN | EC_MECH_FLAGS },
-	{ CKM_EC_EDWARDS_KEY_PAIR_GEN, 256, 256, CKF_GENERATE_KEY_PAIR },
-	{ CKM_EDDSA, 256, 256, CKF_SIGN },
+    {CKM_RSA_PKCS_KEY_PAIR_GEN, RSA_MIN_BITS, RSA_MAX_BITS,
+	CKF_GENERATE_KEY_PAIR},
+    {CKM_RSA_PKCS_PSS, RSA_MIN_BITS, RSA_MAX_BITS, CKF_SIGN},
+    {CKM_SHA256_RSA_PKCS_PSS, RSA_MIN_BITS, RSA_MAX_BITS, CKF_SIGN},
+    {CKM_EC_KEY_PAIR_GEN, 256, 384, CKF_GENERATE_KEY_PAIR | EC_MECH_FLAGS},
+    {CKM_ECDSA, 256, 384, CKF_SIGN | EC_MECH_FLAGS},
+    {CKM_EC_EDWARDS_KEY_PAIR_GEN, 256, 256, CKF_GENERATE_KEY_PAIR},
+    {CKM_EDDSA, 256, 256, CKF_SIGN},
 };
 
-#define NMECHS	(sizeof(mechs) / sizeof(mechs[0]))
+#define NMECHS (sizeof(mechs) / sizeof(mechs[0]))
 
 enum curve {
 	CURVE_NONE,
@@ -141,13 +257,11 @@ enum curve {
 };
 
 static const CK_BYTE oid_p256[] = {
-	0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07
-};
-static const CK_BYTE oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
-static const CK_BYTE oid_ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const CK_BYTE oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const CK_BYTE oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
 static const CK_BYTE name_ed25519[] = {
-	0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9'
-};
+    0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9'};
 
 enum login {
 	LOGIN_NONE,
@@ -169,23 +283,25 @@ struct attr {
 
 struct object {
 	struct object *next;
-	CK_OBJECT_HANDLE handle;	/* 0: the application has none */
-	CK_SESSION_HANDLE owner;	/* session object: its session */
+	CK_OBJECT_HANDLE handle; /* 0: the application has none */
+	CK_SESSION_HANDLE owner; /* session object: its session */
 	CK_OBJECT_CLASS cls;
 	CK_KEY_TYPE kt;
 	int is_private;
-	int oom;			/* an attr_set() failed */
+	int oom; /* an attr_set() failed */
 	struct attr *attrs;
 	size_t nattrs;
-	EVP_PKEY *pkey;			/* private keys only */
+	unsigned char *der; /* private keys: the key, DER */
+	size_t derlen;
 };
 
 struct sign_op {
 	CK_MECHANISM_TYPE mech;
-	EVP_PKEY *pkey;			/* own reference */
-	const EVP_MD *md;		/* RSA-PSS hash */
-	const EVP_MD *mgf;		/* RSA-PSS MGF1 hash */
-	int slen;			/* RSA-PSS salt length */
+	unsigned char *der; /* a copy of the key, DER */
+	size_t derlen;
+	const EVP_MD *md;  /* RSA-PSS hash */
+	const EVP_MD *mgf; /* RSA-PSS MGF1 hash */
+	int slen;	   /* RSA-PSS salt length */
 	size_t siglen;
 };
 
@@ -194,10 +310,10 @@ struct session {
 	CK_SESSION_HANDLE handle;
 	int rw;
 	enum op op;
-	CK_OBJECT_HANDLE *found;	/* OP_FIND */
+	CK_OBJECT_HANDLE *found; /* OP_FIND */
 	size_t nfound;
 	size_t pos;
-	struct sign_op sign;		/* OP_SIGN */
+	struct sign_op sign; /* OP_SIGN */
 };
 
 struct fault {
@@ -215,7 +331,7 @@ struct lie {
 
 struct state {
 	int ready;
-	int cryptoki;			/* between C_Initialize and C_Finalize */
+	int cryptoki; /* between C_Initialize and C_Finalize */
 	long init_flags;
 	int tok_init;
 	CK_UTF8CHAR label[32];
@@ -304,7 +420,7 @@ fn_lookup(const char *name)
 	int i;
 
 	for (i = 0; name != NULL && i < F_COUNT; i++)
-		if (strcmp(fn_names[i], name) == 0)
+		if (fn_names[i] != NULL && strcmp(fn_names[i], name) == 0)
 			return i;
 	fprintf(stderr, "mock_p11: unknown function name '%s'\n",
 	    name != NULL ? name : "(null)");
@@ -348,8 +464,7 @@ attr_find(const struct object *o, CK_ATTRIBUTE_TYPE type)
 
 /* On allocation failure sets o->oom; the caller checks it once. */
 static void
-attr_set(struct object *o, CK_ATTRIBUTE_TYPE type, const void *v,
-    CK_ULONG len)
+attr_set(struct object *o, CK_ATTRIBUTE_TYPE type, const void *v, CK_ULONG len)
 {
 	struct attr *a, *na;
 	CK_BYTE *nv;
@@ -419,6 +534,29 @@ attr_sensitive(const struct object *o, CK_ATTRIBUTE_TYPE type)
 	}
 }
 
+/* Keep the private key as DER in o (plain memory, see unload()). */
+static int
+key_store(struct object *o, EVP_PKEY *pk)
+{
+	unsigned char *p;
+	int len;
+
+	if ((len = i2d_PrivateKey(pk, NULL)) <= 0 ||
+	    (o->der = malloc((size_t)len)) == NULL)
+		return -1;
+	p = o->der;
+	o->derlen = (size_t)len;
+	return i2d_PrivateKey(pk, &p) == len ? 0 : -1;
+}
+
+static EVP_PKEY *
+key_load(const unsigned char *der, size_t len)
+{
+	const unsigned char *p = der;
+
+	return d2i_AutoPrivateKey(NULL, &p, (long)len);
+}
+
 static struct object *
 obj_new(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt)
 {
@@ -441,7 +579,10 @@ obj_free(struct object *o)
 	for (i = 0; i < o->nattrs; i++)
 		free(o->attrs[i].value);
 	free(o->attrs);
-	EVP_PKEY_free(o->pkey);
+	if (o->der != NULL) {
+		OPENSSL_cleanse(o->der, o->derlen);
+		free(o->der);
+	}
 	free(o);
 }
 
@@ -564,7 +705,10 @@ op_end(struct session *s)
 	free(s->found);
 	s->found = NULL;
 	s->nfound = s->pos = 0;
-	EVP_PKEY_free(s->sign.pkey);
+	if (s->sign.der != NULL) {
+		OPENSSL_cleanse(s->sign.der, s->sign.derlen);
+		free(s->sign.der);
+	}
 	memset(&s->sign, 0, sizeof(s->sign));
 	s->op = OP_NONE;
 }
@@ -649,22 +793,30 @@ have_write(const struct session *s, int token, int priv)
  * State, entry and exit.
  */
 
+/* Free everything st owns. Plain memory only: never calls into OpenSSL. */
+static void
+state_free(void)
+{
+	struct session *s;
+
+	if (!st.ready)
+		return;
+	while ((s = st.sessions) != NULL) {
+		st.sessions = s->next;
+		session_free(s);
+	}
+	objects_free_all();
+	secret_free(&st.so_pin, &st.so_pin_len);
+	secret_free(&st.user_pin, &st.user_pin_len);
+	free(st.faults);
+	free(st.lies);
+	memset(&st, 0, sizeof(st));
+}
+
 static void
 state_reset(const struct mock_p11_opts *o)
 {
-	if (st.ready) {
-		while (st.sessions != NULL) {
-			struct session *s = st.sessions;
-
-			st.sessions = s->next;
-			session_free(s);
-		}
-		objects_free_all();
-		secret_free(&st.so_pin, &st.so_pin_len);
-		secret_free(&st.user_pin, &st.user_pin_len);
-		free(st.faults);
-		free(st.lies);
-	}
+	state_free();
 	memset(&st, 0, sizeof(st));
 	st.ready = 1;
 	st.init_flags = MOCK_P11_INIT_NONE;
@@ -680,8 +832,8 @@ state_reset(const struct mock_p11_opts *o)
 	pad(st.label, sizeof(st.label), o->label);
 	/* A failed copy leaves the PIN unset: logins then fail, visibly. */
 	if (o->so_pin != NULL)
-		(void)secret_set(&st.so_pin, &st.so_pin_len, o->so_pin,
-		    strlen(o->so_pin));
+		(void)secret_set(
+		    &st.so_pin, &st.so_pin_len, o->so_pin, strlen(o->so_pin));
 	if (o->user_pin != NULL)
 		(void)secret_set(&st.user_pin, &st.user_pin_len, o->user_pin,
 		    strlen(o->user_pin));
@@ -716,7 +868,8 @@ fault_hit(enum fn_id f, CK_RV *rvp)
 		r->seen++;
 		if (hit || r->seen < r->nth)
 			continue;
-		if (r->count < 0 || r->seen - r->nth < (unsigned long)r->count) {
+		if (r->count < 0 ||
+		    r->seen - r->nth < (unsigned long)r->count) {
 			*rvp = r->rv;
 			hit = 1;
 		}
@@ -821,7 +974,7 @@ c_get_slot_list(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
 {
 	CK_RV rv;
 
-	(void)present;	/* the one slot always holds a token */
+	(void)present; /* the one slot always holds a token */
 	if (begin(F_C_GetSlotList, &rv))
 		return leave(rv);
 	if (count == NULL)
@@ -908,8 +1061,8 @@ c_get_token_info(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 }
 
 static CK_RV
-c_get_mechanism_list(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,
-    CK_ULONG_PTR count)
+c_get_mechanism_list(
+    CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
 {
 	CK_ULONG n = 0;
 	size_t i;
@@ -940,8 +1093,8 @@ c_get_mechanism_list(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list,
 }
 
 static CK_RV
-c_get_mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
-    CK_MECHANISM_INFO_PTR info)
+c_get_mechanism_info(
+    CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
 {
 	CK_RV rv;
 	int i;
@@ -961,8 +1114,8 @@ c_get_mechanism_info(CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
 }
 
 static CK_RV
-c_init_token(CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG len,
-    CK_UTF8CHAR_PTR label)
+c_init_token(
+    CK_SLOT_ID slot, CK_UTF8CHAR_PTR pin, CK_ULONG len, CK_UTF8CHAR_PTR label)
 {
 	CK_RV rv;
 
@@ -1159,8 +1312,8 @@ login_user(CK_UTF8CHAR_PTR pin, CK_ULONG len)
 }
 
 static CK_RV
-c_login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin,
-    CK_ULONG len)
+c_login(
+    CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
 	CK_RV rv;
 
@@ -1205,13 +1358,13 @@ c_logout(CK_SESSION_HANDLE h)
  * C_SetAttributeValue which attributes are CK_BBOOL.
  */
 enum tkind {
-	T_INVALID,	/* CKR_ATTRIBUTE_TYPE_INVALID */
-	T_READ_ONLY,	/* CKR_ATTRIBUTE_READ_ONLY */
-	T_ULONG,	/* CKA_CLASS, CKA_KEY_TYPE: must agree */
+	T_INVALID,   /* CKR_ATTRIBUTE_TYPE_INVALID */
+	T_READ_ONLY, /* CKR_ATTRIBUTE_READ_ONLY */
+	T_ULONG,     /* CKA_CLASS, CKA_KEY_TYPE: must agree */
 	T_BOOL,
 	T_BYTES,
 	T_DATE,
-	T_PARAM,	/* a key parameter, handled by the generator */
+	T_PARAM, /* a key parameter, handled by the generator */
 };
 
 static enum tkind
@@ -1321,8 +1474,8 @@ lie_find(CK_ATTRIBUTE_TYPE type, CK_BBOOL *vp)
 }
 
 static CK_RV
-c_get_attribute_value(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh,
-    CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
+c_get_attribute_value(
+    CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 {
 	int sensitive = 0, invalid = 0, small = 0;
 	const struct attr *a;
@@ -1408,8 +1561,9 @@ set_check(const struct object *o, const CK_ATTRIBUTE *t)
 		return CKR_OK;
 	case CKA_START_DATE:
 	case CKA_END_DATE:
-		return t->ulValueLen == 0 || t->ulValueLen == sizeof(CK_DATE) ?
-		    CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
+		return t->ulValueLen == 0 || t->ulValueLen == sizeof(CK_DATE)
+			   ? CKR_OK
+			   : CKR_ATTRIBUTE_VALUE_INVALID;
 	case CKA_SIGN:
 	case CKA_SIGN_RECOVER:
 	case CKA_DECRYPT:
@@ -1419,16 +1573,17 @@ set_check(const struct object *o, const CK_ATTRIBUTE *t)
 	case CKA_VERIFY_RECOVER:
 	case CKA_ENCRYPT:
 	case CKA_WRAP:
-		return t->ulValueLen == sizeof(CK_BBOOL) ?
-		    CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
+		return t->ulValueLen == sizeof(CK_BBOOL)
+			   ? CKR_OK
+			   : CKR_ATTRIBUTE_VALUE_INVALID;
 	default:
 		return CKR_ATTRIBUTE_READ_ONLY;
 	}
 }
 
 static CK_RV
-c_set_attribute_value(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh,
-    CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
+c_set_attribute_value(
+    CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
 {
 	struct session *s;
 	struct object *o;
@@ -1689,8 +1844,9 @@ parse_curve(const CK_ATTRIBUTE *a, CK_MECHANISM_TYPE mech, enum curve *cp)
 	else if (len == sizeof(oid_p384) && memcmp(p, oid_p384, len) == 0)
 		c = CURVE_P384;
 	else if ((len == sizeof(oid_ed25519) &&
-	    memcmp(p, oid_ed25519, len) == 0) ||
-	    (len == sizeof(name_ed25519) && memcmp(p, name_ed25519, len) == 0))
+		     memcmp(p, oid_ed25519, len) == 0) ||
+		 (len == sizeof(name_ed25519) &&
+		     memcmp(p, name_ed25519, len) == 0))
 		c = CURVE_ED25519;
 	if (c == CURVE_NONE) {
 		/* a well-formed OID, curve name or explicit parameters that
@@ -1708,8 +1864,8 @@ parse_curve(const CK_ATTRIBUTE *a, CK_MECHANISM_TYPE mech, enum curve *cp)
 }
 
 static CK_RV
-rsa_params(const CK_ATTRIBUTE *pubt, CK_ULONG npub, CK_ULONG *bitsp,
-    BIGNUM **ep)
+rsa_params(
+    const CK_ATTRIBUTE *pubt, CK_ULONG npub, CK_ULONG *bitsp, BIGNUM **ep)
 {
 	const CK_ATTRIBUTE *a;
 	BIGNUM *e = NULL;
@@ -1730,7 +1886,8 @@ rsa_params(const CK_ATTRIBUTE *pubt, CK_ULONG npub, CK_ULONG *bitsp,
 	} else {
 		if (a->pValue == NULL || a->ulValueLen > 8)
 			return CKR_ATTRIBUTE_VALUE_INVALID;
-		if ((e = BN_bin2bn(a->pValue, (int)a->ulValueLen, NULL)) == NULL)
+		if ((e = BN_bin2bn(a->pValue, (int)a->ulValueLen, NULL)) ==
+		    NULL)
 			return CKR_HOST_MEMORY;
 		if (!BN_is_odd(e) || BN_is_one(e)) {
 			BN_free(e);
@@ -1749,13 +1906,13 @@ generate(CK_MECHANISM_TYPE mech, enum curve c, CK_ULONG bits, BIGNUM *e)
 
 	switch (mech) {
 	case CKM_EC_KEY_PAIR_GEN:
-		return EVP_PKEY_Q_keygen(NULL, NULL, "EC",
-		    c == CURVE_P256 ? "P-256" : "P-384");
+		return EVP_PKEY_Q_keygen(
+		    NULL, NULL, "EC", c == CURVE_P256 ? "P-256" : "P-384");
 	case CKM_EC_EDWARDS_KEY_PAIR_GEN:
 		return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	case CKM_RSA_PKCS_KEY_PAIR_GEN:
 		if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) ==
-		    NULL ||
+			NULL ||
 		    EVP_PKEY_keygen_init(ctx) <= 0 ||
 		    EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, (int)bits) <= 0 ||
 		    EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, e) <= 0 ||
@@ -1785,8 +1942,8 @@ set_ec_point(struct object *o, const unsigned char *pt, size_t len)
 }
 
 static int
-set_bn_attr(struct object *o, CK_ATTRIBUTE_TYPE type, EVP_PKEY *pk,
-    const char *param)
+set_bn_attr(
+    struct object *o, CK_ATTRIBUTE_TYPE type, EVP_PKEY *pk, const char *param)
 {
 	unsigned char buf[RSA_MAX_BITS / 8];
 	BIGNUM *bn = NULL;
@@ -1814,12 +1971,12 @@ set_key_attrs(struct object *pub, struct object *priv, EVP_PKEY *pk,
 
 	switch (pub->kt) {
 	case CKK_EC:
-		if (!EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY,
-		    pt, sizeof(pt), &len))
+		if (!EVP_PKEY_get_octet_string_param(
+			pk, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &len))
 			return CKR_FUNCTION_FAILED;
 		set_ec_point(pub, pt, len);
-		attr_set(pub, CKA_EC_PARAMS, ecparams->pValue,
-		    ecparams->ulValueLen);
+		attr_set(
+		    pub, CKA_EC_PARAMS, ecparams->pValue, ecparams->ulValueLen);
 		attr_set(priv, CKA_EC_PARAMS, ecparams->pValue,
 		    ecparams->ulValueLen);
 		break;
@@ -1828,21 +1985,21 @@ set_key_attrs(struct object *pub, struct object *priv, EVP_PKEY *pk,
 		if (!EVP_PKEY_get_raw_public_key(pk, pt, &len))
 			return CKR_FUNCTION_FAILED;
 		set_ec_point(pub, pt, len);
-		attr_set(pub, CKA_EC_PARAMS, ecparams->pValue,
-		    ecparams->ulValueLen);
+		attr_set(
+		    pub, CKA_EC_PARAMS, ecparams->pValue, ecparams->ulValueLen);
 		attr_set(priv, CKA_EC_PARAMS, ecparams->pValue,
 		    ecparams->ulValueLen);
 		break;
 	case CKK_RSA:
 		if (set_bn_attr(pub, CKA_MODULUS, pk, OSSL_PKEY_PARAM_RSA_N) ||
-		    set_bn_attr(pub, CKA_PUBLIC_EXPONENT, pk,
-		    OSSL_PKEY_PARAM_RSA_E) ||
+		    set_bn_attr(
+			pub, CKA_PUBLIC_EXPONENT, pk, OSSL_PKEY_PARAM_RSA_E) ||
 		    set_bn_attr(priv, CKA_MODULUS, pk, OSSL_PKEY_PARAM_RSA_N) ||
-		    set_bn_attr(priv, CKA_PUBLIC_EXPONENT, pk,
-		    OSSL_PKEY_PARAM_RSA_E))
+		    set_bn_attr(
+			priv, CKA_PUBLIC_EXPONENT, pk, OSSL_PKEY_PARAM_RSA_E))
 			return CKR_FUNCTION_FAILED;
-		attr_set_ulong(pub, CKA_MODULUS_BITS,
-		    (CK_ULONG)EVP_PKEY_get_bits(pk));
+		attr_set_ulong(
+		    pub, CKA_MODULUS_BITS, (CK_ULONG)EVP_PKEY_get_bits(pk));
 		break;
 	default:
 		return CKR_GENERAL_ERROR;
@@ -1886,9 +2043,9 @@ c_generate_key_pair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m,
 		break;
 	}
 	if ((rv = have_write(s, tmpl_bool(pubt, npub, CKA_TOKEN, 0),
-	    tmpl_bool(pubt, npub, CKA_PRIVATE, 0))) != CKR_OK ||
+		 tmpl_bool(pubt, npub, CKA_PRIVATE, 0))) != CKR_OK ||
 	    (rv = have_write(s, tmpl_bool(privt, npriv, CKA_TOKEN, 0),
-	    tmpl_bool(privt, npriv, CKA_PRIVATE, 1))) != CKR_OK)
+		 tmpl_bool(privt, npriv, CKA_PRIVATE, 1))) != CKR_OK)
 		return leave(rv);
 	if ((pub = obj_new(CKO_PUBLIC_KEY, kt)) == NULL ||
 	    (priv = obj_new(CKO_PRIVATE_KEY, kt)) == NULL) {
@@ -1914,16 +2071,18 @@ c_generate_key_pair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m,
 	}
 	if ((rv = set_key_attrs(pub, priv, pk, ecparams)) != CKR_OK)
 		goto out;
-	attr_set_bool(priv, CKA_ALWAYS_SENSITIVE,
-	    attr_bool(priv, CKA_SENSITIVE));
-	attr_set_bool(priv, CKA_NEVER_EXTRACTABLE,
-	    !attr_bool(priv, CKA_EXTRACTABLE));
+	if (key_store(priv, pk) != 0) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	attr_set_bool(
+	    priv, CKA_ALWAYS_SENSITIVE, attr_bool(priv, CKA_SENSITIVE));
+	attr_set_bool(
+	    priv, CKA_NEVER_EXTRACTABLE, !attr_bool(priv, CKA_EXTRACTABLE));
 	if (pub->oom || priv->oom) {
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
-	priv->pkey = pk;
-	pk = NULL;
 	pub->is_private = attr_bool(pub, CKA_PRIVATE);
 	priv->is_private = attr_bool(priv, CKA_PRIVATE);
 	pub->owner = attr_bool(pub, CKA_TOKEN) ? 0 : s->handle;
@@ -1992,7 +2151,8 @@ c_sign_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE kh)
 	struct session *s;
 	struct object *k;
 	CK_KEY_TYPE want;
-	CK_RV rv;
+	EVP_PKEY *pk;
+	CK_RV rv = CKR_OK;
 
 	if (begin(F_C_SignInit, &rv))
 		return leave(rv);
@@ -2019,26 +2179,31 @@ c_sign_init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE kh)
 		want = CKK_RSA;
 		break;
 	}
-	if (k->cls != CKO_PRIVATE_KEY || k->kt != want || k->pkey == NULL)
+	if (k->cls != CKO_PRIVATE_KEY || k->kt != want || k->der == NULL)
 		return leave(CKR_KEY_TYPE_INCONSISTENT);
 	memset(&op, 0, sizeof(op));
 	op.mech = m->mechanism;
+	if ((pk = key_load(k->der, k->derlen)) == NULL)
+		return leave(CKR_FUNCTION_FAILED);
 	switch (want) {
 	case CKK_EC:
-		op.siglen = 2 * (size_t)((EVP_PKEY_get_bits(k->pkey) + 7) / 8);
+		op.siglen = 2 * (size_t)((EVP_PKEY_get_bits(pk) + 7) / 8);
 		break;
 	case CKK_EC_EDWARDS:
 		op.siglen = 64;
 		break;
 	default:
-		if ((rv = pss_params(m, k->pkey, &op)) != CKR_OK)
-			return leave(rv);
-		op.siglen = (size_t)EVP_PKEY_get_size(k->pkey);
+		rv = pss_params(m, pk, &op);
+		op.siglen = (size_t)EVP_PKEY_get_size(pk);
 		break;
 	}
-	if (!EVP_PKEY_up_ref(k->pkey))
+	EVP_PKEY_free(pk);
+	if (rv != CKR_OK)
+		return leave(rv);
+	if ((op.der = malloc(k->derlen)) == NULL)
 		return leave(CKR_HOST_MEMORY);
-	op.pkey = k->pkey;
+	memcpy(op.der, k->der, k->derlen);
+	op.derlen = k->derlen;
 	s->sign = op;
 	s->op = OP_SIGN;
 	return leave(CKR_OK);
@@ -2048,8 +2213,8 @@ static int
 pss_setup(EVP_PKEY_CTX *pc, const struct sign_op *op)
 {
 	return EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0 &&
-	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, op->slen) > 0 &&
-	    EVP_PKEY_CTX_set_rsa_mgf1_md(pc, op->mgf) > 0;
+	       EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, op->slen) > 0 &&
+	       EVP_PKEY_CTX_set_rsa_mgf1_md(pc, op->mgf) > 0;
 }
 
 /* Sign in into out (op->siglen bytes); *lenp: the length written. */
@@ -2064,11 +2229,14 @@ sign_compute(const struct sign_op *op, const CK_BYTE *in, CK_ULONG inlen,
 	EVP_PKEY_CTX *pc = NULL, *dpc = NULL;
 	EVP_MD_CTX *mc = NULL;
 	ECDSA_SIG *es = NULL;
+	EVP_PKEY *pk;
 	size_t len, half;
 	CK_RV rv = CKR_FUNCTION_FAILED;
 
 	if (inlen == 0)
 		in = empty;
+	if ((pk = key_load(op->der, op->derlen)) == NULL)
+		return CKR_FUNCTION_FAILED;
 	len = op->siglen;
 	switch (op->mech) {
 	case CKM_ECDSA:
@@ -2077,8 +2245,8 @@ sign_compute(const struct sign_op *op, const CK_BYTE *in, CK_ULONG inlen,
 			goto out;
 		}
 		len = sizeof(der);
-		if ((pc = EVP_PKEY_CTX_new_from_pkey(NULL, op->pkey, NULL)) ==
-		    NULL || EVP_PKEY_sign_init(pc) <= 0 ||
+		if ((pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) == NULL ||
+		    EVP_PKEY_sign_init(pc) <= 0 ||
 		    EVP_PKEY_sign(pc, der, &len, in, inlen) <= 0)
 			goto out;
 		p = der;
@@ -2093,7 +2261,7 @@ sign_compute(const struct sign_op *op, const CK_BYTE *in, CK_ULONG inlen,
 		break;
 	case CKM_EDDSA:
 		if ((mc = EVP_MD_CTX_new()) == NULL ||
-		    EVP_DigestSignInit(mc, NULL, NULL, NULL, op->pkey) <= 0 ||
+		    EVP_DigestSignInit(mc, NULL, NULL, NULL, pk) <= 0 ||
 		    EVP_DigestSign(mc, out, &len, in, inlen) <= 0)
 			goto out;
 		break;
@@ -2102,16 +2270,15 @@ sign_compute(const struct sign_op *op, const CK_BYTE *in, CK_ULONG inlen,
 			rv = CKR_DATA_LEN_RANGE;
 			goto out;
 		}
-		if ((pc = EVP_PKEY_CTX_new_from_pkey(NULL, op->pkey, NULL)) ==
-		    NULL || EVP_PKEY_sign_init(pc) <= 0 ||
-		    !pss_setup(pc, op) ||
+		if ((pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) == NULL ||
+		    EVP_PKEY_sign_init(pc) <= 0 || !pss_setup(pc, op) ||
 		    EVP_PKEY_CTX_set_signature_md(pc, op->md) <= 0 ||
 		    EVP_PKEY_sign(pc, out, &len, in, inlen) <= 0)
 			goto out;
 		break;
 	case CKM_SHA256_RSA_PKCS_PSS:
 		if ((mc = EVP_MD_CTX_new()) == NULL ||
-		    EVP_DigestSignInit(mc, &dpc, op->md, NULL, op->pkey) <= 0 ||
+		    EVP_DigestSignInit(mc, &dpc, op->md, NULL, pk) <= 0 ||
 		    !pss_setup(dpc, op) ||
 		    EVP_DigestSign(mc, out, &len, in, inlen) <= 0)
 			goto out;
@@ -2126,6 +2293,7 @@ out:
 	ECDSA_SIG_free(es);
 	EVP_PKEY_CTX_free(pc);
 	EVP_MD_CTX_free(mc);
+	EVP_PKEY_free(pk);
 	return rv;
 }
 
@@ -2139,9 +2307,8 @@ c_sign(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR sig,
 
 	if (enter(F_C_Sign, &rv)) {
 		/* a failed C_Sign ends the operation (PKCS#11 2.40 5.11) */
-		if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL &&
-		    st.cryptoki && (s = session_get(h)) != NULL &&
-		    s->op == OP_SIGN)
+		if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL && st.cryptoki &&
+		    (s = session_get(h)) != NULL && s->op == OP_SIGN)
 			op_end(s);
 		return leave(rv);
 	}
@@ -2226,11 +2393,10 @@ stub(enum fn_id f)
 	return leave(CKR_FUNCTION_NOT_SUPPORTED);
 }
 
-#define STUB(name, args)			\
-	static CK_RV				\
-	stub_##name args			\
-	{					\
-		return stub(F_C_##name);	\
+#define STUB(name, args)                                                       \
+	static CK_RV stub_##name args                                          \
+	{                                                                      \
+		return stub(F_C_##name);                                       \
 	}
 
 #pragma GCC diagnostic push
@@ -2238,65 +2404,62 @@ stub(enum fn_id f)
 
 STUB(GetOperationState, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
 STUB(SetOperationState, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_OBJECT_HANDLE d, CK_OBJECT_HANDLE e))
+			    CK_OBJECT_HANDLE d, CK_OBJECT_HANDLE e))
 STUB(CreateObject, (CK_SESSION_HANDLE a, CK_ATTRIBUTE_PTR b, CK_ULONG c,
-    CK_OBJECT_HANDLE_PTR d))
+		       CK_OBJECT_HANDLE_PTR d))
 STUB(CopyObject, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c,
-    CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
+		     CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
 STUB(GetObjectSize, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ULONG_PTR c))
-STUB(EncryptInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b,
-    CK_OBJECT_HANDLE c))
+STUB(EncryptInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
 STUB(Encrypt, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d,
-    CK_ULONG_PTR e))
+		  CK_ULONG_PTR e))
 STUB(EncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_BYTE_PTR d, CK_ULONG_PTR e))
+			CK_BYTE_PTR d, CK_ULONG_PTR e))
 STUB(EncryptFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
-STUB(DecryptInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b,
-    CK_OBJECT_HANDLE c))
+STUB(DecryptInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
 STUB(Decrypt, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d,
-    CK_ULONG_PTR e))
+		  CK_ULONG_PTR e))
 STUB(DecryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_BYTE_PTR d, CK_ULONG_PTR e))
+			CK_BYTE_PTR d, CK_ULONG_PTR e))
 STUB(DecryptFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
 STUB(DigestInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b))
 STUB(Digest, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d,
-    CK_ULONG_PTR e))
+		 CK_ULONG_PTR e))
 STUB(DigestUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c))
 STUB(DigestKey, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b))
 STUB(DigestFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
 STUB(SignUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c))
 STUB(SignFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
-STUB(SignRecoverInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b,
-    CK_OBJECT_HANDLE c))
+STUB(SignRecoverInit,
+    (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
 STUB(SignRecover, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_BYTE_PTR d, CK_ULONG_PTR e))
-STUB(VerifyInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b,
-    CK_OBJECT_HANDLE c))
-STUB(Verify, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d,
-    CK_ULONG e))
+		      CK_BYTE_PTR d, CK_ULONG_PTR e))
+STUB(VerifyInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
+STUB(Verify,
+    (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c, CK_BYTE_PTR d, CK_ULONG e))
 STUB(VerifyUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c))
 STUB(VerifyFinal, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c))
-STUB(VerifyRecoverInit, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b,
-    CK_OBJECT_HANDLE c))
+STUB(VerifyRecoverInit,
+    (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c))
 STUB(VerifyRecover, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_BYTE_PTR d, CK_ULONG_PTR e))
+			CK_BYTE_PTR d, CK_ULONG_PTR e))
 STUB(DigestEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_BYTE_PTR d, CK_ULONG_PTR e))
+			      CK_BYTE_PTR d, CK_ULONG_PTR e))
 STUB(DecryptDigestUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_BYTE_PTR d, CK_ULONG_PTR e))
+			      CK_BYTE_PTR d, CK_ULONG_PTR e))
 STUB(SignEncryptUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_BYTE_PTR d, CK_ULONG_PTR e))
+			    CK_BYTE_PTR d, CK_ULONG_PTR e))
 STUB(DecryptVerifyUpdate, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
-    CK_BYTE_PTR d, CK_ULONG_PTR e))
+			      CK_BYTE_PTR d, CK_ULONG_PTR e))
 STUB(GenerateKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_ATTRIBUTE_PTR c,
-    CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
+		      CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
 STUB(WrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
-    CK_OBJECT_HANDLE d, CK_BYTE_PTR e, CK_ULONG_PTR f))
-STUB(UnwrapKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
-    CK_BYTE_PTR d, CK_ULONG e, CK_ATTRIBUTE_PTR f, CK_ULONG g,
-    CK_OBJECT_HANDLE_PTR i))
+		  CK_OBJECT_HANDLE d, CK_BYTE_PTR e, CK_ULONG_PTR f))
+STUB(UnwrapKey,
+    (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c, CK_BYTE_PTR d,
+	CK_ULONG e, CK_ATTRIBUTE_PTR f, CK_ULONG g, CK_OBJECT_HANDLE_PTR i))
 STUB(DeriveKey, (CK_SESSION_HANDLE a, CK_MECHANISM_PTR b, CK_OBJECT_HANDLE c,
-    CK_ATTRIBUTE_PTR d, CK_ULONG e, CK_OBJECT_HANDLE_PTR f))
+		    CK_ATTRIBUTE_PTR d, CK_ULONG e, CK_OBJECT_HANDLE_PTR f))
 STUB(GetFunctionStatus, (CK_SESSION_HANDLE a))
 STUB(CancelFunction, (CK_SESSION_HANDLE a))
 STUB(WaitForSlotEvent, (CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c))
@@ -2308,75 +2471,75 @@ STUB(WaitForSlotEvent, (CK_FLAGS a, CK_SLOT_ID_PTR b, CK_VOID_PTR c))
  */
 
 static CK_FUNCTION_LIST function_list = {
-	.version = { 2, 40 },
-	.C_Initialize = c_initialize,
-	.C_Finalize = c_finalize,
-	.C_GetInfo = c_get_info,
-	.C_GetFunctionList = C_GetFunctionList,
-	.C_GetSlotList = c_get_slot_list,
-	.C_GetSlotInfo = c_get_slot_info,
-	.C_GetTokenInfo = c_get_token_info,
-	.C_GetMechanismList = c_get_mechanism_list,
-	.C_GetMechanismInfo = c_get_mechanism_info,
-	.C_InitToken = c_init_token,
-	.C_InitPIN = c_init_pin,
-	.C_SetPIN = c_set_pin,
-	.C_OpenSession = c_open_session,
-	.C_CloseSession = c_close_session,
-	.C_CloseAllSessions = c_close_all_sessions,
-	.C_GetSessionInfo = c_get_session_info,
-	.C_GetOperationState = stub_GetOperationState,
-	.C_SetOperationState = stub_SetOperationState,
-	.C_Login = c_login,
-	.C_Logout = c_logout,
-	.C_CreateObject = stub_CreateObject,
-	.C_CopyObject = stub_CopyObject,
-	.C_DestroyObject = c_destroy_object,
-	.C_GetObjectSize = stub_GetObjectSize,
-	.C_GetAttributeValue = c_get_attribute_value,
-	.C_SetAttributeValue = c_set_attribute_value,
-	.C_FindObjectsInit = c_find_objects_init,
-	.C_FindObjects = c_find_objects,
-	.C_FindObjectsFinal = c_find_objects_final,
-	.C_EncryptInit = stub_EncryptInit,
-	.C_Encrypt = stub_Encrypt,
-	.C_EncryptUpdate = stub_EncryptUpdate,
-	.C_EncryptFinal = stub_EncryptFinal,
-	.C_DecryptInit = stub_DecryptInit,
-	.C_Decrypt = stub_Decrypt,
-	.C_DecryptUpdate = stub_DecryptUpdate,
-	.C_DecryptFinal = stub_DecryptFinal,
-	.C_DigestInit = stub_DigestInit,
-	.C_Digest = stub_Digest,
-	.C_DigestUpdate = stub_DigestUpdate,
-	.C_DigestKey = stub_DigestKey,
-	.C_DigestFinal = stub_DigestFinal,
-	.C_SignInit = c_sign_init,
-	.C_Sign = c_sign,
-	.C_SignUpdate = stub_SignUpdate,
-	.C_SignFinal = stub_SignFinal,
-	.C_SignRecoverInit = stub_SignRecoverInit,
-	.C_SignRecover = stub_SignRecover,
-	.C_VerifyInit = stub_VerifyInit,
-	.C_Verify = stub_Verify,
-	.C_VerifyUpdate = stub_VerifyUpdate,
-	.C_VerifyFinal = stub_VerifyFinal,
-	.C_VerifyRecoverInit = stub_VerifyRecoverInit,
-	.C_VerifyRecover = stub_VerifyRecover,
-	.C_DigestEncryptUpdate = stub_DigestEncryptUpdate,
-	.C_DecryptDigestUpdate = stub_DecryptDigestUpdate,
-	.C_SignEncryptUpdate = stub_SignEncryptUpdate,
-	.C_DecryptVerifyUpdate = stub_DecryptVerifyUpdate,
-	.C_GenerateKey = stub_GenerateKey,
-	.C_GenerateKeyPair = c_generate_key_pair,
-	.C_WrapKey = stub_WrapKey,
-	.C_UnwrapKey = stub_UnwrapKey,
-	.C_DeriveKey = stub_DeriveKey,
-	.C_SeedRandom = c_seed_random,
-	.C_GenerateRandom = c_generate_random,
-	.C_GetFunctionStatus = stub_GetFunctionStatus,
-	.C_CancelFunction = stub_CancelFunction,
-	.C_WaitForSlotEvent = stub_WaitForSlotEvent,
+    .version = {2, 40},
+    .C_Initialize = c_initialize,
+    .C_Finalize = c_finalize,
+    .C_GetInfo = c_get_info,
+    .C_GetFunctionList = C_GetFunctionList,
+    .C_GetSlotList = c_get_slot_list,
+    .C_GetSlotInfo = c_get_slot_info,
+    .C_GetTokenInfo = c_get_token_info,
+    .C_GetMechanismList = c_get_mechanism_list,
+    .C_GetMechanismInfo = c_get_mechanism_info,
+    .C_InitToken = c_init_token,
+    .C_InitPIN = c_init_pin,
+    .C_SetPIN = c_set_pin,
+    .C_OpenSession = c_open_session,
+    .C_CloseSession = c_close_session,
+    .C_CloseAllSessions = c_close_all_sessions,
+    .C_GetSessionInfo = c_get_session_info,
+    .C_GetOperationState = stub_GetOperationState,
+    .C_SetOperationState = stub_SetOperationState,
+    .C_Login = c_login,
+    .C_Logout = c_logout,
+    .C_CreateObject = stub_CreateObject,
+    .C_CopyObject = stub_CopyObject,
+    .C_DestroyObject = c_destroy_object,
+    .C_GetObjectSize = stub_GetObjectSize,
+    .C_GetAttributeValue = c_get_attribute_value,
+    .C_SetAttributeValue = c_set_attribute_value,
+    .C_FindObjectsInit = c_find_objects_init,
+    .C_FindObjects = c_find_objects,
+    .C_FindObjectsFinal = c_find_objects_final,
+    .C_EncryptInit = stub_EncryptInit,
+    .C_Encrypt = stub_Encrypt,
+    .C_EncryptUpdate = stub_EncryptUpdate,
+    .C_EncryptFinal = stub_EncryptFinal,
+    .C_DecryptInit = stub_DecryptInit,
+    .C_Decrypt = stub_Decrypt,
+    .C_DecryptUpdate = stub_DecryptUpdate,
+    .C_DecryptFinal = stub_DecryptFinal,
+    .C_DigestInit = stub_DigestInit,
+    .C_Digest = stub_Digest,
+    .C_DigestUpdate = stub_DigestUpdate,
+    .C_DigestKey = stub_DigestKey,
+    .C_DigestFinal = stub_DigestFinal,
+    .C_SignInit = c_sign_init,
+    .C_Sign = c_sign,
+    .C_SignUpdate = stub_SignUpdate,
+    .C_SignFinal = stub_SignFinal,
+    .C_SignRecoverInit = stub_SignRecoverInit,
+    .C_SignRecover = stub_SignRecover,
+    .C_VerifyInit = stub_VerifyInit,
+    .C_Verify = stub_Verify,
+    .C_VerifyUpdate = stub_VerifyUpdate,
+    .C_VerifyFinal = stub_VerifyFinal,
+    .C_VerifyRecoverInit = stub_VerifyRecoverInit,
+    .C_VerifyRecover = stub_VerifyRecover,
+    .C_DigestEncryptUpdate = stub_DigestEncryptUpdate,
+    .C_DecryptDigestUpdate = stub_DecryptDigestUpdate,
+    .C_SignEncryptUpdate = stub_SignEncryptUpdate,
+    .C_DecryptVerifyUpdate = stub_DecryptVerifyUpdate,
+    .C_GenerateKey = stub_GenerateKey,
+    .C_GenerateKeyPair = c_generate_key_pair,
+    .C_WrapKey = stub_WrapKey,
+    .C_UnwrapKey = stub_UnwrapKey,
+    .C_DeriveKey = stub_DeriveKey,
+    .C_SeedRandom = c_seed_random,
+    .C_GenerateRandom = c_generate_random,
+    .C_GetFunctionStatus = stub_GetFunctionStatus,
+    .C_CancelFunction = stub_CancelFunction,
+    .C_WaitForSlotEvent = stub_WaitForSlotEvent,
 };
 
 CK_RV
@@ -2396,6 +2559,15 @@ CK_FUNCTION_LIST *
 mock_p11_functions(void)
 {
 	return &function_list;
+}
+
+/* dlclose() or exit: give back all memory (see the comment at the top). */
+__attribute__((destructor)) static void
+unload(void)
+{
+	pthread_mutex_lock(&mtx);
+	state_free();
+	pthread_mutex_unlock(&mtx);
 }
 
 /*

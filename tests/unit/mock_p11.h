@@ -22,19 +22,19 @@
  */
 
 /* What mock_p11_init_flags() reports when C_Initialize got NULL arguments. */
-#define MOCK_P11_INIT_NULL	(-1L)
+#define MOCK_P11_INIT_NULL (-1L)
 /* What mock_p11_init_flags() reports when C_Initialize has not succeeded
  * since the last reset. */
-#define MOCK_P11_INIT_NONE	(-2L)
+#define MOCK_P11_INIT_NONE (-2L)
 
 /* The token that mock_p11_reset() creates. */
 struct mock_p11_opts {
-	int initialized;	/* token already initialised (C_InitToken done) */
-	const char *label;	/* token label, blank-padded to 32 bytes */
-	const char *so_pin;	/* SO PIN (NUL-terminated) */
-	const char *user_pin;	/* NULL: user PIN not initialised */
-	int pin_lock_after;	/* 0: never lock; N: after N wrong user PINs in
-				 * a row, C_Login returns CKR_PIN_LOCKED */
+	int initialized;      /* token already initialised (C_InitToken done) */
+	const char *label;    /* token label, blank-padded to 32 bytes */
+	const char *so_pin;   /* SO PIN (NUL-terminated) */
+	const char *user_pin; /* NULL: user PIN not initialised */
+	int pin_lock_after;   /* 0: never lock; N: after N wrong user PINs in
+			       * a row, C_Login returns CKR_PIN_LOCKED */
 };
 
 /*

@@ -23,9 +23,9 @@
 
 #include "mock_p11.h"
 
-#define SO_PIN		"12345678"
-#define USER_PIN	"1234"
-#define LABEL		"custody-test"
+#define SO_PIN	 "12345678"
+#define USER_PIN "1234"
+#define LABEL	 "custody-test"
 
 enum kind {
 	K_P256,
@@ -35,18 +35,88 @@ enum kind {
 };
 
 static const CK_BYTE oid_p256[] = {
-	0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07
-};
-static const CK_BYTE oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
-static const CK_BYTE oid_p521[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23 };
-static const CK_BYTE oid_ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const CK_BYTE oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const CK_BYTE oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
+static const CK_BYTE oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
 static const CK_BYTE name_ed25519[] = {
-	0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9'
-};
+    0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9'};
 
 static const unsigned char msg[] = "custody says hello";
 
 static CK_FUNCTION_LIST *p11;
+
+/* Every entry of the 2.40 function list. */
+static const char *const all_functions[] = {
+    "C_Initialize",
+    "C_Finalize",
+    "C_GetInfo",
+    "C_GetFunctionList",
+    "C_GetSlotList",
+    "C_GetSlotInfo",
+    "C_GetTokenInfo",
+    "C_GetMechanismList",
+    "C_GetMechanismInfo",
+    "C_InitToken",
+    "C_InitPIN",
+    "C_SetPIN",
+    "C_OpenSession",
+    "C_CloseSession",
+    "C_CloseAllSessions",
+    "C_GetSessionInfo",
+    "C_GetOperationState",
+    "C_SetOperationState",
+    "C_Login",
+    "C_Logout",
+    "C_CreateObject",
+    "C_CopyObject",
+    "C_DestroyObject",
+    "C_GetObjectSize",
+    "C_GetAttributeValue",
+    "C_SetAttributeValue",
+    "C_FindObjectsInit",
+    "C_FindObjects",
+    "C_FindObjectsFinal",
+    "C_EncryptInit",
+    "C_Encrypt",
+    "C_EncryptUpdate",
+    "C_EncryptFinal",
+    "C_DecryptInit",
+    "C_Decrypt",
+    "C_DecryptUpdate",
+    "C_DecryptFinal",
+    "C_DigestInit",
+    "C_Digest",
+    "C_DigestUpdate",
+    "C_DigestKey",
+    "C_DigestFinal",
+    "C_SignInit",
+    "C_Sign",
+    "C_SignUpdate",
+    "C_SignFinal",
+    "C_SignRecoverInit",
+    "C_SignRecover",
+    "C_VerifyInit",
+    "C_Verify",
+    "C_VerifyUpdate",
+    "C_VerifyFinal",
+    "C_VerifyRecoverInit",
+    "C_VerifyRecover",
+    "C_DigestEncryptUpdate",
+    "C_DecryptDigestUpdate",
+    "C_SignEncryptUpdate",
+    "C_DecryptVerifyUpdate",
+    "C_GenerateKey",
+    "C_GenerateKeyPair",
+    "C_WrapKey",
+    "C_UnwrapKey",
+    "C_DeriveKey",
+    "C_SeedRandom",
+    "C_GenerateRandom",
+    "C_GetFunctionStatus",
+    "C_CancelFunction",
+    "C_WaitForSlotEvent",
+};
 
 /*
  * Helpers.
@@ -76,11 +146,11 @@ static void
 reset_initialised(int lock_after)
 {
 	struct mock_p11_opts o = {
-		.initialized = 1,
-		.label = LABEL,
-		.so_pin = SO_PIN,
-		.user_pin = USER_PIN,
-		.pin_lock_after = lock_after,
+	    .initialized = 1,
+	    .label = LABEL,
+	    .so_pin = SO_PIN,
+	    .user_pin = USER_PIN,
+	    .pin_lock_after = lock_after,
 	};
 
 	mock_p11_reset(&o);
@@ -126,8 +196,8 @@ open_session(int rw)
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_FLAGS fl = CKF_SERIAL_SESSION | (rw ? CKF_RW_SESSION : 0);
 
-	assert_int_equal(p11->C_OpenSession(the_slot(), fl, NULL, NULL, &s),
-	    CKR_OK);
+	assert_int_equal(
+	    p11->C_OpenSession(the_slot(), fl, NULL, NULL, &s), CKR_OK);
 	assert_true(s != CK_INVALID_HANDLE);
 	return s;
 }
@@ -158,52 +228,52 @@ user_session(void)
 }
 
 static CK_RV
-gen_key(CK_SESSION_HANDLE s, enum kind k, const char *id,
-    CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+gen_key(CK_SESSION_HANDLE s, enum kind k, const char *id, CK_OBJECT_HANDLE *pub,
+    CK_OBJECT_HANDLE *priv)
 {
 	static CK_BBOOL t = CK_TRUE, f = CK_FALSE;
 	static CK_ULONG bits = 2048;
-	static CK_BYTE exp[] = { 0x01, 0x00, 0x01 };
-	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	static CK_BYTE exp[] = {0x01, 0x00, 0x01};
+	CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_ATTRIBUTE pt[8], vt[12];
 	CK_ULONG np = 0, nv = 0;
 
-	pt[np++] = (CK_ATTRIBUTE){ CKA_TOKEN, &t, sizeof(t) };
-	pt[np++] = (CK_ATTRIBUTE){ CKA_VERIFY, &t, sizeof(t) };
-	pt[np++] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)id, strlen(id) };
-	pt[np++] = (CK_ATTRIBUTE){ CKA_ID, (void *)id, strlen(id) };
+	pt[np++] = (CK_ATTRIBUTE){CKA_TOKEN, &t, sizeof(t)};
+	pt[np++] = (CK_ATTRIBUTE){CKA_VERIFY, &t, sizeof(t)};
+	pt[np++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)id, strlen(id)};
+	pt[np++] = (CK_ATTRIBUTE){CKA_ID, (void *)id, strlen(id)};
 	switch (k) {
 	case K_P256:
-		pt[np++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)oid_p256,
-		    sizeof(oid_p256) };
+		pt[np++] = (CK_ATTRIBUTE){
+		    CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256)};
 		break;
 	case K_P384:
-		pt[np++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)oid_p384,
-		    sizeof(oid_p384) };
+		pt[np++] = (CK_ATTRIBUTE){
+		    CKA_EC_PARAMS, (void *)oid_p384, sizeof(oid_p384)};
 		break;
 	case K_ED25519:
 		m.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
-		pt[np++] = (CK_ATTRIBUTE){ CKA_EC_PARAMS, (void *)oid_ed25519,
-		    sizeof(oid_ed25519) };
+		pt[np++] = (CK_ATTRIBUTE){
+		    CKA_EC_PARAMS, (void *)oid_ed25519, sizeof(oid_ed25519)};
 		break;
 	case K_RSA:
 		m.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
-		pt[np++] = (CK_ATTRIBUTE){ CKA_MODULUS_BITS, &bits,
-		    sizeof(bits) };
-		pt[np++] = (CK_ATTRIBUTE){ CKA_PUBLIC_EXPONENT, exp,
-		    sizeof(exp) };
+		pt[np++] =
+		    (CK_ATTRIBUTE){CKA_MODULUS_BITS, &bits, sizeof(bits)};
+		pt[np++] =
+		    (CK_ATTRIBUTE){CKA_PUBLIC_EXPONENT, exp, sizeof(exp)};
 		break;
 	}
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_TOKEN, &t, sizeof(t) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_PRIVATE, &t, sizeof(t) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_SENSITIVE, &t, sizeof(t) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_EXTRACTABLE, &f, sizeof(f) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_SIGN, &t, sizeof(t) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_DECRYPT, &f, sizeof(f) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_DERIVE, &f, sizeof(f) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_UNWRAP, &f, sizeof(f) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_LABEL, (void *)id, strlen(id) };
-	vt[nv++] = (CK_ATTRIBUTE){ CKA_ID, (void *)id, strlen(id) };
+	vt[nv++] = (CK_ATTRIBUTE){CKA_TOKEN, &t, sizeof(t)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_PRIVATE, &t, sizeof(t)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &t, sizeof(t)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, &f, sizeof(f)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_SIGN, &t, sizeof(t)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_DECRYPT, &f, sizeof(f)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_DERIVE, &f, sizeof(f)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_UNWRAP, &f, sizeof(f)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)id, strlen(id)};
+	vt[nv++] = (CK_ATTRIBUTE){CKA_ID, (void *)id, strlen(id)};
 	return p11->C_GenerateKeyPair(s, &m, pt, np, vt, nv, pub, priv);
 }
 
@@ -211,7 +281,7 @@ static CK_RV
 get_attr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
     void *buf, CK_ULONG *lenp)
 {
-	CK_ATTRIBUTE a = { type, buf, *lenp };
+	CK_ATTRIBUTE a = {type, buf, *lenp};
 	CK_RV rv;
 
 	rv = p11->C_GetAttributeValue(s, o, &a, 1);
@@ -248,8 +318,8 @@ static CK_OBJECT_HANDLE
 find_one(CK_SESSION_HANDLE s, const char *id, CK_OBJECT_CLASS cls)
 {
 	CK_ATTRIBUTE t[] = {
-		{ CKA_ID, (void *)id, strlen(id) },
-		{ CKA_CLASS, &cls, sizeof(cls) },
+	    {CKA_ID, (void *)id, strlen(id)},
+	    {CKA_CLASS, &cls, sizeof(cls)},
 	};
 	CK_OBJECT_HANDLE h[2];
 
@@ -270,21 +340,23 @@ export_pub(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, enum kind k)
 	BIGNUM *n = NULL, *e = NULL;
 
 	if (k == K_RSA) {
-		assert_int_equal(get_attr(s, pub, CKA_MODULUS, buf, &len),
-		    CKR_OK);
-		assert_int_equal(get_attr(s, pub, CKA_PUBLIC_EXPONENT, ebuf,
-		    &elen), CKR_OK);
+		assert_int_equal(
+		    get_attr(s, pub, CKA_MODULUS, buf, &len), CKR_OK);
+		assert_int_equal(
+		    get_attr(s, pub, CKA_PUBLIC_EXPONENT, ebuf, &elen), CKR_OK);
 		assert_non_null(n = BN_bin2bn(buf, (int)len, NULL));
 		assert_non_null(e = BN_bin2bn(ebuf, (int)elen, NULL));
 		assert_non_null(b = OSSL_PARAM_BLD_new());
-		assert_true(OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, n));
-		assert_true(OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, e));
+		assert_true(
+		    OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, n));
+		assert_true(
+		    OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, e));
 		assert_non_null(params = OSSL_PARAM_BLD_to_param(b));
-		assert_non_null(c = EVP_PKEY_CTX_new_from_name(NULL, "RSA",
-		    NULL));
+		assert_non_null(
+		    c = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL));
 		assert_int_equal(EVP_PKEY_fromdata_init(c), 1);
-		assert_int_equal(EVP_PKEY_fromdata(c, &pk, EVP_PKEY_PUBLIC_KEY,
-		    params), 1);
+		assert_int_equal(
+		    EVP_PKEY_fromdata(c, &pk, EVP_PKEY_PUBLIC_KEY, params), 1);
 		EVP_PKEY_CTX_free(c);
 		OSSL_PARAM_free(params);
 		OSSL_PARAM_BLD_free(b);
@@ -299,17 +371,17 @@ export_pub(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub, enum kind k)
 	assert_int_equal(buf[1], len - 2);
 	if (k == K_ED25519) {
 		assert_int_equal(len, 34);
-		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL,
-		    buf + 2, len - 2);
+		pk = EVP_PKEY_new_raw_public_key(
+		    EVP_PKEY_ED25519, NULL, buf + 2, len - 2);
 		assert_non_null(pk);
 		return pk;
 	}
 	assert_int_equal(len, k == K_P256 ? 67 : 99);
-	assert_int_equal(buf[2], 0x04);		/* uncompressed */
-	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
-	    k == K_P256 ? "P-256" : "P-384", 0);
-	p[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
-	    buf + 2, len - 2);
+	assert_int_equal(buf[2], 0x04); /* uncompressed */
+	p[0] = OSSL_PARAM_construct_utf8_string(
+	    OSSL_PKEY_PARAM_GROUP_NAME, k == K_P256 ? "P-256" : "P-384", 0);
+	p[1] = OSSL_PARAM_construct_octet_string(
+	    OSSL_PKEY_PARAM_PUB_KEY, buf + 2, len - 2);
 	p[2] = OSSL_PARAM_construct_end();
 	assert_non_null(c = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL));
 	assert_int_equal(EVP_PKEY_fromdata_init(c), 1);
@@ -322,8 +394,8 @@ static int
 pss_verify_setup(EVP_PKEY_CTX *pc)
 {
 	return EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
-	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, 32) == 1 &&
-	    EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_sha256()) == 1;
+	       EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, 32) == 1 &&
+	       EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_sha256()) == 1;
 }
 
 /* 1 if sig is a good signature of in (the message, or its digest for
@@ -342,8 +414,8 @@ verify(EVP_PKEY *pk, CK_MECHANISM_TYPE mech, const unsigned char *in,
 	switch (mech) {
 	case CKM_EDDSA:
 		ok = (mc = EVP_MD_CTX_new()) != NULL &&
-		    EVP_DigestVerifyInit(mc, NULL, NULL, NULL, pk) == 1 &&
-		    EVP_DigestVerify(mc, sig, siglen, in, inlen) == 1;
+		     EVP_DigestVerifyInit(mc, NULL, NULL, NULL, pk) == 1 &&
+		     EVP_DigestVerify(mc, sig, siglen, in, inlen) == 1;
 		break;
 	case CKM_ECDSA:
 		/* raw r||s to DER for OpenSSL */
@@ -358,18 +430,21 @@ verify(EVP_PKEY *pk, CK_MECHANISM_TYPE mech, const unsigned char *in,
 		}
 		if ((derlen = i2d_ECDSA_SIG(es, &der)) <= 0)
 			break;
-		ok = (pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) != NULL &&
+		ok =
+		    (pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) != NULL &&
 		    EVP_PKEY_verify_init(pc) == 1 &&
 		    EVP_PKEY_verify(pc, der, (size_t)derlen, in, inlen) == 1;
 		break;
 	case CKM_SHA256_RSA_PKCS_PSS:
 		ok = (mc = EVP_MD_CTX_new()) != NULL &&
-		    EVP_DigestVerifyInit(mc, &dpc, EVP_sha256(), NULL, pk) == 1 &&
-		    pss_verify_setup(dpc) &&
-		    EVP_DigestVerify(mc, sig, siglen, in, inlen) == 1;
+		     EVP_DigestVerifyInit(mc, &dpc, EVP_sha256(), NULL, pk) ==
+			 1 &&
+		     pss_verify_setup(dpc) &&
+		     EVP_DigestVerify(mc, sig, siglen, in, inlen) == 1;
 		break;
 	case CKM_RSA_PKCS_PSS:
-		ok = (pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) != NULL &&
+		ok =
+		    (pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) != NULL &&
 		    EVP_PKEY_verify_init(pc) == 1 && pss_verify_setup(pc) &&
 		    EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) == 1 &&
 		    EVP_PKEY_verify(pc, sig, siglen, in, inlen) == 1;
@@ -391,8 +466,10 @@ sign_input(CK_MECHANISM_TYPE mech, enum kind k, unsigned char *buf)
 	unsigned int len = 0;
 
 	if (mech == CKM_ECDSA || mech == CKM_RSA_PKCS_PSS) {
-		assert_int_equal(EVP_Digest(msg, sizeof(msg), buf, &len,
-		    k == K_P384 ? EVP_sha384() : EVP_sha256(), NULL), 1);
+		assert_int_equal(
+		    EVP_Digest(msg, sizeof(msg), buf, &len,
+			k == K_P384 ? EVP_sha384() : EVP_sha256(), NULL),
+		    1);
 		return len;
 	}
 	memcpy(buf, msg, sizeof(msg));
@@ -402,8 +479,7 @@ sign_input(CK_MECHANISM_TYPE mech, enum kind k, unsigned char *buf)
 /* Sign with the two-call convention; returns the C_Sign rv. */
 static CK_RV
 sign(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_OBJECT_HANDLE key,
-    const unsigned char *in, size_t inlen, unsigned char *sig,
-    CK_ULONG *siglen)
+    const unsigned char *in, size_t inlen, unsigned char *sig, CK_ULONG *siglen)
 {
 	CK_ULONG need = 0;
 	CK_RV rv;
@@ -429,8 +505,8 @@ sign_verify(CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_OBJECT_HANDLE priv,
 
 	assert_int_equal(sign(s, m, priv, in, inlen, sig, &siglen), CKR_OK);
 	assert_int_equal(siglen, want_len);
-	assert_int_equal(verify(pk, m->mechanism, in, inlen, sig, siglen),
-	    want_ok);
+	assert_int_equal(
+	    verify(pk, m->mechanism, in, inlen, sig, siglen), want_ok);
 	if (want_ok) {
 		/* and the check is real */
 		sig[siglen / 3] ^= 0x80;
@@ -463,12 +539,15 @@ check_secure_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE pub,
 	assert_int_equal(get_bool(s, pub, CKA_VERIFY), 1);
 	len = sizeof(kt);
 	assert_int_equal(get_attr(s, priv, CKA_KEY_TYPE, &kt, &len), CKR_OK);
-	assert_int_equal(kt, k == K_RSA ? CKK_RSA :
-	    k == K_ED25519 ? CKK_EC_EDWARDS : CKK_EC);
+	assert_int_equal(kt, k == K_RSA	      ? CKK_RSA
+			     : k == K_ED25519 ? CKK_EC_EDWARDS
+					      : CKK_EC);
 	/* the secret never comes out */
 	len = sizeof(buf);
-	assert_int_equal(get_attr(s, priv, k == K_RSA ? CKA_PRIVATE_EXPONENT :
-	    CKA_VALUE, buf, &len), CKR_ATTRIBUTE_SENSITIVE);
+	assert_int_equal(
+	    get_attr(s, priv, k == K_RSA ? CKA_PRIVATE_EXPONENT : CKA_VALUE,
+		buf, &len),
+	    CKR_ATTRIBUTE_SENSITIVE);
 	assert_int_equal(len, CK_UNAVAILABLE_INFORMATION);
 	if (k == K_RSA) {
 		len = sizeof(buf);
@@ -489,7 +568,7 @@ test_initialize(void **state)
 	CK_FUNCTION_LIST *fl = NULL;
 	CK_INFO info;
 	CK_SESSION_HANDLE s;
-	CK_BYTE seed[4] = { 0 };
+	CK_BYTE seed[4] = {0};
 	const unsigned char *b;
 	size_t i, j, n;
 	int dummy;
@@ -499,6 +578,16 @@ test_initialize(void **state)
 	assert_int_equal(p11->C_GetInfo(&info), CKR_CRYPTOKI_NOT_INITIALIZED);
 	assert_int_equal(p11->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
 	assert_int_equal(mock_p11_init_flags(), MOCK_P11_INIT_NONE);
+	/* every entry is counted under its name (an unknown name aborts) */
+	n = sizeof(all_functions) / sizeof(all_functions[0]);
+	assert_int_equal(n, 68);
+	for (i = 0; i < n; i++) {
+		const char *name = all_functions[i];
+		int called = strcmp(name, "C_GetInfo") == 0 ||
+			     strcmp(name, "C_Finalize") == 0;
+
+		assert_int_equal(mock_p11_calls(name), called);
+	}
 
 	assert_int_equal(C_GetFunctionList(&fl), CKR_OK);
 	assert_ptr_equal(fl, p11);
@@ -527,14 +616,14 @@ test_initialize(void **state)
 	init_args(&a);
 	assert_int_equal(p11->C_Initialize(&a), CKR_OK);
 	assert_int_equal(mock_p11_init_flags(), CKF_OS_LOCKING_OK);
-	assert_int_equal(p11->C_Initialize(&a),
-	    CKR_CRYPTOKI_ALREADY_INITIALIZED);
+	assert_int_equal(
+	    p11->C_Initialize(&a), CKR_CRYPTOKI_ALREADY_INITIALIZED);
 
 	assert_int_equal(p11->C_GetInfo(&info), CKR_OK);
 	assert_int_equal(info.cryptokiVersion.major, 2);
 	assert_int_equal(info.cryptokiVersion.minor, 40);
-	assert_true(padded_eq(info.manufacturerID,
-	    sizeof(info.manufacturerID), "custody mock"));
+	assert_true(padded_eq(
+	    info.manufacturerID, sizeof(info.manufacturerID), "custody mock"));
 	assert_true(padded_eq(info.libraryDescription,
 	    sizeof(info.libraryDescription), "custody mock PKCS#11"));
 
@@ -549,16 +638,16 @@ test_initialize(void **state)
 	init_args(&a);
 	assert_int_equal(p11->C_Initialize(&a), CKR_OK);
 	s = open_session(1);
-	assert_int_equal(p11->C_Encrypt(s, seed, 4, NULL, NULL),
-	    CKR_FUNCTION_NOT_SUPPORTED);
-	assert_int_equal(p11->C_SignUpdate(s, seed, 4),
-	    CKR_FUNCTION_NOT_SUPPORTED);
-	assert_int_equal(p11->C_SignFinal(s, NULL, NULL),
-	    CKR_FUNCTION_NOT_SUPPORTED);
-	assert_int_equal(p11->C_WaitForSlotEvent(0, NULL, NULL),
-	    CKR_FUNCTION_NOT_SUPPORTED);
-	assert_int_equal(p11->C_SetPIN(s, seed, 4, seed, 4),
-	    CKR_FUNCTION_NOT_SUPPORTED);
+	assert_int_equal(
+	    p11->C_Encrypt(s, seed, 4, NULL, NULL), CKR_FUNCTION_NOT_SUPPORTED);
+	assert_int_equal(
+	    p11->C_SignUpdate(s, seed, 4), CKR_FUNCTION_NOT_SUPPORTED);
+	assert_int_equal(
+	    p11->C_SignFinal(s, NULL, NULL), CKR_FUNCTION_NOT_SUPPORTED);
+	assert_int_equal(
+	    p11->C_WaitForSlotEvent(0, NULL, NULL), CKR_FUNCTION_NOT_SUPPORTED);
+	assert_int_equal(
+	    p11->C_SetPIN(s, seed, 4, seed, 4), CKR_FUNCTION_NOT_SUPPORTED);
 	assert_int_equal(p11->C_SeedRandom(s, seed, sizeof(seed)),
 	    CKR_RANDOM_SEED_NOT_SUPPORTED);
 	assert_int_equal(mock_p11_calls("C_Encrypt"), 1);
@@ -586,19 +675,24 @@ test_init_token(void **state)
 	assert_int_equal(ti.flags & CKF_TOKEN_INITIALIZED, 0);
 	assert_int_equal(ti.ulMinPinLen, 4);
 	assert_int_equal(ti.ulMaxPinLen, 255);
-	assert_true(padded_eq(ti.manufacturerID, sizeof(ti.manufacturerID),
-	    "custody mock"));
-	assert_int_equal(p11->C_OpenSession(old, CKF_SERIAL_SESSION |
-	    CKF_RW_SESSION, NULL, NULL, &s), CKR_TOKEN_NOT_RECOGNIZED);
+	assert_true(padded_eq(
+	    ti.manufacturerID, sizeof(ti.manufacturerID), "custody mock"));
+	assert_int_equal(
+	    p11->C_OpenSession(
+		old, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s),
+	    CKR_TOKEN_NOT_RECOGNIZED);
 
 	memset(label, ' ', sizeof(label));
 	memcpy(label, LABEL, strlen(LABEL));
-	assert_int_equal(p11->C_InitToken(old, (CK_UTF8CHAR_PTR)"123", 3,
-	    label), CKR_PIN_INCORRECT);
+	assert_int_equal(
+	    p11->C_InitToken(old, (CK_UTF8CHAR_PTR) "123", 3, label),
+	    CKR_PIN_INCORRECT);
 	assert_int_equal(p11->C_InitToken(old + 1, (CK_UTF8CHAR_PTR)SO_PIN,
-	    strlen(SO_PIN), label), CKR_SLOT_ID_INVALID);
+			     strlen(SO_PIN), label),
+	    CKR_SLOT_ID_INVALID);
 	assert_int_equal(p11->C_InitToken(old, (CK_UTF8CHAR_PTR)SO_PIN,
-	    strlen(SO_PIN), label), CKR_OK);
+			     strlen(SO_PIN), label),
+	    CKR_OK);
 
 	/* the slot moved, like SoftHSM2's */
 	assert_int_equal(p11->C_GetTokenInfo(old, &ti), CKR_SLOT_ID_INVALID);
@@ -612,38 +706,43 @@ test_init_token(void **state)
 	assert_false(ti.flags & CKF_USER_PIN_INITIALIZED);
 
 	s = open_session(1);
-	assert_int_equal(login(s, CKU_USER, USER_PIN),
-	    CKR_USER_PIN_NOT_INITIALIZED);
-	assert_int_equal(p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)USER_PIN,
-	    strlen(USER_PIN)), CKR_USER_NOT_LOGGED_IN);
+	assert_int_equal(
+	    login(s, CKU_USER, USER_PIN), CKR_USER_PIN_NOT_INITIALIZED);
+	assert_int_equal(
+	    p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)USER_PIN, strlen(USER_PIN)),
+	    CKR_USER_NOT_LOGGED_IN);
 	ro = open_session(0);
-	assert_int_equal(login(s, CKU_SO, SO_PIN),
-	    CKR_SESSION_READ_ONLY_EXISTS);
+	assert_int_equal(
+	    login(s, CKU_SO, SO_PIN), CKR_SESSION_READ_ONLY_EXISTS);
 	assert_int_equal(p11->C_CloseSession(ro), CKR_OK);
 	assert_int_equal(login(s, CKU_SO, "87654321"), CKR_PIN_INCORRECT);
 	assert_int_equal(login(s, CKU_SO, SO_PIN), CKR_OK);
 	assert_int_equal(mock_p11_is_logged_in(), 2);
 	assert_int_equal(state_of(s), CKS_RW_SO_FUNCTIONS);
-	assert_int_equal(p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL,
-	    NULL, &ro), CKR_SESSION_READ_WRITE_SO_EXISTS);
-	assert_int_equal(login(s, CKU_USER, USER_PIN),
-	    CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
-	assert_int_equal(p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)"12", 2),
-	    CKR_PIN_LEN_RANGE);
-	assert_int_equal(p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)USER_PIN,
-	    strlen(USER_PIN)), CKR_OK);
+	assert_int_equal(
+	    p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro),
+	    CKR_SESSION_READ_WRITE_SO_EXISTS);
+	assert_int_equal(
+	    login(s, CKU_USER, USER_PIN), CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+	assert_int_equal(
+	    p11->C_InitPIN(s, (CK_UTF8CHAR_PTR) "12", 2), CKR_PIN_LEN_RANGE);
+	assert_int_equal(
+	    p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)USER_PIN, strlen(USER_PIN)),
+	    CKR_OK);
 	assert_int_equal(p11->C_Logout(s), CKR_OK);
 	assert_int_equal(p11->C_GetTokenInfo(slot, &ti), CKR_OK);
 	assert_true(ti.flags & CKF_USER_PIN_INITIALIZED);
 
 	assert_int_equal(p11->C_InitToken(slot, (CK_UTF8CHAR_PTR)SO_PIN,
-	    strlen(SO_PIN), label), CKR_SESSION_EXISTS);
+			     strlen(SO_PIN), label),
+	    CKR_SESSION_EXISTS);
 	assert_int_equal(login(s, CKU_USER, USER_PIN), CKR_OK);
 	assert_int_equal(p11->C_CloseSession(s), CKR_OK);
 
 	/* re-initialising needs the SO PIN */
-	assert_int_equal(p11->C_InitToken(slot, (CK_UTF8CHAR_PTR)"00000000",
-	    8, label), CKR_PIN_INCORRECT);
+	assert_int_equal(
+	    p11->C_InitToken(slot, (CK_UTF8CHAR_PTR) "00000000", 8, label),
+	    CKR_PIN_INCORRECT);
 	assert_int_equal(the_slot(), slot);
 
 	/* the token survives C_Finalize/C_Initialize */
@@ -669,8 +768,8 @@ test_login_state(void **state)
 	assert_int_equal(mock_p11_login_attempts(), 1);
 	assert_int_equal(p11->C_GetTokenInfo(the_slot(), &ti), CKR_OK);
 	assert_true(ti.flags & CKF_USER_PIN_COUNT_LOW);
-	assert_int_equal(p11->C_Login(s1, CKU_USER, NULL, 4),
-	    CKR_ARGUMENTS_BAD);
+	assert_int_equal(
+	    p11->C_Login(s1, CKU_USER, NULL, 4), CKR_ARGUMENTS_BAD);
 	assert_int_equal(login(s1, 42, USER_PIN), CKR_USER_TYPE_INVALID);
 
 	/* login on one session logs in all of them */
@@ -679,10 +778,10 @@ test_login_state(void **state)
 	assert_int_equal(mock_p11_is_logged_in(), 1);
 	assert_int_equal(p11->C_GetTokenInfo(the_slot(), &ti), CKR_OK);
 	assert_false(ti.flags & CKF_USER_PIN_COUNT_LOW);
-	assert_int_equal(login(s2, CKU_USER, USER_PIN),
-	    CKR_USER_ALREADY_LOGGED_IN);
-	assert_int_equal(login(s1, CKU_USER, USER_PIN),
-	    CKR_USER_ALREADY_LOGGED_IN);
+	assert_int_equal(
+	    login(s2, CKU_USER, USER_PIN), CKR_USER_ALREADY_LOGGED_IN);
+	assert_int_equal(
+	    login(s1, CKU_USER, USER_PIN), CKR_USER_ALREADY_LOGGED_IN);
 	assert_int_equal(mock_p11_login_attempts(), 2);
 	assert_int_equal(state_of(s1), CKS_RW_USER_FUNCTIONS);
 	assert_int_equal(state_of(s2), CKS_RO_USER_FUNCTIONS);
@@ -690,8 +789,8 @@ test_login_state(void **state)
 	assert_int_equal(state_of(s3), CKS_RO_USER_FUNCTIONS);
 	assert_int_equal(p11->C_CloseSession(s3), CKR_OK);
 	assert_int_equal(p11->C_CloseSession(s2), CKR_OK);
-	assert_int_equal(login(s1, CKU_SO, SO_PIN),
-	    CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+	assert_int_equal(
+	    login(s1, CKU_SO, SO_PIN), CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
 
 	/* logout anywhere logs out everywhere; twice is fine */
 	s2 = open_session(0);
@@ -703,10 +802,11 @@ test_login_state(void **state)
 	/* closed and never-opened handles */
 	assert_int_equal(p11->C_CloseSession(s2), CKR_OK);
 	assert_int_equal(p11->C_CloseSession(s2), CKR_SESSION_HANDLE_INVALID);
-	assert_int_equal(login(s2, CKU_USER, USER_PIN),
-	    CKR_SESSION_HANDLE_INVALID);
-	assert_int_equal(p11->C_OpenSession(the_slot(), CKF_RW_SESSION, NULL,
-	    NULL, &s3), CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+	assert_int_equal(
+	    login(s2, CKU_USER, USER_PIN), CKR_SESSION_HANDLE_INVALID);
+	assert_int_equal(
+	    p11->C_OpenSession(the_slot(), CKF_RW_SESSION, NULL, NULL, &s3),
+	    CKR_SESSION_PARALLEL_NOT_SUPPORTED);
 	assert_int_equal(mock_p11_open_sessions(), 1);
 }
 
@@ -733,8 +833,8 @@ test_pin_lock(void **state)
 	assert_true(ti.flags & CKF_USER_PIN_LOCKED);
 	/* the SO can unlock by setting a new user PIN */
 	assert_int_equal(login(s, CKU_SO, SO_PIN), CKR_OK);
-	assert_int_equal(p11->C_InitPIN(s, (CK_UTF8CHAR_PTR)"4321", 4),
-	    CKR_OK);
+	assert_int_equal(
+	    p11->C_InitPIN(s, (CK_UTF8CHAR_PTR) "4321", 4), CKR_OK);
 	assert_int_equal(p11->C_Logout(s), CKR_OK);
 	assert_int_equal(login(s, CKU_USER, "4321"), CKR_OK);
 }
@@ -758,8 +858,8 @@ test_close_last_session_logs_out(void **state)
 	assert_int_equal(state_of(s3), CKS_RW_PUBLIC_SESSION);
 	/* as in SoftHSM2, the application's object handles went with it */
 	assert_int_equal(login(s3, CKU_USER, USER_PIN), CKR_OK);
-	assert_int_equal(get_bool(s3, find_one(s3, "k1", CKO_PUBLIC_KEY),
-	    CKA_VERIFY), 1);
+	assert_int_equal(
+	    get_bool(s3, find_one(s3, "k1", CKO_PUBLIC_KEY), CKA_VERIFY), 1);
 	assert_int_equal(p11->C_GetAttributeValue(s3, pub, NULL, 0),
 	    CKR_OBJECT_HANDLE_INVALID);
 	assert_int_equal(mock_p11_object_count(), 2);
@@ -775,7 +875,7 @@ test_close_last_session_logs_out(void **state)
 static void
 test_ec_keys(void **state)
 {
-	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s;
 	EVP_PKEY *pk;
@@ -798,22 +898,22 @@ test_ec_keys(void **state)
 	m.mechanism = CKM_ECDSA_SHA256;
 	assert_int_equal(p11->C_SignInit(s, &m, priv), CKR_MECHANISM_INVALID);
 	m.mechanism = CKM_EDDSA;
-	assert_int_equal(p11->C_SignInit(s, &m, priv),
-	    CKR_KEY_TYPE_INCONSISTENT);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, priv), CKR_KEY_TYPE_INCONSISTENT);
 	m.mechanism = CKM_ECDSA;
-	assert_int_equal(p11->C_SignInit(s, &m, pub),
-	    CKR_KEY_FUNCTION_NOT_PERMITTED);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, pub), CKR_KEY_FUNCTION_NOT_PERMITTED);
 }
 
 static void
 test_ed25519(void **state)
 {
 	static CK_BBOOL t = CK_TRUE;
-	CK_MECHANISM m = { CKM_EDDSA, NULL, 0 };
-	CK_MECHANISM gm = { CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0 };
+	CK_MECHANISM m = {CKM_EDDSA, NULL, 0};
+	CK_MECHANISM gm = {CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0};
 	CK_ATTRIBUTE pt[] = {
-		{ CKA_TOKEN, &t, sizeof(t) },
-		{ CKA_EC_PARAMS, (void *)name_ed25519, sizeof(name_ed25519) },
+	    {CKA_TOKEN, &t, sizeof(t)},
+	    {CKA_EC_PARAMS, (void *)name_ed25519, sizeof(name_ed25519)},
 	};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s;
@@ -828,8 +928,9 @@ test_ed25519(void **state)
 	EVP_PKEY_free(pk);
 
 	/* the curve may also be named, as pkcs11-tool does */
-	assert_int_equal(p11->C_GenerateKeyPair(s, &gm, pt, 2, NULL, 0, &pub,
-	    &priv), CKR_OK);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &gm, pt, 2, NULL, 0, &pub, &priv),
+	    CKR_OK);
 	pk = export_pub(s, pub, K_ED25519);
 	sign_verify(s, &m, priv, pk, K_ED25519, 64, 1);
 	EVP_PKEY_free(pk);
@@ -838,8 +939,8 @@ test_ed25519(void **state)
 static void
 test_rsa(void **state)
 {
-	CK_RSA_PKCS_PSS_PARAMS pss = { CKM_SHA256, CKG_MGF1_SHA256, 32 };
-	CK_MECHANISM m = { CKM_SHA256_RSA_PKCS_PSS, &pss, sizeof(pss) };
+	CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+	CK_MECHANISM m = {CKM_SHA256_RSA_PKCS_PSS, &pss, sizeof(pss)};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s;
 	unsigned char buf[512];
@@ -851,15 +952,15 @@ test_rsa(void **state)
 	assert_int_equal(gen_key(s, K_RSA, "rsa", &pub, &priv), CKR_OK);
 	check_secure_key(s, pub, priv, K_RSA);
 	len = sizeof(bits);
-	assert_int_equal(get_attr(s, pub, CKA_MODULUS_BITS, &bits, &len),
-	    CKR_OK);
+	assert_int_equal(
+	    get_attr(s, pub, CKA_MODULUS_BITS, &bits, &len), CKR_OK);
 	assert_int_equal(bits, 2048);
 	len = sizeof(buf);
 	assert_int_equal(get_attr(s, pub, CKA_MODULUS, buf, &len), CKR_OK);
 	assert_int_equal(len, 256);
 	len = sizeof(buf);
-	assert_int_equal(get_attr(s, pub, CKA_PUBLIC_EXPONENT, buf, &len),
-	    CKR_OK);
+	assert_int_equal(
+	    get_attr(s, pub, CKA_PUBLIC_EXPONENT, buf, &len), CKR_OK);
 	assert_int_equal(len, 3);
 	assert_memory_equal(buf, "\x01\x00\x01", 3);
 	pk = export_pub(s, pub, K_RSA);
@@ -871,45 +972,45 @@ test_rsa(void **state)
 	/* a digest of the wrong length */
 	len = sizeof(buf);
 	assert_int_equal(p11->C_SignInit(s, &m, priv), CKR_OK);
-	assert_int_equal(p11->C_Sign(s, buf, 20, buf, &len),
-	    CKR_DATA_LEN_RANGE);
-	assert_int_equal(p11->C_Sign(s, buf, 32, buf, &len),
-	    CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(
+	    p11->C_Sign(s, buf, 20, buf, &len), CKR_DATA_LEN_RANGE);
+	assert_int_equal(
+	    p11->C_Sign(s, buf, 32, buf, &len), CKR_OPERATION_NOT_INITIALIZED);
 
 	/* wrong parameters */
 	m.mechanism = CKM_SHA256_RSA_PKCS_PSS;
 	pss.mgf = CKG_MGF1_SHA1;
-	assert_int_equal(p11->C_SignInit(s, &m, priv),
-	    CKR_MECHANISM_PARAM_INVALID);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, priv), CKR_MECHANISM_PARAM_INVALID);
 	pss.mgf = CKG_MGF1_SHA384;
 	pss.hashAlg = CKM_SHA384;
-	assert_int_equal(p11->C_SignInit(s, &m, priv),
-	    CKR_MECHANISM_PARAM_INVALID);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, priv), CKR_MECHANISM_PARAM_INVALID);
 	pss.hashAlg = CKM_SHA256;
 	pss.mgf = CKG_MGF1_SHA256;
 	pss.sLen = 4096;
-	assert_int_equal(p11->C_SignInit(s, &m, priv),
-	    CKR_MECHANISM_PARAM_INVALID);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, priv), CKR_MECHANISM_PARAM_INVALID);
 	pss.sLen = 32;
 	m.ulParameterLen = 3;
-	assert_int_equal(p11->C_SignInit(s, &m, priv),
-	    CKR_MECHANISM_PARAM_INVALID);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, priv), CKR_MECHANISM_PARAM_INVALID);
 	m.pParameter = NULL;
 	m.ulParameterLen = 0;
-	assert_int_equal(p11->C_SignInit(s, &m, priv),
-	    CKR_MECHANISM_PARAM_INVALID);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, priv), CKR_MECHANISM_PARAM_INVALID);
 	m.mechanism = CKM_ECDSA;
-	assert_int_equal(p11->C_SignInit(s, &m, priv),
-	    CKR_KEY_TYPE_INCONSISTENT);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, priv), CKR_KEY_TYPE_INCONSISTENT);
 }
 
 static void
 test_sign_protocol(void **state)
 {
-	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
 	CK_OBJECT_HANDLE pub, priv, h;
 	CK_SESSION_HANDLE s;
-	unsigned char dig[32] = { 1, 2, 3 }, sig[128];
+	unsigned char dig[32] = {1, 2, 3}, sig[128];
 	CK_ULONG len;
 	EVP_PKEY *pk;
 
@@ -922,16 +1023,16 @@ test_sign_protocol(void **state)
 	    CKR_OPERATION_NOT_INITIALIZED);
 	assert_int_equal(p11->C_SignInit(s, &m, priv), CKR_OK);
 	assert_int_equal(p11->C_SignInit(s, &m, priv), CKR_OPERATION_ACTIVE);
-	assert_int_equal(p11->C_FindObjectsInit(s, NULL, 0),
-	    CKR_OPERATION_ACTIVE);
+	assert_int_equal(
+	    p11->C_FindObjectsInit(s, NULL, 0), CKR_OPERATION_ACTIVE);
 	/* size query: the operation stays active */
 	len = 0;
 	assert_int_equal(p11->C_Sign(s, dig, sizeof(dig), NULL, &len), CKR_OK);
 	assert_int_equal(len, 64);
 	/* too small: stays active too */
 	len = 10;
-	assert_int_equal(p11->C_Sign(s, dig, sizeof(dig), sig, &len),
-	    CKR_BUFFER_TOO_SMALL);
+	assert_int_equal(
+	    p11->C_Sign(s, dig, sizeof(dig), sig, &len), CKR_BUFFER_TOO_SMALL);
 	assert_int_equal(len, 64);
 	len = sizeof(sig);
 	assert_int_equal(p11->C_Sign(s, dig, sizeof(dig), sig, &len), CKR_OK);
@@ -941,23 +1042,24 @@ test_sign_protocol(void **state)
 	assert_int_equal(p11->C_Sign(s, dig, sizeof(dig), sig, &len),
 	    CKR_OPERATION_NOT_INITIALIZED);
 	assert_int_equal(p11->C_SignInit(s, NULL, priv), CKR_ARGUMENTS_BAD);
-	assert_int_equal(p11->C_SignInit(s, &m, 0xdeadbeef),
-	    CKR_KEY_HANDLE_INVALID);
+	assert_int_equal(
+	    p11->C_SignInit(s, &m, 0xdeadbeef), CKR_KEY_HANDLE_INVALID);
 	EVP_PKEY_free(pk);
 
 	/* a key generated with CKA_SIGN false */
 	{
 		static CK_BBOOL f = CK_FALSE;
-		CK_MECHANISM gm = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+		CK_MECHANISM gm = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 		CK_ATTRIBUTE pt[] = {
-			{ CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256) },
+		    {CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256)},
 		};
-		CK_ATTRIBUTE vt[] = { { CKA_SIGN, &f, sizeof(f) } };
+		CK_ATTRIBUTE vt[] = {{CKA_SIGN, &f, sizeof(f)}};
 
-		assert_int_equal(p11->C_GenerateKeyPair(s, &gm, pt, 1, vt, 1,
-		    &pub, &h), CKR_OK);
-		assert_int_equal(p11->C_SignInit(s, &m, h),
-		    CKR_KEY_FUNCTION_NOT_PERMITTED);
+		assert_int_equal(
+		    p11->C_GenerateKeyPair(s, &gm, pt, 1, vt, 1, &pub, &h),
+		    CKR_OK);
+		assert_int_equal(
+		    p11->C_SignInit(s, &m, h), CKR_KEY_FUNCTION_NOT_PERMITTED);
 	}
 }
 
@@ -966,14 +1068,14 @@ test_keygen_errors_and_defaults(void **state)
 {
 	static CK_BBOOL t = CK_TRUE;
 	static CK_ULONG bits = 1024;
-	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
-	CK_BYTE junk[] = { 0xff, 0x00 };
+	CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_BYTE junk[] = {0xff, 0x00};
 	CK_ATTRIBUTE pt[] = {
-		{ CKA_TOKEN, &t, sizeof(t) },
-		{ CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256) },
+	    {CKA_TOKEN, &t, sizeof(t)},
+	    {CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256)},
 	};
-	CK_ATTRIBUTE vt[] = { { CKA_TOKEN, &t, sizeof(t) } };
-	CK_ATTRIBUTE bad[] = { { CKA_LOCAL, &t, sizeof(t) } };
+	CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &t, sizeof(t)}};
+	CK_ATTRIBUTE bad[] = {{CKA_LOCAL, &t, sizeof(t)}};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s, ro;
 	unsigned char buf[64];
@@ -982,59 +1084,71 @@ test_keygen_errors_and_defaults(void **state)
 	(void)state;
 	s = open_session(1);
 	ro = open_session(0);
-	assert_int_equal(gen_key(s, K_P256, "x", &pub, &priv),
-	    CKR_USER_NOT_LOGGED_IN);
+	assert_int_equal(
+	    gen_key(s, K_P256, "x", &pub, &priv), CKR_USER_NOT_LOGGED_IN);
 	assert_int_equal(login(s, CKU_USER, USER_PIN), CKR_OK);
-	assert_int_equal(gen_key(ro, K_P256, "x", &pub, &priv),
-	    CKR_SESSION_READ_ONLY);
-	assert_int_equal(p11->C_GenerateKeyPair(s, NULL, pt, 2, vt, 1, &pub,
-	    &priv), CKR_ARGUMENTS_BAD);
+	assert_int_equal(
+	    gen_key(ro, K_P256, "x", &pub, &priv), CKR_SESSION_READ_ONLY);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, NULL, pt, 2, vt, 1, &pub, &priv),
+	    CKR_ARGUMENTS_BAD);
 	m.mechanism = CKM_DSA_KEY_PAIR_GEN;
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub,
-	    &priv), CKR_MECHANISM_INVALID);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv),
+	    CKR_MECHANISM_INVALID);
 
 	/* curve parameters */
 	m.mechanism = CKM_EC_KEY_PAIR_GEN;
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 1, vt, 1, &pub,
-	    &priv), CKR_TEMPLATE_INCOMPLETE);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 1, vt, 1, &pub, &priv),
+	    CKR_TEMPLATE_INCOMPLETE);
 	pt[1].pValue = (void *)oid_p521;
 	pt[1].ulValueLen = sizeof(oid_p521);
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub,
-	    &priv), CKR_CURVE_NOT_SUPPORTED);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv),
+	    CKR_CURVE_NOT_SUPPORTED);
 	pt[1].pValue = (void *)oid_ed25519;
 	pt[1].ulValueLen = sizeof(oid_ed25519);
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub,
-	    &priv), CKR_CURVE_NOT_SUPPORTED);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv),
+	    CKR_CURVE_NOT_SUPPORTED);
 	pt[1].pValue = junk;
 	pt[1].ulValueLen = sizeof(junk);
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub,
-	    &priv), CKR_DOMAIN_PARAMS_INVALID);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv),
+	    CKR_DOMAIN_PARAMS_INVALID);
 	m.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
 	pt[1].pValue = (void *)oid_p256;
 	pt[1].ulValueLen = sizeof(oid_p256);
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub,
-	    &priv), CKR_CURVE_NOT_SUPPORTED);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv),
+	    CKR_CURVE_NOT_SUPPORTED);
 
 	/* template checks */
 	m.mechanism = CKM_EC_KEY_PAIR_GEN;
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, bad, 1, &pub,
-	    &priv), CKR_ATTRIBUTE_READ_ONLY);
-	bad[0].type = CKA_SIGN;		/* not a public-key attribute */
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, bad, 1, vt, 1, &pub,
-	    &priv), CKR_ATTRIBUTE_TYPE_INVALID);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, bad, 1, &pub, &priv),
+	    CKR_ATTRIBUTE_READ_ONLY);
+	bad[0].type = CKA_SIGN; /* not a public-key attribute */
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, bad, 1, vt, 1, &pub, &priv),
+	    CKR_ATTRIBUTE_TYPE_INVALID);
 	bad[0].ulValueLen = 4;
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, bad, 1, &pub,
-	    &priv), CKR_ATTRIBUTE_VALUE_INVALID);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, bad, 1, &pub, &priv),
+	    CKR_ATTRIBUTE_VALUE_INVALID);
 
 	/* RSA size limits, before any slow generation */
 	m.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
 	pt[1].type = CKA_MODULUS_BITS;
 	pt[1].pValue = &bits;
 	pt[1].ulValueLen = sizeof(bits);
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub,
-	    &priv), CKR_KEY_SIZE_RANGE);
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 1, vt, 1, &pub,
-	    &priv), CKR_TEMPLATE_INCOMPLETE);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv),
+	    CKR_KEY_SIZE_RANGE);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 1, vt, 1, &pub, &priv),
+	    CKR_TEMPLATE_INCOMPLETE);
 	assert_int_equal(mock_p11_object_count(), 0);
 
 	/* SoftHSM2's defaults for a minimal template */
@@ -1042,8 +1156,8 @@ test_keygen_errors_and_defaults(void **state)
 	pt[1].type = CKA_EC_PARAMS;
 	pt[1].pValue = (void *)oid_p256;
 	pt[1].ulValueLen = sizeof(oid_p256);
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub,
-	    &priv), CKR_OK);
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv), CKR_OK);
 	assert_int_equal(get_bool(s, priv, CKA_PRIVATE), 1);
 	assert_int_equal(get_bool(s, priv, CKA_SENSITIVE), 0);
 	assert_int_equal(get_bool(s, priv, CKA_EXTRACTABLE), 0);
@@ -1055,8 +1169,8 @@ test_keygen_errors_and_defaults(void **state)
 	assert_int_equal(get_bool(s, pub, CKA_PRIVATE), 0);
 	assert_int_equal(get_bool(s, pub, CKA_TOKEN), 1);
 	len = sizeof(buf);
-	assert_int_equal(get_attr(s, priv, CKA_VALUE, buf, &len),
-	    CKR_ATTRIBUTE_SENSITIVE);
+	assert_int_equal(
+	    get_attr(s, priv, CKA_VALUE, buf, &len), CKR_ATTRIBUTE_SENSITIVE);
 	len = sizeof(buf);
 	assert_int_equal(get_attr(s, priv, CKA_EC_PARAMS, buf, &len), CKR_OK);
 	assert_int_equal(len, sizeof(oid_p256));
@@ -1074,23 +1188,23 @@ test_attributes(void **state)
 	CK_BBOOL sg = 0;
 	CK_ULONG len;
 	CK_ATTRIBUTE mixed[] = {
-		{ CKA_LABEL, label, sizeof(label) },
-		{ CKA_VALUE, v, sizeof(v) },
-		{ CKA_MODULUS, mod, sizeof(mod) },
-		{ CKA_SIGN, &sg, sizeof(sg) },
+	    {CKA_LABEL, label, sizeof(label)},
+	    {CKA_VALUE, v, sizeof(v)},
+	    {CKA_MODULUS, mod, sizeof(mod)},
+	    {CKA_SIGN, &sg, sizeof(sg)},
 	};
 	CK_ATTRIBUTE ro_attrs[] = {
-		{ CKA_EXTRACTABLE, &t, sizeof(t) },
-		{ CKA_SENSITIVE, &f, sizeof(f) },
-		{ CKA_ALWAYS_SENSITIVE, &f, sizeof(f) },
-		{ CKA_NEVER_EXTRACTABLE, &f, sizeof(f) },
-		{ CKA_LOCAL, &f, sizeof(f) },
-		{ CKA_CLASS, &len, sizeof(len) },
-		{ CKA_KEY_TYPE, &len, sizeof(len) },
+	    {CKA_EXTRACTABLE, &t, sizeof(t)},
+	    {CKA_SENSITIVE, &f, sizeof(f)},
+	    {CKA_ALWAYS_SENSITIVE, &f, sizeof(f)},
+	    {CKA_NEVER_EXTRACTABLE, &f, sizeof(f)},
+	    {CKA_LOCAL, &f, sizeof(f)},
+	    {CKA_CLASS, &len, sizeof(len)},
+	    {CKA_KEY_TYPE, &len, sizeof(len)},
 	};
 	CK_ATTRIBUTE set[2] = {
-		{ CKA_LABEL, "renamed", 7 },
-		{ CKA_EXTRACTABLE, &t, sizeof(t) },
+	    {CKA_LABEL, "renamed", 7},
+	    {CKA_EXTRACTABLE, &t, sizeof(t)},
 	};
 	size_t i;
 
@@ -1103,8 +1217,8 @@ test_attributes(void **state)
 	assert_int_equal(get_attr(s, pub, CKA_LABEL, NULL, &len), CKR_OK);
 	assert_int_equal(len, 5);
 	len = 2;
-	assert_int_equal(get_attr(s, pub, CKA_LABEL, label, &len),
-	    CKR_BUFFER_TOO_SMALL);
+	assert_int_equal(
+	    get_attr(s, pub, CKA_LABEL, label, &len), CKR_BUFFER_TOO_SMALL);
 	assert_int_equal(len, CK_UNAVAILABLE_INFORMATION);
 	len = 5;
 	assert_int_equal(get_attr(s, pub, CKA_LABEL, label, &len), CKR_OK);
@@ -1136,20 +1250,21 @@ test_attributes(void **state)
 
 	/* refused changes */
 	for (i = 0; i < sizeof(ro_attrs) / sizeof(ro_attrs[0]); i++)
-		assert_int_equal(p11->C_SetAttributeValue(s, priv,
-		    &ro_attrs[i], 1), CKR_ATTRIBUTE_READ_ONLY);
+		assert_int_equal(
+		    p11->C_SetAttributeValue(s, priv, &ro_attrs[i], 1),
+		    CKR_ATTRIBUTE_READ_ONLY);
 	assert_int_equal(get_bool(s, priv, CKA_EXTRACTABLE), 0);
 	assert_int_equal(get_bool(s, priv, CKA_SENSITIVE), 1);
 	/* all or nothing */
-	assert_int_equal(p11->C_SetAttributeValue(s, priv, set, 2),
-	    CKR_ATTRIBUTE_READ_ONLY);
+	assert_int_equal(
+	    p11->C_SetAttributeValue(s, priv, set, 2), CKR_ATTRIBUTE_READ_ONLY);
 	len = sizeof(label);
 	assert_int_equal(get_attr(s, priv, CKA_LABEL, label, &len), CKR_OK);
 	assert_int_equal(len, 5);
 	/* the label may change, but not on a read-only session */
 	ro = open_session(0);
-	assert_int_equal(p11->C_SetAttributeValue(ro, priv, set, 1),
-	    CKR_SESSION_READ_ONLY);
+	assert_int_equal(
+	    p11->C_SetAttributeValue(ro, priv, set, 1), CKR_SESSION_READ_ONLY);
 	assert_int_equal(p11->C_SetAttributeValue(s, priv, set, 1), CKR_OK);
 	len = sizeof(label);
 	assert_int_equal(get_attr(s, priv, CKA_LABEL, label, &len), CKR_OK);
@@ -1160,11 +1275,11 @@ test_attributes(void **state)
 static void
 test_find_destroy(void **state)
 {
-	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
 	CK_OBJECT_HANDLE apub, apriv, bpub, bpriv, h[4], np;
-	CK_ATTRIBUTE byid = { CKA_ID, "A", 1 };
+	CK_ATTRIBUTE byid = {CKA_ID, "A", 1};
 	CK_SESSION_HANDLE s, ro;
-	unsigned char dig[32] = { 0 }, sig[64];
+	unsigned char dig[32] = {0}, sig[64];
 	CK_ULONG n, len;
 
 	(void)state;
@@ -1180,8 +1295,8 @@ test_find_destroy(void **state)
 
 	/* one search per session, in pieces */
 	assert_int_equal(p11->C_FindObjectsInit(s, &byid, 1), CKR_OK);
-	assert_int_equal(p11->C_FindObjectsInit(s, &byid, 1),
-	    CKR_OPERATION_ACTIVE);
+	assert_int_equal(
+	    p11->C_FindObjectsInit(s, &byid, 1), CKR_OPERATION_ACTIVE);
 	assert_int_equal(p11->C_SignInit(s, &m, apriv), CKR_OPERATION_ACTIVE);
 	assert_int_equal(p11->C_FindObjects(s, h, 1, &n), CKR_OK);
 	assert_int_equal(n, 1);
@@ -1190,10 +1305,10 @@ test_find_destroy(void **state)
 	assert_int_equal(p11->C_FindObjects(s, h + 2, 1, &n), CKR_OK);
 	assert_int_equal(n, 0);
 	assert_int_equal(p11->C_FindObjectsFinal(s), CKR_OK);
-	assert_int_equal(p11->C_FindObjectsFinal(s),
-	    CKR_OPERATION_NOT_INITIALIZED);
-	assert_int_equal(p11->C_FindObjects(s, h, 1, &n),
-	    CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(
+	    p11->C_FindObjectsFinal(s), CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(
+	    p11->C_FindObjects(s, h, 1, &n), CKR_OPERATION_NOT_INITIALIZED);
 
 	/* private objects are invisible when logged out, and (as on SoftHSM2)
 	 * their handles do not survive the logout */
@@ -1208,19 +1323,20 @@ test_find_destroy(void **state)
 	assert_true(np != CK_INVALID_HANDLE && np != apriv);
 	apriv = np;
 	len = sizeof(sig);
-	assert_int_equal(sign(s, &m, apriv, dig, sizeof(dig), sig, &len),
-	    CKR_OK);
+	assert_int_equal(
+	    sign(s, &m, apriv, dig, sizeof(dig), sig, &len), CKR_OK);
 
 	/* destroy */
 	ro = open_session(0);
-	assert_int_equal(p11->C_DestroyObject(ro, apriv), CKR_SESSION_READ_ONLY);
+	assert_int_equal(
+	    p11->C_DestroyObject(ro, apriv), CKR_SESSION_READ_ONLY);
 	assert_int_equal(p11->C_DestroyObject(s, apriv), CKR_OK);
 	assert_int_equal(mock_p11_object_count(), 3);
 	assert_int_equal(p11->C_GetAttributeValue(s, apriv, &byid, 0),
 	    CKR_OBJECT_HANDLE_INVALID);
 	assert_int_equal(p11->C_SignInit(s, &m, apriv), CKR_KEY_HANDLE_INVALID);
-	assert_int_equal(p11->C_DestroyObject(s, apriv),
-	    CKR_OBJECT_HANDLE_INVALID);
+	assert_int_equal(
+	    p11->C_DestroyObject(s, apriv), CKR_OBJECT_HANDLE_INVALID);
 	assert_int_equal(find(s, &byid, 1, h, 4), 1);
 	assert_int_equal(p11->C_DestroyObject(s, apub), CKR_OK);
 	assert_int_equal(find(s, &byid, 1, h, 4), 0);
@@ -1231,20 +1347,20 @@ static void
 test_session_objects(void **state)
 {
 	static CK_BBOOL f = CK_FALSE;
-	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_MECHANISM m = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_ATTRIBUTE pt[] = {
-		{ CKA_TOKEN, &f, sizeof(f) },
-		{ CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256) },
+	    {CKA_TOKEN, &f, sizeof(f)},
+	    {CKA_EC_PARAMS, (void *)oid_p256, sizeof(oid_p256)},
 	};
-	CK_ATTRIBUTE vt[] = { { CKA_TOKEN, &f, sizeof(f) } };
+	CK_ATTRIBUTE vt[] = {{CKA_TOKEN, &f, sizeof(f)}};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE anchor, s;
 
 	(void)state;
 	anchor = user_session();
-	s = open_session(0);	/* session objects need no RW session */
-	assert_int_equal(p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub,
-	    &priv), CKR_OK);
+	s = open_session(0); /* session objects need no RW session */
+	assert_int_equal(
+	    p11->C_GenerateKeyPair(s, &m, pt, 2, vt, 1, &pub, &priv), CKR_OK);
 	assert_int_equal(mock_p11_object_count(), 2);
 	assert_int_equal(get_bool(anchor, priv, CKA_TOKEN), 0);
 	assert_int_equal(p11->C_CloseSession(s), CKR_OK);
@@ -1255,7 +1371,7 @@ static void
 test_persistence(void **state)
 {
 	CK_C_INITIALIZE_ARGS a;
-	CK_MECHANISM m = { CKM_EDDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_EDDSA, NULL, 0};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s;
 	CK_SESSION_INFO si;
@@ -1271,24 +1387,24 @@ test_persistence(void **state)
 	init_args(&a);
 	assert_int_equal(p11->C_Initialize(&a), CKR_OK);
 	assert_int_equal(mock_p11_is_logged_in(), 0);
-	assert_int_equal(p11->C_GetSessionInfo(s, &si),
-	    CKR_SESSION_HANDLE_INVALID);
+	assert_int_equal(
+	    p11->C_GetSessionInfo(s, &si), CKR_SESSION_HANDLE_INVALID);
 	s = user_session();
 	assert_int_equal(p11->C_SignInit(s, &m, priv), CKR_KEY_HANDLE_INVALID);
 	priv = find_one(s, "keep", CKO_PRIVATE_KEY);
 	assert_true(priv != CK_INVALID_HANDLE);
-	assert_int_equal(sign(s, &m, priv, msg, sizeof(msg), sig, &len),
-	    CKR_OK);
+	assert_int_equal(
+	    sign(s, &m, priv, msg, sizeof(msg), sig, &len), CKR_OK);
 }
 
 static void
 test_fault_injection(void **state)
 {
-	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s, s2;
 	CK_SESSION_INFO si;
-	unsigned char dig[32] = { 0 }, sig[64], rnd[8];
+	unsigned char dig[32] = {0}, sig[64], rnd[8];
 	CK_ULONG len;
 	CK_INFO info;
 	unsigned long before;
@@ -1334,18 +1450,19 @@ test_fault_injection(void **state)
 	mock_p11_fail("C_CloseSession", CKR_DEVICE_REMOVED, 1, 1);
 	mock_p11_fail("C_Initialize", CKR_CANT_LOCK, 1, 1);
 	before = mock_p11_open_sessions();
-	assert_int_equal(p11->C_OpenSession(the_slot(), CKF_SERIAL_SESSION,
-	    NULL, NULL, &s2), CKR_SESSION_COUNT);
+	assert_int_equal(
+	    p11->C_OpenSession(the_slot(), CKF_SERIAL_SESSION, NULL, NULL, &s2),
+	    CKR_SESSION_COUNT);
 	assert_int_equal(mock_p11_open_sessions(), before);
 	before = mock_p11_login_attempts();
 	assert_int_equal(login(s, CKU_USER, USER_PIN), CKR_DEVICE_ERROR);
 	assert_int_equal(mock_p11_login_attempts(), before);
 	assert_int_equal(p11->C_FindObjectsInit(s, NULL, 0), CKR_DEVICE_MEMORY);
-	assert_int_equal(p11->C_GetAttributeValue(s, pub, NULL, 0),
-	    CKR_GENERAL_ERROR);
+	assert_int_equal(
+	    p11->C_GetAttributeValue(s, pub, NULL, 0), CKR_GENERAL_ERROR);
 	assert_int_equal(p11->C_SignInit(s, &m, priv), CKR_FUNCTION_FAILED);
-	assert_int_equal(p11->C_Sign(s, dig, 32, NULL, &len),
-	    CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(
+	    p11->C_Sign(s, dig, 32, NULL, &len), CKR_OPERATION_NOT_INITIALIZED);
 	{
 		CK_TOKEN_INFO ti;
 
@@ -1356,8 +1473,8 @@ test_fault_injection(void **state)
 	assert_int_equal(p11->C_CloseSession(s2), CKR_DEVICE_REMOVED);
 	assert_int_equal(p11->C_CloseSession(s2), CKR_OK);
 	assert_int_equal(p11->C_Initialize(NULL), CKR_CANT_LOCK);
-	assert_int_equal(p11->C_Initialize(NULL),
-	    CKR_CRYPTOKI_ALREADY_INITIALIZED);
+	assert_int_equal(
+	    p11->C_Initialize(NULL), CKR_CRYPTOKI_ALREADY_INITIALIZED);
 	assert_int_equal(mock_p11_calls("C_Initialize"), 3);
 
 	/* a failed C_Sign ends the operation; BUFFER_TOO_SMALL does not */
@@ -1366,11 +1483,11 @@ test_fault_injection(void **state)
 	mock_p11_fail("C_Sign", CKR_BUFFER_TOO_SMALL, 1, 1);
 	mock_p11_fail("C_Sign", CKR_DEVICE_ERROR, 2, 1);
 	len = sizeof(sig);
-	assert_int_equal(p11->C_Sign(s, dig, 32, sig, &len),
-	    CKR_BUFFER_TOO_SMALL);
+	assert_int_equal(
+	    p11->C_Sign(s, dig, 32, sig, &len), CKR_BUFFER_TOO_SMALL);
 	assert_int_equal(p11->C_Sign(s, dig, 32, sig, &len), CKR_DEVICE_ERROR);
-	assert_int_equal(p11->C_Sign(s, dig, 32, sig, &len),
-	    CKR_OPERATION_NOT_INITIALIZED);
+	assert_int_equal(
+	    p11->C_Sign(s, dig, 32, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
 	assert_int_equal(sign(s, &m, priv, dig, 32, sig, &len), CKR_OK);
 
 	/* faults come before "not initialised" */
@@ -1383,11 +1500,11 @@ test_fault_injection(void **state)
 static void
 test_invalidate_sessions(void **state)
 {
-	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s1, s2, s3;
 	CK_SESSION_INFO si;
-	unsigned char dig[32] = { 0 }, sig[64];
+	unsigned char dig[32] = {0}, sig[64];
 	CK_ULONG len = sizeof(sig);
 
 	(void)state;
@@ -1399,10 +1516,10 @@ test_invalidate_sessions(void **state)
 	assert_int_equal(mock_p11_open_sessions(), 0);
 	assert_int_equal(mock_p11_is_logged_in(), 0);
 	assert_int_equal(mock_p11_object_count(), 2);
-	assert_int_equal(p11->C_GetSessionInfo(s1, &si),
-	    CKR_SESSION_HANDLE_INVALID);
-	assert_int_equal(p11->C_Sign(s2, dig, 32, sig, &len),
-	    CKR_SESSION_HANDLE_INVALID);
+	assert_int_equal(
+	    p11->C_GetSessionInfo(s1, &si), CKR_SESSION_HANDLE_INVALID);
+	assert_int_equal(
+	    p11->C_Sign(s2, dig, 32, sig, &len), CKR_SESSION_HANDLE_INVALID);
 	assert_int_equal(p11->C_CloseSession(s1), CKR_SESSION_HANDLE_INVALID);
 	assert_int_equal(p11->C_Logout(s1), CKR_SESSION_HANDLE_INVALID);
 
@@ -1414,14 +1531,14 @@ test_invalidate_sessions(void **state)
 	assert_int_equal(login(s3, CKU_USER, USER_PIN), CKR_OK);
 	priv = find_one(s3, "inv", CKO_PRIVATE_KEY);
 	assert_true(priv != CK_INVALID_HANDLE);
-	assert_int_equal(sign(s3, &m, priv, dig, sizeof(dig), sig, &len),
-	    CKR_OK);
+	assert_int_equal(
+	    sign(s3, &m, priv, dig, sizeof(dig), sig, &len), CKR_OK);
 }
 
 static void
 test_corrupt_signatures(void **state)
 {
-	CK_MECHANISM ec = { CKM_ECDSA, NULL, 0 }, ed = { CKM_EDDSA, NULL, 0 };
+	CK_MECHANISM ec = {CKM_ECDSA, NULL, 0}, ed = {CKM_EDDSA, NULL, 0};
 	CK_OBJECT_HANDLE p1, k1, p2, k2;
 	CK_SESSION_HANDLE s;
 	EVP_PKEY *pk1, *pk2;
@@ -1449,8 +1566,8 @@ test_lie_attribute(void **state)
 	CK_OBJECT_HANDLE pub, priv, h[2];
 	CK_SESSION_HANDLE s;
 	CK_ATTRIBUTE q[] = {
-		{ CKA_EXTRACTABLE, &f, sizeof(f) },
-		{ CKA_ID, "lie", 3 },
+	    {CKA_EXTRACTABLE, &f, sizeof(f)},
+	    {CKA_ID, "lie", 3},
 	};
 	CK_BBOOL b;
 	CK_ULONG len = sizeof(b);
@@ -1484,8 +1601,7 @@ has_mech(CK_MECHANISM_TYPE m, CK_ULONG *np)
 
 	assert_int_equal(p11->C_GetMechanismList(the_slot(), NULL, &n), CKR_OK);
 	assert_true(n <= 32);
-	assert_int_equal(p11->C_GetMechanismList(the_slot(), list, &n),
-	    CKR_OK);
+	assert_int_equal(p11->C_GetMechanismList(the_slot(), list, &n), CKR_OK);
 	for (i = 0; i < n; i++)
 		if (list[i] == m)
 			found = 1;
@@ -1496,7 +1612,7 @@ has_mech(CK_MECHANISM_TYPE m, CK_ULONG *np)
 static void
 test_mechanisms(void **state)
 {
-	CK_MECHANISM m = { CKM_EDDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_EDDSA, NULL, 0};
 	CK_MECHANISM_TYPE one;
 	CK_MECHANISM_INFO mi;
 	CK_OBJECT_HANDLE pub, priv;
@@ -1517,13 +1633,14 @@ test_mechanisms(void **state)
 	assert_int_equal(p11->C_GetMechanismList(the_slot(), &one, &n),
 	    CKR_BUFFER_TOO_SMALL);
 	assert_int_equal(n, 7);
-	assert_int_equal(p11->C_GetMechanismInfo(the_slot(), CKM_ECDSA, &mi),
-	    CKR_OK);
+	assert_int_equal(
+	    p11->C_GetMechanismInfo(the_slot(), CKM_ECDSA, &mi), CKR_OK);
 	assert_true(mi.flags & CKF_SIGN);
 	assert_int_equal(mi.ulMinKeySize, 256);
 	assert_int_equal(mi.ulMaxKeySize, 384);
-	assert_int_equal(p11->C_GetMechanismInfo(the_slot(),
-	    CKM_ECDSA_SHA256, &mi), CKR_MECHANISM_INVALID);
+	assert_int_equal(
+	    p11->C_GetMechanismInfo(the_slot(), CKM_ECDSA_SHA256, &mi),
+	    CKR_MECHANISM_INVALID);
 
 	s = user_session();
 	assert_int_equal(gen_key(s, K_ED25519, "ed", &pub, &priv), CKR_OK);
@@ -1535,18 +1652,18 @@ test_mechanisms(void **state)
 	assert_int_equal(p11->C_GetMechanismInfo(the_slot(), CKM_EDDSA, &mi),
 	    CKR_MECHANISM_INVALID);
 	assert_int_equal(p11->C_SignInit(s, &m, priv), CKR_MECHANISM_INVALID);
-	assert_int_equal(gen_key(s, K_ED25519, "ed2", &pub, &priv),
-	    CKR_MECHANISM_INVALID);
+	assert_int_equal(
+	    gen_key(s, K_ED25519, "ed2", &pub, &priv), CKR_MECHANISM_INVALID);
 	assert_int_equal(gen_key(s, K_P256, "ec", &pub, &priv), CKR_OK);
 }
 
 static void
 test_destroy_noop(void **state)
 {
-	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
 	CK_OBJECT_HANDLE pub, priv;
 	CK_SESSION_HANDLE s;
-	unsigned char dig[32] = { 0 }, sig[64];
+	unsigned char dig[32] = {0}, sig[64];
 	CK_ULONG len = sizeof(sig);
 
 	(void)state;
@@ -1554,8 +1671,8 @@ test_destroy_noop(void **state)
 	assert_int_equal(gen_key(s, K_P256, "stay", &pub, &priv), CKR_OK);
 	mock_p11_destroy_noop(1);
 	assert_int_equal(p11->C_DestroyObject(s, priv), CKR_OK);
-	assert_int_equal(p11->C_DestroyObject(s, 0x12345678),
-	    CKR_OBJECT_HANDLE_INVALID);
+	assert_int_equal(
+	    p11->C_DestroyObject(s, 0x12345678), CKR_OBJECT_HANDLE_INVALID);
 	assert_int_equal(mock_p11_object_count(), 2);
 	assert_int_equal(find_one(s, "stay", CKO_PRIVATE_KEY), priv);
 	assert_int_equal(sign(s, &m, priv, dig, 32, sig, &len), CKR_OK);
@@ -1568,7 +1685,7 @@ test_destroy_noop(void **state)
 static void
 test_random(void **state)
 {
-	unsigned char a[32] = { 0 }, b[32] = { 0 };
+	unsigned char a[32] = {0}, b[32] = {0};
 	CK_SESSION_HANDLE s;
 
 	(void)state;
@@ -1580,8 +1697,8 @@ test_random(void **state)
 	    CKR_SESSION_HANDLE_INVALID);
 }
 
-#define NTHREADS	4
-#define NSIGNS		50
+#define NTHREADS 4
+#define NSIGNS	 50
 
 struct worker {
 	pthread_t tid;
@@ -1595,14 +1712,14 @@ static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
-	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
 	CK_SESSION_HANDLE s;
 	unsigned char dig[32], sig[64];
 	CK_ULONG len;
 	int i;
 
-	if (p11->C_OpenSession(w->slot, CKF_SERIAL_SESSION, NULL, NULL,
-	    &s) != CKR_OK) {
+	if (p11->C_OpenSession(w->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) !=
+	    CKR_OK) {
 		w->errors++;
 		return NULL;
 	}
@@ -1637,8 +1754,8 @@ test_threads(void **state)
 		w[i].slot = the_slot();
 		w[i].key = priv;
 		w[i].pk = pk;
-		assert_int_equal(pthread_create(&w[i].tid, NULL, worker_main,
-		    &w[i]), 0);
+		assert_int_equal(
+		    pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
 	}
 	for (i = 0; i < NTHREADS; i++) {
 		assert_int_equal(pthread_join(w[i].tid, NULL), 0);
@@ -1654,44 +1771,36 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_initialize, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_init_token, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_login_state, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_pin_lock, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_close_last_session_logs_out, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ec_keys, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ed25519, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rsa, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sign_protocol, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_keygen_errors_and_defaults, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_attributes, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_find_destroy, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_session_objects, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_persistence, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_fault_injection, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_invalidate_sessions,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_signatures,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lie_attribute, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_mechanisms, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_destroy_noop, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_random, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_initialize, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_init_token, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_login_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pin_lock, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_close_last_session_logs_out, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ec_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ed25519, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rsa, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_sign_protocol, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_keygen_errors_and_defaults, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_attributes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_find_destroy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_session_objects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_fault_injection, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_invalidate_sessions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_corrupt_signatures, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_lie_attribute, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mechanisms, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_destroy_noop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_random, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 	};
 
 	p11 = mock_p11_functions();

@@ -136,6 +136,21 @@ test_locked_pin_not_tried(void **state)
 	assert_int_equal(mock_p11_login_attempts(), 1);
 }
 
+/* Logged in already by someone else in the process: the module did not
+ * check custody's PIN, so custody does not ride on that login (P7). */
+static void
+test_open_refuses_foreign_login(void **state)
+{
+	struct token *t = NULL;
+
+	(void)state;
+	reset_token();
+	mock_p11_fail("C_Login", CKR_USER_ALREADY_LOGGED_IN, 1, 1);
+	assert_int_equal(open_with(URI, "any-pin", &t), CUSTODY_E_TOKEN);
+	assert_null(t);
+	assert_int_equal(mock_p11_open_sessions(), 0);
+}
+
 static void
 test_token_not_found(void **state)
 {
@@ -547,6 +562,7 @@ main(void)
 	    cmocka_unit_test(test_open_os_locking_and_close),
 	    cmocka_unit_test(test_wrong_pin_tried_once),
 	    cmocka_unit_test(test_locked_pin_not_tried),
+	    cmocka_unit_test(test_open_refuses_foreign_login),
 	    cmocka_unit_test(test_token_not_found),
 	    cmocka_unit_test(test_generate_and_sign_each_alg),
 	    cmocka_unit_test(test_corrupt_signature_withheld),
