@@ -280,7 +280,8 @@ print_key(const struct store_key *k)
 /* ---- custody init ------------------------------------------------------- */
 
 static const char init_help[] =
-    "usage: custody [-c FILE] init [--so-pin-file FILE] [--json]\n"
+    "usage: custody [-c FILE] init [--so-pin-file FILE | --existing-token]\n"
+    "                              [--json]\n"
     "\n"
     "Create the data directory, initialise the token named by 'token' with\n"
     "C_InitToken/C_InitPIN (the SO PIN and the user PIN are read from files "
@@ -293,6 +294,9 @@ static const char init_help[] =
     "private token directory beside it.\n"
     "\n"
     "  --so-pin-file FILE  the token's new SO PIN [DATA/so.pin]\n"
+    "  --existing-token    adopt a token that is initialised already (an HSM\n"
+    "                      partition set up with the vendor's tools): no\n"
+    "                      C_InitToken, no SO PIN; log in with pin-file\n"
     "  --json              print the result as JSON\n";
 
 /* Write the SoftHSM2 configuration named by pkcs11-env, if it is missing. */
@@ -383,6 +387,7 @@ cmd_init(struct ctx *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"so-pin-file", required_argument, NULL, 's'},
+	    {"existing-token", no_argument, NULL, 'e'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -392,7 +397,7 @@ cmd_init(struct ctx *c, int argc, char **argv)
 	const char *shconf;
 	struct token_opts o;
 	json_t *keys = NULL;
-	int ch, r, ex = EXIT_FAILURE;
+	int ch, r, ex = EXIT_FAILURE, existing = 0;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -400,6 +405,9 @@ cmd_init(struct ctx *c, int argc, char **argv)
 			free(so_path);
 			if ((so_path = strdup(optarg)) == NULL)
 				return fail("init", CUSTODY_E_NOMEM);
+			break;
+		case 'e':
+			existing = 1;
 			break;
 		case 'j':
 			c->json = 1;
@@ -417,6 +425,10 @@ cmd_init(struct ctx *c, int argc, char **argv)
 		free(so_path);
 		return usage_error(
 		    "init", "unexpected argument '%s'", argv[optind]);
+	}
+	if (existing && so_path != NULL) {
+		free(so_path);
+		return usage_error("init", "--existing-token takes no SO PIN");
 	}
 	if ((ex = load_config(c)) != 0)
 		goto out;
@@ -446,12 +458,12 @@ cmd_init(struct ctx *c, int argc, char **argv)
 			fail("init", r);
 		goto out;
 	}
-	if (so_path == NULL &&
+	if (!existing && so_path == NULL &&
 	    (so_path = datadir_path(c->cfg->data_dir, "so.pin")) == NULL) {
 		fail("init", CUSTODY_E_NOMEM);
 		goto out;
 	}
-	if ((r = secret_read_file(so_path, &so)) != 0) {
+	if (!existing && (r = secret_read_file(so_path, &so)) != 0) {
 		fail(so_path, r);
 		goto out;
 	}
@@ -468,9 +480,14 @@ cmd_init(struct ctx *c, int argc, char **argv)
 		fail("pkcs11-env", r);
 		goto out;
 	}
-	if ((r = token_init(c->cfg->pkcs11_module, c->cfg->token, so, user)) !=
-	    0) {
+	if (!existing && (r = token_init(c->cfg->pkcs11_module, c->cfg->token,
+			      so, user)) != 0) {
 		fail("token init", r);
+		if (r == CUSTODY_E_TOKEN_EXISTS)
+			fprintf(stderr,
+			    "%s: hint: to adopt a token that is "
+			    "set up already, use --existing-token\n",
+			    progname);
 		goto out;
 	}
 	o.module = c->cfg->pkcs11_module;
@@ -485,9 +502,9 @@ cmd_init(struct ctx *c, int argc, char **argv)
 		goto out;
 	}
 	if (!c->json)
-		printf("initialised token '%s' (%s) for %s\n",
-		    token_label(c->tok), token_backend(c->tok),
-		    c->cfg->data_dir);
+		printf("%s token '%s' (%s) for %s\n",
+		    existing ? "adopted" : "initialised", token_label(c->tok),
+		    token_backend(c->tok), c->cfg->data_dir);
 	keys = json_array();
 	if ((r = create_service_key(c, "checkpoint", keys)) != 0 ||
 	    (r = create_service_key(c, "attestation", keys)) != 0) {

@@ -82,6 +82,16 @@ check "data directory is private" test "$(stat -c %a data)" = 700
 check "store is private" test "$(stat -c %a data/custody.db)" = 600
 check "softhsm2.conf written from the template" grep -q "directories.tokendir = $T/data/softhsm2/tokens" "$SOFTHSM2_CONF"
 expect_fail "init twice" 1 "initialised already" C init --so-pin-file "$T/so.pin"
+# A second data directory on the same token: custody never reinitialises
+# a token, but adopts one that is set up already (an HSM partition).
+sed "s#data-dir .*#data-dir $T/data2#" custody.conf >second.conf
+expect_fail "init of an existing token is refused" 1 "use --existing-token" \
+	"$CUSTODY" -c second.conf init --so-pin-file "$T/so.pin"
+check "init --existing-token adopts it" "$CUSTODY" -c second.conf init --existing-token
+check "the adopted token got its own service keys" test \
+	"$("$CUSTODY" -c second.conf key list --json | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2
+expect_fail "--existing-token takes no SO PIN" 2 "takes no SO PIN" \
+	"$CUSTODY" -c second.conf init --existing-token --so-pin-file "$T/so.pin"
 
 # ---- keys of every algorithm ---------------------------------------------
 for alg in ed25519 ecdsa-p256 ecdsa-p384 rsa-pss-3072; do

@@ -270,6 +270,26 @@ test_one_session_lost(void **state)
 	token_close(t);
 }
 
+/* CKR_DEVICE_REMOVED (a token pulled and put back): the token is found
+ * again by its label, a new anchor logs in, and the signature is made. */
+static void
+test_device_removed_recovered(void **state)
+{
+	struct token *t = open_ok();
+	struct token_key *k = new_key(t, CUSTODY_ALG_ECDSA_P256, NULL);
+	uint8_t *sig = NULL;
+	size_t siglen = 0;
+
+	(void)state;
+	mock_p11_invalidate_sessions();
+	mock_p11_fail("C_SignInit", CKR_DEVICE_REMOVED, 1, 1);
+	assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen), 0);
+	assert_int_equal(mock_p11_calls("C_Login"), 2);
+	free(sig);
+	token_key_free(k);
+	token_close(t);
+}
+
 /* A PIN refused at re-login is not tried again, however often asked. */
 static void
 test_relogin_pin_refused_never_retried(void **state)
@@ -568,6 +588,7 @@ main(void)
 	    cmocka_unit_test(test_corrupt_signature_withheld),
 	    cmocka_unit_test(test_session_loss_recovered),
 	    cmocka_unit_test(test_one_session_lost),
+	    cmocka_unit_test(test_device_removed_recovered),
 	    cmocka_unit_test(test_relogin_pin_refused_never_retried),
 	    cmocka_unit_test(test_device_error_reported),
 	    cmocka_unit_test(test_stale_handle_refound),
