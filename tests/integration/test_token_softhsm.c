@@ -23,6 +23,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "err.h"
+#include "testutil.h"
 #include "pubkey.h"
 #include "secret.h"
 #include "token.h"
@@ -91,8 +92,7 @@ setup(void **state)
 	FILE *f;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/custody-it-XXXXXX");
-	if (mkdtemp(dir) == NULL)
+	if (testutil_mkdtemp("custody-it", dir, sizeof(dir)) != 0)
 		return -1;
 	snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
 	mkdir(tokens, 0700);
@@ -114,20 +114,11 @@ setup(void **state)
 }
 
 static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 teardown(void **state)
 {
 	(void)state;
 	token_close(tok);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(dir);
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "err.h"
+#include "testutil.h"
 #include "keys.h"
 #include "mock_p11.h"
 #include "secret.h"
@@ -44,8 +45,7 @@ setup(void **state)
 
 	if (f == NULL)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/custody-keys-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (testutil_mkdtemp("custody-keys", f->dir, sizeof(f->dir)) != 0)
 		return -1;
 	snprintf(f->db, sizeof(f->db), "%s/custody.db", f->dir);
 	mock_p11_reset(&o);
@@ -61,22 +61,13 @@ setup(void **state)
 }
 
 static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
 
 	token_close(f->t);
 	store_close(f->st);
-	nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(f->dir);
 	free(f);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "testutil.h"
 #include "log.h"
 #include "secret.h"
 
@@ -60,21 +61,12 @@ setup(void **state)
 }
 
 static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
 
 	custody_log_set(NULL, 0, NULL);
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	testutil_rmtree(f->dir);
 	free(f);
 	return 0;
 }

@@ -24,6 +24,7 @@
 #include "err.h"
 #include "log.h"
 #include "store.h"
+#include "testutil.h"
 
 #define ID_A "k_0123456789abcdef"
 #define ID_B "k_fedcba9876543210"
@@ -132,20 +133,9 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	struct dirent *de;
-	DIR *d;
 
 	store_close(f->st);
-	if ((d = opendir(f->dir)) != NULL) {
-		while ((de = readdir(d)) != NULL) {
-			if (strcmp(de->d_name, ".") == 0 ||
-			    strcmp(de->d_name, "..") == 0)
-				continue;
-			unlinkat(dirfd(d), de->d_name, 0);
-		}
-		closedir(d);
-	}
-	rmdir(f->dir);
+	testutil_rmtree(f->dir);
 	custody_log_set(NULL, 3, NULL);
 	free(f);
 	return 0;
