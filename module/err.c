@@ -51,7 +51,9 @@ static const struct {
 	"it until it has been checked."},
     {CUSTODY_E_CRYPTO, "cryptographic library error", NULL},
     {CUSTODY_E_STORE, "database error", NULL},
-    {CUSTODY_E_EXISTS, "already exists", NULL},
+    {CUSTODY_E_EXISTS, "already exists",
+	"Only one key may be active per agent, purpose and task: destroy the "
+	"active one first, or give --task for a per-task key."},
     {CUSTODY_E_STATE, "not allowed in the key's current state", NULL},
     {CUSTODY_E_LOCKED, "the data directory is in use by another process",
 	"Stop custodyd (or the other custody command) first, or use the "
