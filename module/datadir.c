@@ -35,9 +35,11 @@ check_dir(const char *path, const struct stat *st)
 		    (unsigned long)st->st_uid, (unsigned long)geteuid());
 		return CUSTODY_E_CONFIG;
 	}
-	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+	/* it holds the store and, with SoftHSM2, the token itself */
+	if (st->st_mode & (S_IRWXG | S_IRWXO)) {
 		log_error_f(
-		    "%s is writable by group or others; chmod 700 it", path);
+		    "%s has mode %03o: it must be private; chmod 700 it", path,
+		    (unsigned)(st->st_mode & 0777));
 		return CUSTODY_E_CONFIG;
 	}
 	return 0;
@@ -92,10 +94,11 @@ datadir_lock(const char *path, int *fdp)
 		return CUSTODY_E_NOMEM;
 	fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		log_error_f("open %s: %s", lp, strerror(errno));
+		int e = errno;
+
+		log_error_f("open %s: %s", lp, strerror(e));
 		free(lp);
-		return errno == ENOENT ? CUSTODY_E_NOT_INITIALIZED
-				       : CUSTODY_E_IO;
+		return e == ENOENT ? CUSTODY_E_NOT_INITIALIZED : CUSTODY_E_IO;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;

@@ -14,7 +14,7 @@
 /*
  * Create path (and missing parents) with mode 0700, or check an existing one:
  * it must be a directory owned by the effective uid with no group or other
- * write permission. CUSTODY_E_IO or CUSTODY_E_CONFIG (reason logged).
+ * permission at all. CUSTODY_E_IO or CUSTODY_E_CONFIG (reason logged).
  */
 int datadir_prepare(const char *path);
 

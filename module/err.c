@@ -75,6 +75,9 @@ static const struct {
     {CUSTODY_E_KEY_MISMATCH,
 	"the token's key does not match the registered public key",
 	"The token object was replaced; custody will not use it."},
+    {CUSTODY_E_WRONG_TOKEN, "the key is held by another token",
+	"Point 'token' in the configuration at the token named in the key's "
+	"URI ('custody key show ID')."},
     {CUSTODY_E_NOT_INITIALIZED, "the data directory is not initialised",
 	"Run 'custody init' first."},
 };

@@ -40,7 +40,8 @@
 #define CUSTODY_E_TOKEN_EXISTS	     -28 /* a token with that label exists */
 #define CUSTODY_E_KEY_MISMATCH	     -29 /* token key differs from the pinned one */
 #define CUSTODY_E_NOT_INITIALIZED    -30 /* data directory not initialised */
-#define CUSTODY_E_ERR_MIN	     -30
+#define CUSTODY_E_WRONG_TOKEN	     -31 /* the key lives in another token */
+#define CUSTODY_E_ERR_MIN	     -31
 
 /* A short description of r ("PIN incorrect"); never NULL. */
 const char *custody_strerror(int r);

@@ -190,6 +190,30 @@ out:
 	return r;
 }
 
+/*
+ * Is k held by the token t is connected to? Its URI names the token's label;
+ * without this check a key of another token would be "destroyed" by a
+ * search that cannot see it.
+ */
+static int
+check_token(struct token *t, const struct store_key *k,
+    const uint8_t cka_id[TOKEN_ID_LEN])
+{
+	char *uri = NULL;
+	int r;
+
+	if ((r = p11uri_format_key(
+		 token_label(t), cka_id, TOKEN_ID_LEN, &uri)) != 0)
+		return r;
+	if (strcmp(uri, k->token) != 0) {
+		log_error_f("key %s is held by %s, not by token '%s'", k->id,
+		    k->token, token_label(t));
+		r = CUSTODY_E_WRONG_TOKEN;
+	}
+	free(uri);
+	return r;
+}
+
 int
 keys_destroy(struct token *t, struct store *st, const char *id,
     const char *reason, int64_t now, struct token_destroy_evidence *ev)
@@ -214,6 +238,8 @@ keys_destroy(struct token *t, struct store *st, const char *id,
 		r = CUSTODY_E_STATE;
 		goto out;
 	}
+	if ((r = check_token(t, k, cka_id)) != 0)
+		goto out;
 	r = token_destroy(t, cka_id, ev);
 	if (r == CUSTODY_E_KEY_NOT_FOUND && ev->remaining == 0) {
 		log_warn_f("key %s had no objects left on the token", id);
@@ -241,7 +267,8 @@ keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
 		return CUSTODY_E_STATE;
 	}
 	if ((r = store_key_id_parse(k->id, cka_id)) != 0 ||
-	    (r = alg_from_name(k->alg, &alg)) != 0)
+	    (r = alg_from_name(k->alg, &alg)) != 0 ||
+	    (r = check_token(t, k, cka_id)) != 0)
 		return r;
 	return token_key_open(t, cka_id, alg, k->spki, k->spki_len, tkp);
 }

@@ -39,7 +39,8 @@ int keys_create(struct token *t, struct store *st,
 /*
  * Destroy key id for reason (1..256 bytes): its objects are destroyed and a
  * search by CKA_ID must find none, then the record moves to "destroyed".
- * CUSTODY_E_STATE if it is destroyed already. *ev says what the token did.
+ * CUSTODY_E_STATE if it is destroyed already, CUSTODY_E_WRONG_TOKEN if its
+ * URI names another token than t. *ev says what the token did.
  * A key whose objects are already gone from the token is marked destroyed
  * with ev->destroyed == 0.
  */
@@ -47,8 +48,9 @@ int keys_destroy(struct token *t, struct store *st, const char *id,
     const char *reason, int64_t now, struct token_destroy_evidence *ev);
 
 /*
- * Bind to the token key of record k for signing (k must be active).
- * CUSTODY_E_STATE otherwise; see token_key_open() for the other errors.
+ * Bind to the token key of record k for signing (k must be active and held
+ * by t). CUSTODY_E_STATE or CUSTODY_E_WRONG_TOKEN otherwise; see
+ * token_key_open() for the other errors.
  */
 int keys_open(
     struct token *t, const struct store_key *k, struct token_key **tkp);

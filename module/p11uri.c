@@ -136,13 +136,13 @@ p11uri_field_eq(const unsigned char *field, size_t fieldlen, const char *want)
 	return 1;
 }
 
-/* RFC 7512 section 2.3: pchar minus ';' and '?' are left as they are. */
+/* RFC 7512 section 2.3: unreserved and pk11-res-avail characters are left
+ * as they are in the path; everything else ('&' included) is encoded. */
 static int
 unreserved(int c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') ||
-	       strchr("-._~:[]@!$'()*+,=&", c) != NULL;
+	       (c >= '0' && c <= '9') || strchr("-._~:[]@!$'()*+,=", c) != NULL;
 }
 
 int

@@ -70,6 +70,7 @@ struct token {
 	char label[33];
 	struct secret *pin;
 	int pin_failed;		   /* the PIN was refused: never use it again */
+	int pin_err;		   /* and the error to report from then on */
 	pthread_mutex_t call_lock; /* BE_SERIALIZE only */
 	pthread_mutex_t lock;	   /* anchor, sessions, pin_failed */
 	pthread_key_t tls;	   /* this thread's struct session */
@@ -370,7 +371,7 @@ token_matches(const CK_TOKEN_INFO *ti, const struct p11uri *u)
  */
 static int
 find_slot(struct token *t, const struct p11uri *u, int want_free,
-    CK_SLOT_ID *slotp, CK_TOKEN_INFO *tip)
+    CK_SLOT_ID *slotp, CK_TOKEN_INFO *tip, CK_ULONG *matchesp)
 {
 	CK_SLOT_ID slots[MAX_SLOTS];
 	CK_ULONG n = MAX_SLOTS, i, found = 0;
@@ -403,6 +404,8 @@ find_slot(struct token *t, const struct p11uri *u, int want_free,
 			*tip = ti;
 		}
 	}
+	if (matchesp != NULL)
+		*matchesp = found;
 	if (want_free) {
 		log_error_f("no slot with an uninitialised token is left");
 		return CUSTODY_E_TOKEN_NOT_FOUND;
@@ -422,6 +425,18 @@ find_slot(struct token *t, const struct p11uri *u, int want_free,
 	return 0;
 }
 
+/* After a failed C_Login: a refused PIN is never used again. */
+static void
+pin_refused(struct token *t, CK_RV rv)
+{
+	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ||
+	    rv == CKR_PIN_EXPIRED || rv == CKR_PIN_INVALID ||
+	    rv == CKR_PIN_LEN_RANGE) {
+		t->pin_failed = 1;
+		t->pin_err = rv_err(rv);
+	}
+}
+
 /* Called with t->lock held (or before other threads exist). */
 static int
 login_locked(struct token *t, CK_SESSION_HANDLE s)
@@ -430,16 +445,14 @@ login_locked(struct token *t, CK_SESSION_HANDLE s)
 
 	if (t->pin_failed) {
 		log_error_f("the PIN was refused before; not trying it again");
-		return CUSTODY_E_PIN_INCORRECT;
+		return t->pin_err;
 	}
 	rv = P11(t, C_Login, s, CKU_USER, (CK_UTF8CHAR_PTR)t->pin->data,
 	    (CK_ULONG)t->pin->len);
+	/* custody's own login, lost and redone: already logged in is fine */
 	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
 		return 0;
-	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ||
-	    rv == CKR_PIN_EXPIRED || rv == CKR_PIN_INVALID ||
-	    rv == CKR_PIN_LEN_RANGE)
-		t->pin_failed = 1;
+	pin_refused(t, rv);
 	return p11_fail(__func__, "C_Login", rv);
 }
 
@@ -459,15 +472,16 @@ static void
 load_mechanisms(struct token *t)
 {
 	CK_MECHANISM_TYPE *m;
-	CK_ULONG n = 0, i;
+	CK_ULONG n = 0, i, alloc;
 
 	if (P11(t, C_GetMechanismList, t->slot, NULL, &n) != CKR_OK || n == 0 ||
 	    n > MAX_MECHANISMS)
 		return;
 	if ((m = calloc(n, sizeof(*m))) == NULL)
 		return;
+	alloc = n;
 	if (P11(t, C_GetMechanismList, t->slot, m, &n) == CKR_OK &&
-	    n <= MAX_MECHANISMS) {
+	    n <= alloc) {
 		for (i = 0; i < n; i++) {
 			switch (m[i]) {
 			case CKM_EC_EDWARDS_KEY_PAIR_GEN:
@@ -514,7 +528,7 @@ connect_once(struct token *t, CK_RV *rvp)
 	int r;
 
 	*rvp = CKR_OK;
-	if ((r = find_slot(t, &t->uri, 0, &t->slot, &ti)) != 0) {
+	if ((r = find_slot(t, &t->uri, 0, &t->slot, &ti, NULL)) != 0) {
 		if (r == CUSTODY_E_TOKEN_NOT_FOUND)
 			log_warn_f("no initialised token matches token=%s",
 			    t->uri.token);
@@ -555,10 +569,7 @@ connect_once(struct token *t, CK_RV *rvp)
 		r = CUSTODY_E_TOKEN;
 		goto fail;
 	}
-	if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ||
-	    rv == CKR_PIN_EXPIRED || rv == CKR_PIN_INVALID ||
-	    rv == CKR_PIN_LEN_RANGE)
-		t->pin_failed = 1;
+	pin_refused(t, rv);
 	r = p11_fail(__func__, "C_Login", rv);
 fail:
 	(void)P11(t, C_CloseSession, t->anchor);
@@ -709,6 +720,8 @@ token_label(const struct token *t)
 
 /* ---- sessions ----------------------------------------------------------- */
 
+static int anchor_ensure_locked(struct token *t);
+
 /* This thread's session, opened if needed. */
 static int
 session_get(struct token *t, struct session **sp)
@@ -721,9 +734,14 @@ session_get(struct token *t, struct session **sp)
 		/* logged out for good: custody stops rather than guess */
 		log_error_f("the token refused the PIN; nothing more is done "
 			    "until custody is restarted with the right one");
-		r = CUSTODY_E_PIN_INCORRECT;
+		r = t->pin_err;
 		goto out;
 	}
+	/* a recovery that failed left no anchor: without it, nothing is
+	 * logged in and private keys are invisible, so restore it first */
+	if (t->anchor == CK_INVALID_HANDLE &&
+	    (r = anchor_ensure_locked(t)) != 0)
+		goto out;
 	if (s == NULL) {
 		if ((s = t->idle) != NULL) {
 			t->idle = s->next_idle;
@@ -762,46 +780,68 @@ session_drop(struct token *t, struct session *s)
 	pthread_mutex_unlock(&t->lock);
 }
 
+static int
+user_state(CK_STATE st)
+{
+	return st == CKS_RW_USER_FUNCTIONS || st == CKS_RO_USER_FUNCTIONS;
+}
+
+/*
+ * With t->lock held: make sure the anchor session is open and logged in,
+ * finding the token again by its URI (a token removed and put back may sit
+ * in another slot) and logging in once with the held PIN if needed. A
+ * failure leaves no anchor, and the next session_get() tries again.
+ */
+static int
+anchor_ensure_locked(struct token *t)
+{
+	CK_SESSION_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_SLOT_ID slot;
+	CK_RV rv;
+	int r;
+
+	if (t->pin_failed)
+		return t->pin_err;
+	if (t->anchor != CK_INVALID_HANDLE) {
+		rv = P11(t, C_GetSessionInfo, t->anchor, &si);
+		if (rv == CKR_OK && user_state(si.state))
+			return 0;
+		if (rv == CKR_OK)
+			return login_locked(t, t->anchor);
+		(void)P11(t, C_CloseSession, t->anchor);
+		t->anchor = CK_INVALID_HANDLE;
+	}
+	if (find_slot(t, &t->uri, 0, &slot, &ti, NULL) != 0) {
+		log_error_f("token '%s' is not reachable", t->uri.token);
+		return CUSTODY_E_TOKEN_GONE;
+	}
+	t->slot = slot;
+	if ((r = open_rw(t, &t->anchor)) != 0)
+		return r;
+	if ((r = login_locked(t, t->anchor)) != 0) {
+		(void)P11(t, C_CloseSession, t->anchor);
+		t->anchor = CK_INVALID_HANDLE;
+	}
+	return r;
+}
+
 /*
  * After a call failed with a lost session: drop this thread's session and
- * make sure the anchor is alive and logged in, reopening it and logging in
- * once with the held PIN if not. A refused PIN is never tried again.
+ * make sure the anchor is alive and logged in. A refused PIN is never tried
+ * again.
  */
 static int
 recover(struct token *t, struct session *s, CK_RV why)
 {
-	CK_SESSION_INFO si;
-	CK_SLOT_ID slot;
-	CK_TOKEN_INFO ti;
-	CK_RV rv;
-	int r = 0;
+	int r;
 
 	log_warn_f("session lost (%s): reopening", token_rv_name(why));
 	pthread_mutex_lock(&t->lock);
 	if (s->h != CK_INVALID_HANDLE)
 		(void)P11(t, C_CloseSession, s->h);
 	s->h = CK_INVALID_HANDLE;
-	rv = t->anchor == CK_INVALID_HANDLE
-		 ? CKR_SESSION_HANDLE_INVALID
-		 : P11(t, C_GetSessionInfo, t->anchor, &si);
-	if (rv == CKR_OK && (si.state == CKS_RW_USER_FUNCTIONS ||
-				si.state == CKS_RO_USER_FUNCTIONS))
-		goto out;
-	if (rv != CKR_OK) {
-		if (t->anchor != CK_INVALID_HANDLE)
-			(void)P11(t, C_CloseSession, t->anchor);
-		t->anchor = CK_INVALID_HANDLE;
-		/* a removed and re-inserted token may sit in another slot */
-		if ((r = find_slot(t, &t->uri, 0, &slot, &ti)) != 0) {
-			r = CUSTODY_E_TOKEN_GONE;
-			goto out;
-		}
-		t->slot = slot;
-		if ((r = open_rw(t, &t->anchor)) != 0)
-			goto out;
-	}
-	r = login_locked(t, t->anchor);
-out:
+	r = anchor_ensure_locked(t);
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }
@@ -845,7 +885,20 @@ find_by_id(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id, long cls,
 	    {CKA_CLASS, &c, sizeof(c)},
 	};
 
-	return find_objects(t, s, tmpl, cls < 0 ? 1 : 2, out, max, np);
+	CK_SESSION_INFO si;
+	CK_RV rv;
+
+	if ((rv = find_objects(t, s, tmpl, cls < 0 ? 1 : 2, out, max, np)) !=
+	    CKR_OK)
+		return rv;
+	/*
+	 * A session that is not logged in hides private objects and still
+	 * answers CKR_OK: "none found" counts only from a logged-in session
+	 * (checked after the search, so that a logout during it shows too).
+	 */
+	if ((rv = P11(t, C_GetSessionInfo, s, &si)) != CKR_OK)
+		return rv;
+	return user_state(si.state) ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
 }
 
 #define NATTRS 11
@@ -1077,18 +1130,21 @@ sign_once(struct token *t, struct session *s, CK_OBJECT_HANDLE h,
 		log_error_f("token announces a %lu-byte signature for %s, not "
 			    "%lu",
 		    (unsigned long)len, alg_name(alg), (unsigned long)want);
-		session_drop(t, s); /* the operation is still active */
-		return CKR_SIGNATURE_LEN_RANGE;
+		rv = CKR_SIGNATURE_LEN_RANGE;
+	} else if (rv == CKR_OK) {
+		rv = P11(t, C_Sign, s->h, (CK_BYTE_PTR)tbs, (CK_ULONG)tbslen,
+		    sig, &len);
+		if (rv == CKR_OK && len != want) {
+			log_error_f("token returned a %lu-byte signature, not "
+				    "%lu",
+			    (unsigned long)len, (unsigned long)want);
+			rv = CKR_SIGNATURE_LEN_RANGE;
+		}
 	}
+	/* after a failure the operation may still be active (a short buffer
+	 * leaves it so): never hand that session out again */
 	if (rv != CKR_OK)
-		return rv;
-	rv =
-	    P11(t, C_Sign, s->h, (CK_BYTE_PTR)tbs, (CK_ULONG)tbslen, sig, &len);
-	if (rv == CKR_OK && len != want) {
-		log_error_f("token returned a %lu-byte signature, not %lu",
-		    (unsigned long)len, (unsigned long)want);
-		return CKR_SIGNATURE_LEN_RANGE;
-	}
+		session_drop(t, s);
 	return rv;
 }
 
@@ -1122,7 +1178,7 @@ token_sign(struct token *t, struct token_key *k, const uint8_t *msg, size_t len,
 	size_t tbslen, siglen;
 	CK_OBJECT_HANDLE h;
 	CK_RV rv = CKR_OK;
-	int r, reopened = 0, refound = 0;
+	int r, reopened = 0, refound = 0, dropped = 0;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && k != NULL && msg != NULL &&
 				       sigp != NULL && siglenp != NULL,
@@ -1133,9 +1189,12 @@ token_sign(struct token *t, struct token_key *k, const uint8_t *msg, size_t len,
 	if ((sig = malloc(siglen)) == NULL)
 		return CUSTODY_E_NOMEM;
 	/*
-	 * At most one recovery of each kind: a lost session (reopened, with a
-	 * new login if the token lost it) and a stale object handle (found
-	 * again by CKA_ID, since a reset token may renumber its objects).
+	 * Recover from what a token may do between two calls: lose the
+	 * session (reopened, with a new login if the login went too), forget
+	 * object handles (the key is found again by CKA_ID, also after a
+	 * re-login, since SoftHSM2 renumbers private objects at logout) or
+	 * leave an operation active (a fresh session). Each at most as often
+	 * as it can help, so that a broken token ends the loop.
 	 */
 	for (;;) {
 		if ((r = session_get(t, &s)) != 0)
@@ -1146,21 +1205,31 @@ token_sign(struct token *t, struct token_key *k, const uint8_t *msg, size_t len,
 		if ((rv = sign_once(t, s, h, k->alg, tbs, tbslen, sig)) ==
 		    CKR_OK)
 			break;
+		if ((rv == CKR_OBJECT_HANDLE_INVALID ||
+			rv == CKR_KEY_HANDLE_INVALID) &&
+		    refound < 2) {
+			refound++;
+			if ((r = session_get(t, &s)) != 0)
+				goto out;
+			r = find_private(t, s->h, k->id, &h, &rv);
+			if (r == 0) {
+				pthread_mutex_lock(&t->lock);
+				k->priv = h;
+				pthread_mutex_unlock(&t->lock);
+				continue;
+			}
+			if (!session_lost(rv))
+				goto out;
+			/* not logged in, or the session went: recover */
+		}
 		if (session_lost(rv) && !reopened) {
 			reopened = 1;
 			if ((r = recover(t, s, rv)) != 0)
 				goto out;
 			continue;
 		}
-		if ((rv == CKR_OBJECT_HANDLE_INVALID ||
-			rv == CKR_KEY_HANDLE_INVALID) &&
-		    !refound) {
-			refound = 1;
-			if ((r = find_private(t, s->h, k->id, &h, &rv)) != 0)
-				goto out;
-			pthread_mutex_lock(&t->lock);
-			k->priv = h;
-			pthread_mutex_unlock(&t->lock);
+		if (rv == CKR_OPERATION_ACTIVE && !dropped) {
+			dropped = 1; /* sign_once dropped the session */
 			continue;
 		}
 		break;
@@ -1378,8 +1447,8 @@ destroy_on(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id,
 	CK_ULONG n = 0, i;
 	CK_RV rv;
 
-	ev->destroyed = 0;
-	ev->remaining = 0;
+	/* ev adds up over attempts: a retry after a lost session must not
+	 * forget what the first attempt destroyed */
 	*rvp = rv = find_by_id(t, s, id, -1, h, 64, &n);
 	if (rv != CKR_OK)
 		return p11_fail(__func__, "find by CKA_ID", rv);
@@ -1393,7 +1462,8 @@ destroy_on(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id,
 		} else
 			log_error_f("C_DestroyObject: %s", token_rv_name(rv));
 	}
-	/* the proof: nothing with this CKA_ID is left */
+	/* the proof: nothing with this CKA_ID is left (in a session that is
+	 * logged in, or private objects would hide: find_by_id checks) */
 	*rvp = rv = find_by_id(t, s, id, -1, h, 64, &n);
 	if (rv != CKR_OK)
 		return p11_fail(__func__, "find by CKA_ID after destroy", rv);
@@ -1456,7 +1526,7 @@ token_count_objects(struct token *t, const uint8_t id[TOKEN_ID_LEN])
 /* Generate, read back and check, on one session; destroys on failure. */
 static int
 generate_on(struct token *t, struct session *s, enum custody_alg alg,
-    const char *prefix, struct token_generated *g, CK_RV *rvp)
+    const char *prefix, struct token_generated *g, CK_RV *rvp, int *leftp)
 {
 	char label[32 + 2 * TOKEN_ID_LEN + 1];
 	struct token_destroy_evidence ev;
@@ -1466,8 +1536,7 @@ generate_on(struct token *t, struct session *s, enum custody_alg alg,
 	CK_ULONG n = 0;
 	uint8_t *sig = NULL;
 	size_t siglen = 0;
-	CK_RV rv2;
-	int r, made = 0;
+	int r, r2, made = 0;
 
 	/* a fresh CKA_ID that nothing on the token carries yet */
 	if ((r = util_random(g->id, TOKEN_ID_LEN)) != 0)
@@ -1502,10 +1571,18 @@ generate_on(struct token *t, struct session *s, enum custody_alg alg,
 	}
 out:
 	if (r != 0 && made) {
-		log_warn_f("destroying the key that failed its checks");
-		if (destroy_on(t, s->h, g->id, &ev, &rv2) != 0)
-			log_error_f("could not destroy it: %lu objects left",
-			    ev.remaining);
+		/* token_destroy() reopens a lost session itself */
+		log_warn_f(
+		    "destroying key pair %s, which failed its checks", label);
+		r2 = token_destroy(t, g->id, &ev);
+		if (r2 != 0 && r2 != CUSTODY_E_KEY_NOT_FOUND) {
+			log_error_f(
+			    "key pair %s is left on the token (%lu "
+			    "objects): remove it with the token's tools",
+			    label, ev.remaining);
+			*leftp = 1;
+			r = CUSTODY_E_DESTROY_INCOMPLETE;
+		}
 	}
 	free(sig);
 	token_key_free(k);
@@ -1520,7 +1597,7 @@ token_generate(struct token *t, enum custody_alg alg, const char *prefix,
 	struct token_generated *g;
 	struct session *s;
 	CK_RV rv = CKR_OK;
-	int r, attempt;
+	int r, attempt, left = 0;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    t != NULL && prefix != NULL && gp != NULL, CUSTODY_E_INVALID_ARG);
@@ -1536,10 +1613,10 @@ token_generate(struct token *t, enum custody_alg alg, const char *prefix,
 	for (attempt = 0; attempt < 2; attempt++) {
 		if ((r = session_get(t, &s)) != 0)
 			break;
-		r = generate_on(t, s, alg, prefix, g, &rv);
-		if (r == 0 || attempt > 0 || !session_lost(rv))
+		r = generate_on(t, s, alg, prefix, g, &rv, &left);
+		if (r == 0 || attempt > 0 || !session_lost(rv) || left)
 			break;
-		/* nothing was created (or it was destroyed): start over */
+		/* nothing was created, or it was destroyed: start over */
 		free(g->spki);
 		free(g->kid);
 		memset(g, 0, sizeof(*g));
@@ -1587,6 +1664,7 @@ token_init_functions(CK_FUNCTION_LIST *f, const char *uri,
 	CK_SLOT_ID slot;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_UTF8CHAR label[32];
+	CK_ULONG matches = 0;
 	char err[256];
 	CK_RV rv;
 	int r;
@@ -1608,7 +1686,8 @@ token_init_functions(CK_FUNCTION_LIST *f, const char *uri,
 	if ((r = initialize(t)) != 0)
 		goto out;
 	pick_backend(t);
-	if ((r = find_slot(t, &t->uri, 0, &slot, &ti)) == 0) {
+	r = find_slot(t, &t->uri, 0, &slot, &ti, &matches);
+	if (matches > 0) {
 		log_error_f(
 		    "a token labelled '%s' already exists", t->uri.token);
 		r = CUSTODY_E_TOKEN_EXISTS;
@@ -1616,7 +1695,7 @@ token_init_functions(CK_FUNCTION_LIST *f, const char *uri,
 	}
 	if (r != CUSTODY_E_TOKEN_NOT_FOUND)
 		goto out;
-	if ((r = find_slot(t, &t->uri, 1, &slot, &ti)) != 0)
+	if ((r = find_slot(t, &t->uri, 1, &slot, &ti, NULL)) != 0)
 		goto out;
 	if ((r = pin_len_ok(&ti, so_pin, "the SO PIN")) != 0 ||
 	    (r = pin_len_ok(&ti, user_pin, "the user PIN")) != 0)
@@ -1636,7 +1715,7 @@ token_init_functions(CK_FUNCTION_LIST *f, const char *uri,
 		if ((r = initialize(t)) != 0)
 			goto out;
 	}
-	if ((r = find_slot(t, &t->uri, 0, &t->slot, &ti)) != 0)
+	if ((r = find_slot(t, &t->uri, 0, &t->slot, &ti, NULL)) != 0)
 		goto out;
 	if ((r = open_rw(t, &s)) != 0)
 		goto out;

@@ -25,14 +25,20 @@
  * CKA_UNWRAP false, and the attributes are read back: a key the token did not
  * protect is destroyed and refused. Every signature is verified with the
  * pinned public key before it is returned. A wrong PIN is tried once and never
- * again. Sessions lost to CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
- * CKR_DEVICE_REMOVED or CKR_USER_NOT_LOGGED_IN are reopened (logging in again
- * with the held PIN) and the operation is tried once more. The module never
- * calls C_SetAttributeValue, C_CopyObject, C_WrapKey or any decryption.
+ * again: from then on every function fails with the PIN error. Sessions lost
+ * to CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_DEVICE_REMOVED,
+ * CKR_TOKEN_NOT_PRESENT or CKR_USER_NOT_LOGGED_IN are reopened (finding the
+ * token again by its URI and logging in again with the held PIN) and the
+ * operation is tried once more; stale object handles are found again by
+ * CKA_ID. A search by CKA_ID counts only in a session that is logged in, so
+ * that "nothing found" never comes from private objects hidden by a logout.
+ * The module never calls C_SetAttributeValue, C_CopyObject, C_WrapKey or any
+ * decryption.
  *
  * Must be opened after the process has daemonised (forking after
  * C_Initialize breaks some modules). All functions are safe to call from
- * several threads, except token_open() and token_close().
+ * several threads, except token_open() and token_close(): every thread that
+ * used the token must have been joined before token_close().
  */
 struct token;
 

@@ -342,8 +342,11 @@ write_softhsm_conf(const char *path)
 	fd = -1;
 	if (fputs(text, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0)
 		r = CUSTODY_E_IO;
-	printf(
-	    "wrote SoftHSM2 configuration %s (tokens in %s)\n", path, tokdir);
+	else /* stderr: stdout may be --json */
+		fprintf(stderr,
+		    "%s: wrote SoftHSM2 configuration %s (tokens in "
+		    "%s)\n",
+		    progname, path, tokdir);
 out:
 	if (f != NULL && fclose(f) != 0 && r == 0)
 		r = CUSTODY_E_IO;
@@ -357,7 +360,8 @@ out:
 }
 
 static int
-create_service_key(struct ctx *c, const char *purpose, json_t *out)
+create_service_key(struct ctx *c, const char *purpose, json_t *out,
+    uint8_t cka_id[TOKEN_ID_LEN])
 {
 	struct keys_create_req req;
 	struct store_key *k = NULL;
@@ -374,12 +378,59 @@ create_service_key(struct ctx *c, const char *purpose, json_t *out)
 	if ((r = keys_create(
 		 c->tok, c->st, &req, (int64_t)time(NULL), &k, NULL)) != 0)
 		return r;
+	(void)store_key_id_parse(k->id, cka_id);
 	if (c->json)
 		json_array_append_new(out, key_json(k));
 	else
 		printf("  %-12s key %s (%s)\n", purpose, k->id, k->alg);
 	store_key_free(k);
 	return 0;
+}
+
+/* Remove a store and its WAL files (a failed init's leftovers). */
+static void
+remove_store_files(const char *path)
+{
+	static const char *const ext[] = {"", "-wal", "-shm", "-journal"};
+	char buf[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s%s", path, ext[i]);
+		(void)unlink(buf);
+	}
+}
+
+/* Rename the finished store into place and make the rename durable. */
+static int
+commit_store(const char *tmp, const char *path, const char *dir)
+{
+	char wal[4096];
+	struct stat sb;
+	int fd, r = 0;
+
+	/* SQLite checkpoints and deletes the WAL when its last connection
+	 * closes; a WAL still there would be left behind by the rename */
+	snprintf(wal, sizeof(wal), "%s-wal", tmp);
+	if (stat(wal, &sb) == 0) {
+		fprintf(stderr, "%s: %s remains after closing the store\n",
+		    progname, wal);
+		return CUSTODY_E_STORE;
+	}
+	if (rename(tmp, path) != 0) {
+		fprintf(stderr, "%s: rename %s: %s\n", progname, tmp,
+		    strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    fsync(fd) != 0) {
+		fprintf(stderr, "%s: fsync %s: %s\n", progname, dir,
+		    strerror(errno));
+		r = CUSTODY_E_IO;
+	}
+	if (fd >= 0)
+		close(fd);
+	return r;
 }
 
 static int
@@ -397,7 +448,9 @@ cmd_init(struct ctx *c, int argc, char **argv)
 	const char *shconf;
 	struct token_opts o;
 	json_t *keys = NULL;
-	int ch, r, ex = EXIT_FAILURE, existing = 0;
+	char *tmp_path = NULL;
+	uint8_t made[2][TOKEN_ID_LEN];
+	int ch, r, ex = EXIT_FAILURE, existing = 0, nmade = 0;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -458,6 +511,11 @@ cmd_init(struct ctx *c, int argc, char **argv)
 			fail("init", r);
 		goto out;
 	}
+	if (asprintf(&tmp_path, "%s.init", store_path) < 0) {
+		tmp_path = NULL;
+		fail("init", CUSTODY_E_NOMEM);
+		goto out;
+	}
 	if (!existing && so_path == NULL &&
 	    (so_path = datadir_path(c->cfg->data_dir, "so.pin")) == NULL) {
 		fail("init", CUSTODY_E_NOMEM);
@@ -497,7 +555,10 @@ cmd_init(struct ctx *c, int argc, char **argv)
 		fail("token", r);
 		goto out;
 	}
-	if ((r = store_open(store_path, &c->st)) != 0) {
+	/* the store is built under a temporary name and renamed into place
+	 * only when everything succeeded: init is all or nothing */
+	remove_store_files(tmp_path);
+	if ((r = store_open(tmp_path, &c->st)) != 0) {
 		fail("store", r);
 		goto out;
 	}
@@ -506,11 +567,23 @@ cmd_init(struct ctx *c, int argc, char **argv)
 		    existing ? "adopted" : "initialised", token_label(c->tok),
 		    token_backend(c->tok), c->cfg->data_dir);
 	keys = json_array();
-	if ((r = create_service_key(c, "checkpoint", keys)) != 0 ||
-	    (r = create_service_key(c, "attestation", keys)) != 0) {
+	if ((r = create_service_key(c, "checkpoint", keys, made[0])) != 0) {
 		fail("service key", r);
 		goto out;
 	}
+	nmade = 1;
+	if ((r = create_service_key(c, "attestation", keys, made[1])) != 0) {
+		fail("service key", r);
+		goto out;
+	}
+	nmade = 2;
+	store_close(c->st);
+	c->st = NULL;
+	if ((r = commit_store(tmp_path, store_path, c->cfg->data_dir)) != 0) {
+		fail("store", r);
+		goto out;
+	}
+	nmade = 0; /* registered for good */
 	if (c->json) {
 		json_t *o2 = json_object();
 
@@ -527,11 +600,29 @@ cmd_init(struct ctx *c, int argc, char **argv)
 		printf("  store        %s\n", store_path);
 	ex = 0;
 out:
+	if (ex != 0 && c->tok != NULL) {
+		/* undo this attempt: no service key survives outside a store */
+		struct token_destroy_evidence ev;
+
+		while (nmade > 0)
+			(void)token_destroy(c->tok, made[--nmade], &ev);
+		store_close(c->st);
+		c->st = NULL;
+		if (tmp_path != NULL)
+			remove_store_files(tmp_path);
+		if (!existing)
+			fprintf(stderr,
+			    "%s: hint: the token is initialised; "
+			    "once the cause is fixed, finish with "
+			    "'%s init --existing-token'\n",
+			    progname, progname);
+	}
 	json_decref(keys);
 	secret_free(so);
 	secret_free(user);
 	free(so_path);
 	free(store_path);
+	free(tmp_path);
 	return ex;
 }
 

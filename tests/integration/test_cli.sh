@@ -74,7 +74,8 @@ expect_fail "unknown command" 2 "unknown command 'frobnicate'" "$CUSTODY" frobni
 expect_fail "command before init" 1 "run 'custody init' first" C key list
 
 # ---- init ------------------------------------------------------------------
-check "init" C init --so-pin-file "$T/so.pin" --json
+C init --so-pin-file "$T/so.pin" --json >init.json
+check "init --json prints JSON" $PY -c "import json; d=json.load(open('init.json')); assert len(d['service_keys']) == 2"
 C key list --json >keys.json
 check "init made checkpoint and attestation keys" \
 	test "$(json keys.json "','.join(sorted(k['purpose'] for k in d))")" = "attestation,checkpoint"
@@ -109,7 +110,8 @@ check "show: URI names the token and the CKA_ID" test \
 
 # The token's own view, through OpenSC: every private key sensitive, never
 # extractable, local, sign-only.
-P11 --login --pin "$USER_PIN" --list-objects --type privkey >privkeys.txt 2>/dev/null
+check "pkcs11-tool lists the private keys" \
+	P11 --login --pin "$USER_PIN" --list-objects --type privkey >privkeys.txt 2>p11.err
 for alg in ed25519 ecdsa-p256 ecdsa-p384 rsa-pss-3072; do
 	id=$(sed 's/^k_//' "$alg.id")
 	block=$(grep -A4 "ID:         $id" privkeys.txt || true)
@@ -197,13 +199,28 @@ sleep 0.5
 expect_fail "data directory held by another process" 1 "in use by another process" C key list
 wait
 
+# A key is only destroyed through the token its URI names: pointed at
+# another token, destroy refuses instead of "finding nothing".
+# (labels that are not prefixes of one another: pkcs11-tool --token-label
+# matches a prefix, custody matches exactly)
+sed -e "s#data-dir .*#data-dir $T/data3#" -e 's/token=custody-cli$/token=third-cli/' custody.conf >third.conf
+rm -f so3.pin && (umask 077 && printf 'cli-so-pin-3\n' >so3.pin)
+check "init of a third token" "$CUSTODY" -c third.conf init --so-pin-file "$T/so3.pin"
+sed 's/token=custody-cli$/token=third-cli/' custody.conf >wrongtok.conf
+expect_fail "destroy through another token is refused" 1 "held by pkcs11:token=custody-cli;" \
+	"$CUSTODY" -c wrongtok.conf key destroy "$(cat ed25519.id)" --reason test
+check "the key is still active" test "$(C key show "$(cat ed25519.id)" --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = active
+
 # ---- destroy -----------------------------------------------------------------
 id=$(cat ecdsa-p384.id)
 check "destroy" C key destroy "$id" --reason "agent retired" --json
 C key show "$id" --json >destroyed.json
 check "destroyed key: state and reason recorded" test \
 	"$(json destroyed.json "d['state'],d['destroy_reason']")" = "destroyed agent retired"
-P11 --login --pin "$USER_PIN" --list-objects >after-destroy.txt 2>/dev/null
+# (the listing must have worked: an empty one would "prove" anything)
+check "pkcs11-tool lists the token after destroy" \
+	P11 --login --pin "$USER_PIN" --list-objects >after-destroy.txt 2>p11.err
+check "pkcs11-tool listing is not empty" grep -q "Private Key Object" after-destroy.txt
 check "pkcs11-tool: no object with the destroyed CKA_ID" not grep -q "ID:         ${id#k_}" after-destroy.txt
 check "pkcs11-tool: other keys remain" grep -q "ID:         $(sed 's/^k_//' ed25519.id)" after-destroy.txt
 expect_fail "destroy twice" 1 "destroyed already" C key destroy "$id" --reason again
@@ -211,6 +228,29 @@ expect_fail "destroy needs a reason" 2 "--reason is required" C key destroy "$(c
 check "a destroyed key frees its agent and purpose" C key create \
 	--agent spiffe://example.org/agent/ecdsa-p384 --owner team-a --purpose jwt --alg ecdsa-p384
 check "list --state destroyed" test "$(C key list --state destroyed --json | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1
+
+# ---- a failed init is undone, and can be finished ----------------------------
+# A SoftHSM2 without EdDSA and ECDSA: the token is initialised, the service
+# keys cannot be made; nothing is left half-done, and once the token is
+# fixed, init --existing-token finishes the job.
+mkdir -p "$T/data4/softhsm2/tokens" && chmod -R 700 "$T/data4"
+cat >"$T/data4/softhsm2/softhsm2.conf" <<CONF
+directories.tokendir = $T/data4/softhsm2/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.mechanisms = -,CKM_EC_EDWARDS_KEY_PAIR_GEN,CKM_EDDSA,CKM_ECDSA
+CONF
+sed -e "s#data-dir .*#data-dir $T/data4#" -e 's/token=custody-cli$/token=fourth-cli/' \
+	-e "s#SOFTHSM2_CONF=.*#SOFTHSM2_CONF=$T/data4/softhsm2/softhsm2.conf#" custody.conf >fourth.conf
+rm -f so4.pin && (umask 077 && printf 'cli-so-pin-4\n' >so4.pin)
+expect_fail "init on a token without the service key algorithms fails" 1 "algorithm not supported" \
+	"$CUSTODY" -c fourth.conf init --so-pin-file "$T/so4.pin"
+check "  and says how to finish" grep -q "init --existing-token" err.txt
+check "  and leaves no store behind" test ! -e "$T/data4/custody.db" -a ! -e "$T/data4/custody.db.init"
+sed -i 's/^slots.mechanisms = .*/slots.mechanisms = ALL/' "$T/data4/softhsm2/softhsm2.conf"
+check "init --existing-token finishes it" "$CUSTODY" -c fourth.conf init --existing-token
+check "  with its two service keys" test \
+	"$("$CUSTODY" -c fourth.conf key list --json | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 2
 
 # ---- the PIN never leaks (G8) -------------------------------------------------
 leak=0

@@ -243,6 +243,27 @@ test_destroy_incomplete_keeps_record(void **state)
 	store_key_free(k);
 }
 
+/* A key is only used or destroyed through the token its URI names. */
+static void
+test_wrong_token_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct keys_create_req r = req("agent-f", NULL);
+	struct store_key *k = NULL;
+	struct token_key *tk = NULL;
+	char *saved;
+
+	assert_int_equal(keys_create(f->t, f->st, &r, 1000, &k, NULL), 0);
+	saved = k->token;
+	k->token = "pkcs11:token=another;id=%00";
+	assert_int_equal(keys_open(f->t, k, &tk), CUSTODY_E_WRONG_TOKEN);
+	assert_null(tk);
+	k->token = saved;
+	assert_int_equal(keys_open(f->t, k, &tk), 0);
+	token_key_free(tk);
+	store_key_free(k);
+}
+
 static void
 test_cka_id(void **state)
 {
@@ -273,6 +294,8 @@ main(void)
 		test_open_and_destroy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_destroy_incomplete_keeps_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_wrong_token_refused, setup, teardown),
 	    cmocka_unit_test(test_cka_id),
 	};
 

@@ -575,6 +575,172 @@ test_threads(void **state)
 	assert_int_equal(mock_p11_open_sessions(), 0);
 }
 
+/* Review regressions ------------------------------------------------------ */
+
+/* Log out the application through the module directly, as another user of
+ * the module in this process could. */
+static void
+logout_elsewhere(void)
+{
+	CK_FUNCTION_LIST *f = mock_p11_functions();
+	CK_SLOT_ID slot;
+	CK_ULONG n = 1;
+	CK_SESSION_HANDLE h;
+
+	assert_int_equal(f->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	assert_int_equal(
+	    f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &h), CKR_OK);
+	assert_int_equal(f->C_Logout(h), CKR_OK);
+	assert_int_equal(f->C_CloseSession(h), CKR_OK);
+	assert_int_equal(mock_p11_is_logged_in(), 0);
+}
+
+/* After a logout, private keys are invisible to searches, which still say
+ * CKR_OK: custody must log in again rather than believe "none found". */
+static void
+test_logout_elsewhere_not_mistaken_for_absence(void **state)
+{
+	struct token *t = open_ok();
+	struct token_generated *g = NULL;
+	struct token_key *k = new_key(t, CUSTODY_ALG_ED25519, &g);
+	struct token_destroy_evidence ev;
+	uint8_t *sig = NULL;
+	size_t siglen = 0;
+
+	(void)state;
+	logout_elsewhere();
+	assert_int_equal(token_count_objects(t, g->id), 2);
+	logout_elsewhere();
+	assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen), 0);
+	free(sig);
+	logout_elsewhere();
+	assert_int_equal(token_destroy(t, g->id, &ev), 0);
+	assert_int_equal(ev.destroyed, 2);
+	assert_int_equal(ev.remaining, 0);
+	assert_int_equal(mock_p11_object_count(), 0);
+	token_key_free(k);
+	token_generated_free(g);
+	token_close(t);
+}
+
+/* A recovery that fails (the token unreachable for a moment) is not final:
+ * the next call restores the anchor and the login. */
+static void
+test_failed_recovery_is_not_final(void **state)
+{
+	struct token *t = open_ok();
+	struct token_key *k = new_key(t, CUSTODY_ALG_ECDSA_P256, NULL);
+	uint8_t *sig = NULL;
+	size_t siglen = 0;
+
+	(void)state;
+	mock_p11_invalidate_sessions();
+	mock_p11_fail("C_GetSlotList", CKR_DEVICE_ERROR, 1, 1);
+	assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen),
+	    CUSTODY_E_TOKEN_GONE);
+	assert_null(sig);
+	assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen), 0);
+	assert_int_equal(mock_p11_is_logged_in(), 1);
+	free(sig);
+	token_key_free(k);
+	token_close(t);
+}
+
+/* A session lost right after C_GenerateKeyPair: the half-checked key is
+ * destroyed (on a new session) and generation starts over; no orphan. */
+static void
+test_generate_session_lost_leaves_no_orphan(void **state)
+{
+	struct token *t = open_ok();
+	struct token_generated *g = NULL;
+
+	(void)state;
+	mock_p11_fail("C_GetAttributeValue", CKR_SESSION_HANDLE_INVALID, 1, 1);
+	assert_int_equal(
+	    token_generate(t, CUSTODY_ALG_ECDSA_P256, "k_", &g), 0);
+	assert_int_equal(mock_p11_calls("C_GenerateKeyPair"), 2);
+	assert_int_equal(mock_p11_object_count(), 2);
+	token_generated_free(g);
+	g = NULL;
+	/* and if the cleanup cannot destroy it, that is said, not retried */
+	mock_p11_fail("C_GetAttributeValue", CKR_SESSION_HANDLE_INVALID, 1, 1);
+	mock_p11_destroy_noop(1);
+	assert_int_equal(token_generate(t, CUSTODY_ALG_ECDSA_P256, "k_", &g),
+	    CUSTODY_E_DESTROY_INCOMPLETE);
+	assert_null(g);
+	assert_int_equal(mock_p11_calls("C_GenerateKeyPair"), 3);
+	mock_p11_destroy_noop(0);
+	token_close(t);
+}
+
+/* A session lost during the proof search: the retry finds nothing left,
+ * and the evidence still counts the objects the first attempt destroyed. */
+static void
+test_destroy_evidence_survives_retry(void **state)
+{
+	struct token *t = open_ok();
+	struct token_generated *g = NULL;
+	struct token_key *k = new_key(t, CUSTODY_ALG_ED25519, &g);
+	struct token_destroy_evidence ev;
+
+	(void)state;
+	mock_p11_fail("C_FindObjectsInit", CKR_SESSION_HANDLE_INVALID, 2, 1);
+	assert_int_equal(token_destroy(t, g->id, &ev), 0);
+	assert_int_equal(ev.destroyed, 2);
+	assert_int_equal(ev.remaining, 0);
+	token_key_free(k);
+	token_generated_free(g);
+	token_close(t);
+}
+
+/* A C_Sign that leaves its operation active does not poison the session
+ * for the signatures after it. */
+static void
+test_stuck_operation_not_kept(void **state)
+{
+	struct token *t = open_ok();
+	struct token_key *k = new_key(t, CUSTODY_ALG_ECDSA_P256, NULL);
+	uint8_t *sig = NULL;
+	size_t siglen = 0;
+	int i;
+
+	(void)state;
+	mock_p11_fail("C_Sign", CKR_BUFFER_TOO_SMALL, 2, 1);
+	assert_int_equal(
+	    token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen), CUSTODY_E_TOKEN);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(
+		    token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen), 0);
+		free(sig);
+		sig = NULL;
+	}
+	token_key_free(k);
+	token_close(t);
+}
+
+/* A PIN locked at re-login is reported as locked, every time. */
+static void
+test_relogin_pin_locked_reported(void **state)
+{
+	struct token *t = open_ok();
+	struct token_key *k = new_key(t, CUSTODY_ALG_ED25519, NULL);
+	uint8_t *sig = NULL;
+	size_t siglen = 0;
+	unsigned long logins;
+
+	(void)state;
+	mock_p11_fail("C_Login", CKR_PIN_LOCKED, 1, -1);
+	mock_p11_invalidate_sessions();
+	assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen),
+	    CUSTODY_E_PIN_LOCKED);
+	logins = mock_p11_calls("C_Login");
+	assert_int_equal(token_sign(t, k, MSG, sizeof(MSG), &sig, &siglen),
+	    CUSTODY_E_PIN_LOCKED);
+	assert_int_equal(mock_p11_calls("C_Login"), logins);
+	token_key_free(k);
+	token_close(t);
+}
+
 int
 main(void)
 {
@@ -598,6 +764,12 @@ main(void)
 	    cmocka_unit_test(test_destroy),
 	    cmocka_unit_test(test_destroy_noop_detected),
 	    cmocka_unit_test(test_init_token),
+	    cmocka_unit_test(test_logout_elsewhere_not_mistaken_for_absence),
+	    cmocka_unit_test(test_failed_recovery_is_not_final),
+	    cmocka_unit_test(test_generate_session_lost_leaves_no_orphan),
+	    cmocka_unit_test(test_destroy_evidence_survives_retry),
+	    cmocka_unit_test(test_stuck_operation_not_kept),
+	    cmocka_unit_test(test_relogin_pin_locked_reported),
 	    cmocka_unit_test(test_threads),
 	};
 
