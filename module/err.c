@@ -75,6 +75,14 @@ static const struct {
     {CUSTODY_E_KEY_MISMATCH,
 	"the token's key does not match the registered public key",
 	"The token object was replaced; custody will not use it."},
+    {CUSTODY_E_PROOF, "Merkle proof does not verify", NULL},
+
+    {CUSTODY_E_NOT_FOUND, "not found", NULL},
+
+    {CUSTODY_E_LOG_FAILED, "the audit log has stopped",
+	"A write or fsync of the audit log failed; custody signs nothing and "
+	"never retries it (the data may be lost). Check the disk, then "
+	"restart custody."},
     {CUSTODY_E_WRONG_TOKEN, "the key is held by another token",
 	"Point 'token' in the configuration at the token named in the key's "
 	"URI ('custody key show ID')."},

@@ -41,7 +41,10 @@
 #define CUSTODY_E_KEY_MISMATCH	     -29 /* token key differs from the pinned one */
 #define CUSTODY_E_NOT_INITIALIZED    -30 /* data directory not initialised */
 #define CUSTODY_E_WRONG_TOKEN	     -31 /* the key lives in another token */
-#define CUSTODY_E_ERR_MIN	     -31
+#define CUSTODY_E_PROOF		     -32 /* a Merkle proof does not verify */
+#define CUSTODY_E_NOT_FOUND	     -33 /* no such record */
+#define CUSTODY_E_LOG_FAILED	     -34 /* the audit log stopped (fail closed) */
+#define CUSTODY_E_ERR_MIN	     -34
 
 /* A short description of r ("PIN incorrect"); never NULL. */
 const char *custody_strerror(int r);
