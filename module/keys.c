@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "err.h"
 #include "keys.h"
 #include "log.h"
@@ -127,19 +129,75 @@ check_unique(struct store *st, const struct keys_create_req *req)
 	return r;
 }
 
-int
-keys_create(struct token *t, struct store *st,
-    const struct keys_create_req *req, int64_t now, struct store_key **kp,
-    struct token_generated **genp)
+/* The members every key leaf starts with (FORMATS.md section 2). */
+static json_t *
+leaf_start(
+    const struct keys_env *env, const char *event, const struct store_key *k)
 {
+	return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}, s:s}", "event",
+	    event, "principal", env->principal, "key", "id", k->id, "kid",
+	    k->kid, "policy", "rule", env->rule, "decision", "allow");
+}
+
+static json_t *
+create_leaf(const struct keys_env *env, const struct store_key *k,
+    const struct token_generated *g)
+{
+	json_t *o = leaf_start(env, "key.create", k), *d;
+	char *spki = NULL;
+
+	if (o == NULL || util_base64_encode(k->spki, k->spki_len, &spki) != 0)
+		goto fail;
+	d = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:b, s:b, s:b, s:b, "
+		      "s:b}}",
+	    "agent", k->agent, "owner", k->owner, "purpose", k->purpose, "alg",
+	    k->alg, "spki", spki, "token", k->token, "attributes", "sensitive",
+	    g->attrs.sensitive, "always_sensitive", g->attrs.always_sensitive,
+	    "extractable", g->attrs.extractable, "never_extractable",
+	    g->attrs.never_extractable, "local", g->attrs.local);
+	if (d == NULL || json_object_set_new(o, "detail", d) != 0)
+		goto fail;
+	/* members that do not apply are left out, not null */
+	if ((k->task != NULL &&
+		json_object_set_new(d, "task", json_string(k->task)) != 0) ||
+	    (k->max_age != 0 && json_object_set_new(d, "max_age",
+				    json_integer(k->max_age)) != 0) ||
+	    (k->ttl != 0 &&
+		json_object_set_new(d, "ttl", json_integer(k->ttl)) != 0))
+		goto fail;
+	free(spki);
+	return o;
+fail:
+	free(spki);
+	json_decref(o);
+	return NULL;
+}
+
+static int
+insert_op(struct store *st, void *arg)
+{
+	return store_key_insert(st, arg);
+}
+
+int
+keys_create(const struct keys_env *env, const struct keys_create_req *req,
+    int64_t now, struct store_key **kp, struct token_generated **genp)
+{
+	struct token *t;
+	struct store *st;
+	json_t *leaf = NULL;
+	uint64_t seq;
 	struct token_destroy_evidence ev;
 	struct token_generated *g = NULL;
 	struct store_key *k = NULL;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(
-	    t != NULL && st != NULL && req != NULL && kp != NULL,
+	CUSTODY_RETURN_VAL_IF_FAIL(env != NULL && env->t != NULL &&
+				       env->st != NULL && env->a != NULL &&
+				       req != NULL && kp != NULL,
 	    CUSTODY_E_INVALID_ARG);
+	t = env->t;
+	st = env->st;
 	if ((r = check_req(req)) != 0 || (r = check_unique(st, req)) != 0)
 		return r;
 	/* CKA_LABEL = the key id, so that token listings match the registry */
@@ -170,7 +228,13 @@ keys_create(struct token *t, struct store *st,
 	if ((r = p11uri_format_key(
 		 token_label(t), g->id, TOKEN_ID_LEN, &k->token)) != 0)
 		goto out;
-	if ((r = store_key_insert(st, k)) != 0)
+	/* the record and its key.create leaf commit together */
+	if ((leaf = create_leaf(env, k, g)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	if ((r = audit_append(env->a, leaf, insert_op, k, &seq, NULL, NULL)) !=
+	    0)
 		goto out;
 	*kp = k;
 	k = NULL;
@@ -185,6 +249,7 @@ out:
 			log_error_f("orphan key left on the token: %lu objects",
 			    ev.remaining);
 	}
+	json_decref(leaf);
 	store_key_free(k);
 	token_generated_free(g);
 	return r;
@@ -214,16 +279,53 @@ check_token(struct token *t, const struct store_key *k,
 	return r;
 }
 
+struct destroy_arg {
+	const struct store_key *k;
+	int64_t now;
+	const char *reason;
+};
+
+static int
+destroy_op(struct store *st, void *arg)
+{
+	struct destroy_arg *d = arg;
+
+	return store_key_set_state(
+	    st, d->k->id, d->k->state, "destroyed", d->now, d->reason);
+}
+
+static json_t *
+destroy_leaf(const struct keys_env *env, const struct store_key *k,
+    const char *reason, const struct token_destroy_evidence *ev)
+{
+	json_t *o = leaf_start(env, "key.destroy", k), *d;
+
+	d = json_pack("{s:s, s:s, s:{s:I, s:I}}", "trigger", "manual", "reason",
+	    reason, "evidence", "objects_destroyed", (json_int_t)ev->destroyed,
+	    "objects_found_after", (json_int_t)ev->remaining);
+	if (o == NULL || d == NULL ||
+	    json_object_set_new(o, "detail", d) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 int
-keys_destroy(struct token *t, struct store *st, const char *id,
-    const char *reason, int64_t now, struct token_destroy_evidence *ev)
+keys_destroy(const struct keys_env *env, const char *id, const char *reason,
+    int64_t now, struct token_destroy_evidence *ev)
 {
 	struct store_key *k = NULL;
+	struct destroy_arg da;
 	uint8_t cka_id[TOKEN_ID_LEN];
+	json_t *leaf = NULL;
+	uint64_t seq;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(
-	    t != NULL && st != NULL && ev != NULL, CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(env != NULL && env->t != NULL &&
+				       env->st != NULL && env->a != NULL &&
+				       ev != NULL,
+	    CUSTODY_E_INVALID_ARG);
 	memset(ev, 0, sizeof(*ev));
 	if ((r = keys_check_text("reason", reason, 256)) != 0)
 		return r;
@@ -231,24 +333,32 @@ keys_destroy(struct token *t, struct store *st, const char *id,
 		log_error_f("'%s' is not a key id (k_ and 16 hex digits)", id);
 		return CUSTODY_E_KEY_NOT_FOUND;
 	}
-	if ((r = store_key_get(st, id, &k)) != 0)
+	if ((r = store_key_get(env->st, id, &k)) != 0)
 		return r;
 	if (strcmp(k->state, "destroyed") == 0) {
 		log_error_f("key %s was destroyed already", id);
 		r = CUSTODY_E_STATE;
 		goto out;
 	}
-	if ((r = check_token(t, k, cka_id)) != 0)
+	if ((r = check_token(env->t, k, cka_id)) != 0)
 		goto out;
-	r = token_destroy(t, cka_id, ev);
+	r = token_destroy(env->t, cka_id, ev);
 	if (r == CUSTODY_E_KEY_NOT_FOUND && ev->remaining == 0) {
 		log_warn_f("key %s had no objects left on the token", id);
 		r = 0;
 	}
 	if (r != 0)
 		goto out;
-	r = store_key_set_state(st, id, k->state, "destroyed", now, reason);
+	/* the state change and its key.destroy leaf, with the evidence,
+	 * commit together */
+	da = (struct destroy_arg){k, now, reason};
+	if ((leaf = destroy_leaf(env, k, reason, ev)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	r = audit_append(env->a, leaf, destroy_op, &da, &seq, NULL, NULL);
 out:
+	json_decref(leaf);
 	store_key_free(k);
 	return r;
 }

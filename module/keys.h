@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "alg.h"
+#include "audit.h"
 #include "store.h"
 #include "token.h"
 
@@ -13,8 +14,19 @@
  * holds a key the other does not know. A key is generated in the token
  * first and registered second; if registering fails, the new objects are
  * destroyed. A key is destroyed in the token first (proved by a search on its
- * CKA_ID) and marked destroyed second.
+ * CKA_ID) and marked destroyed second. Each registry change commits in the
+ * same transaction as its audit leaf (key.create, key.destroy; FORMATS.md
+ * section 2), so the registry never holds a change the log does not.
  */
+
+/* Who acts, and where: what key administration needs. */
+struct keys_env {
+	struct token *t;
+	struct store *st;      /* for reads */
+	struct audit *a;       /* writes: registry changes and their leaves */
+	const char *principal; /* "unix:uid=0", "spiffe://...", ... */
+	const char *rule;      /* the policy rule that allowed it, "(direct)" */
+};
 
 struct keys_create_req {
 	const char *agent;   /* 1..256 bytes of UTF-8, no control chars */
@@ -32,9 +44,8 @@ struct keys_create_req {
  * register it with id "k_" + hex(CKA_ID). *kp is the new record (and *genp,
  * if not NULL, what the token reported, including the attributes read back).
  */
-int keys_create(struct token *t, struct store *st,
-    const struct keys_create_req *req, int64_t now, struct store_key **kp,
-    struct token_generated **genp);
+int keys_create(const struct keys_env *env, const struct keys_create_req *req,
+    int64_t now, struct store_key **kp, struct token_generated **genp);
 
 /*
  * Destroy key id for reason (1..256 bytes): its objects are destroyed and a
@@ -44,8 +55,8 @@ int keys_create(struct token *t, struct store *st,
  * A key whose objects are already gone from the token is marked destroyed
  * with ev->destroyed == 0.
  */
-int keys_destroy(struct token *t, struct store *st, const char *id,
-    const char *reason, int64_t now, struct token_destroy_evidence *ev);
+int keys_destroy(const struct keys_env *env, const char *id, const char *reason,
+    int64_t now, struct token_destroy_evidence *ev);
 
 /*
  * Bind to the token key of record k for signing (k must be active and held

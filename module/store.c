@@ -78,6 +78,22 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX keys_one_active"
     "  ON keys (agent, purpose, ifnull(task, '')) WHERE state = 'active';"
     "CREATE INDEX keys_state ON keys (state, created_at, id);",
+    /*
+     * 2: the audit log (FORMATS.md sections 1-2): each leaf's exact bytes
+     * and leaf hash, and the hashes of the complete Merkle subtrees
+     * (merkle.h), written in the transaction that appends the leaf.
+     */
+    "CREATE TABLE audit_leaves ("
+    "  seq INTEGER PRIMARY KEY NOT NULL CHECK (seq >= 0),"
+    "  data BLOB NOT NULL CHECK (length(data) BETWEEN 2 AND 65535),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32)"
+    ") STRICT;"
+    "CREATE TABLE merkle_nodes ("
+    "  level INTEGER NOT NULL CHECK (level BETWEEN 0 AND 63),"
+    "  idx INTEGER NOT NULL CHECK (idx >= 0),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+    "  PRIMARY KEY (level, idx)"
+    ") STRICT, WITHOUT ROWID;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -124,6 +140,14 @@ enum stmt_id {
 	S_RETIRE,
 	S_DESTROY,
 	S_SUCCESSOR,
+	S_SAVEPOINT,
+	S_RELEASE,
+	S_ROLLBACK_TO,
+	S_LEAF_COUNT,
+	S_LEAF_PUT,
+	S_LEAF_GET,
+	S_NODE_PUT,
+	S_NODE_GET,
 	S_COUNT
 };
 
@@ -149,6 +173,18 @@ static const char *const stmt_sql[S_COUNT] = {
 		  " destroy_reason = ?4 WHERE id = ?1 AND state = ?2",
     [S_SUCCESSOR] = "UPDATE keys SET successor = ?2 WHERE id = ?1 AND"
 		    " (successor IS NULL OR successor = ?2)",
+    [S_SAVEPOINT] = "SAVEPOINT item",
+    [S_RELEASE] = "RELEASE item",
+    [S_ROLLBACK_TO] = "ROLLBACK TO item",
+    [S_LEAF_COUNT] =
+	"SELECT ifnull(max(seq) + 1, 0), count(*) FROM audit_leaves",
+    [S_LEAF_PUT] =
+	"INSERT INTO audit_leaves (seq, data, hash) VALUES (?1, ?2, ?3)",
+    [S_LEAF_GET] = "SELECT data, hash FROM audit_leaves WHERE seq = ?1",
+    [S_NODE_PUT] =
+	"INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+    [S_NODE_GET] =
+	"SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
 };
 
 struct store {
@@ -1257,4 +1293,171 @@ store_key_list_free(struct store_key **keys, size_t n)
 	for (i = 0; i < n; i++)
 		store_key_free(keys[i]);
 	free(keys);
+}
+
+/* ---- audit log ------------------------------------------------------------
+ */
+
+int
+store_savepoint(struct store *st)
+{
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL, CUSTODY_E_INVALID_ARG);
+	return run(st, st->stmt[S_SAVEPOINT]);
+}
+
+int
+store_release(struct store *st)
+{
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL, CUSTODY_E_INVALID_ARG);
+	return run(st, st->stmt[S_RELEASE]);
+}
+
+int
+store_rollback_to(struct store *st)
+{
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL, CUSTODY_E_INVALID_ARG);
+	/* ROLLBACK TO keeps the savepoint open: release it too */
+	if ((r = run(st, st->stmt[S_ROLLBACK_TO])) != 0)
+		return r;
+	return run(st, st->stmt[S_RELEASE]);
+}
+
+int
+store_leaf_count(struct store *st, uint64_t *np)
+{
+	sqlite3_stmt *s;
+	int rc, r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && np != NULL, CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_LEAF_COUNT];
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = sqlerr(st, rc, "count leaves");
+		goto out;
+	}
+	/* leaves are numbered from 0 without gaps: the log is a prefix */
+	if (sqlite3_column_int64(s, 0) != sqlite3_column_int64(s, 1)) {
+		log_error_f(
+		    "the audit log has gaps: %lld leaves, last seq %lld",
+		    (long long)sqlite3_column_int64(s, 1),
+		    (long long)sqlite3_column_int64(s, 0) - 1);
+		r = CUSTODY_E_STORE;
+		goto out;
+	}
+	*np = (uint64_t)sqlite3_column_int64(s, 0);
+out:
+	stmt_done(s);
+	return r;
+}
+
+int
+store_leaf_put(struct store *st, uint64_t seq, const uint8_t *data, size_t len,
+    const uint8_t hash[32])
+{
+	sqlite3_stmt *s;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && data != NULL && hash != NULL, CUSTODY_E_INVALID_ARG);
+	if (seq > INT64_MAX || len < 2 || len > STORE_LEAF_MAX)
+		return CUSTODY_E_INVALID_ARG;
+	s = st->stmt[S_LEAF_PUT];
+	if (sqlite3_bind_int64(s, 1, (sqlite3_int64)seq) != SQLITE_OK ||
+	    sqlite3_bind_blob(s, 2, data, (int)len, SQLITE_STATIC) !=
+		SQLITE_OK ||
+	    sqlite3_bind_blob(s, 3, hash, 32, SQLITE_STATIC) != SQLITE_OK) {
+		stmt_done(s);
+		return sqlerr(st, sqlite3_errcode(st->db), "bind leaf");
+	}
+	return run(st, s);
+}
+
+int
+store_leaf_get(struct store *st, uint64_t seq, uint8_t **datap, size_t *lenp,
+    uint8_t hash[32])
+{
+	sqlite3_stmt *s;
+	const void *d, *h;
+	int rc, n, r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && datap != NULL && lenp != NULL && hash != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if (seq > INT64_MAX)
+		return CUSTODY_E_INVALID_ARG;
+	s = st->stmt[S_LEAF_GET];
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
+		r = CUSTODY_E_NOT_FOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = sqlerr(st, rc, "read leaf %llu", (unsigned long long)seq);
+		goto out;
+	}
+	d = sqlite3_column_blob(s, 0);
+	n = sqlite3_column_bytes(s, 0);
+	h = sqlite3_column_blob(s, 1);
+	if (d == NULL || n < 2 || h == NULL ||
+	    sqlite3_column_bytes(s, 1) != 32) {
+		log_error_f("leaf %llu is malformed", (unsigned long long)seq);
+		r = CUSTODY_E_STORE;
+		goto out;
+	}
+	if ((*datap = malloc((size_t)n)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	memcpy(*datap, d, (size_t)n);
+	*lenp = (size_t)n;
+	memcpy(hash, h, 32);
+out:
+	stmt_done(s);
+	return r;
+}
+
+int
+store_node_put(
+    struct store *st, unsigned level, uint64_t idx, const uint8_t hash[32])
+{
+	sqlite3_stmt *s;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && hash != NULL, CUSTODY_E_INVALID_ARG);
+	if (level > 63 || idx > INT64_MAX)
+		return CUSTODY_E_INVALID_ARG;
+	s = st->stmt[S_NODE_PUT];
+	sqlite3_bind_int(s, 1, (int)level);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+	sqlite3_bind_blob(s, 3, hash, 32, SQLITE_STATIC);
+	return run(st, s);
+}
+
+int
+store_node_get(struct store *st, unsigned level, uint64_t idx, uint8_t hash[32])
+{
+	sqlite3_stmt *s;
+	int rc, r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && hash != NULL, CUSTODY_E_INVALID_ARG);
+	if (level > 63 || idx > INT64_MAX)
+		return CUSTODY_E_INVALID_ARG;
+	s = st->stmt[S_NODE_GET];
+	sqlite3_bind_int(s, 1, (int)level);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)idx);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW &&
+	    sqlite3_column_bytes(s, 0) == 32)
+		memcpy(hash, sqlite3_column_blob(s, 0), 32);
+	else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+		/* the tree's nodes are written with their leaves: a missing
+		 * one means a damaged database, not an absent key */
+		log_error_f("Merkle node (%u, %llu) is missing or malformed",
+		    level, (unsigned long long)idx);
+		r = CUSTODY_E_STORE;
+	} else
+		r = sqlerr(st, rc, "read Merkle node");
+	stmt_done(s);
+	return r;
 }

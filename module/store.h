@@ -136,6 +136,38 @@ int store_key_set_successor(
  */
 int store_key_id_parse(const char *id, uint8_t cka[STORE_CKA_ID_LEN]);
 
+/* ---- audit log (migration 2) ---- */
+
+#define STORE_LEAF_MAX 65535 /* tlog-tiles entries carry a uint16 length */
+
+/*
+ * Savepoint "item" inside an open transaction: the audit writer gives each
+ * append of a batch one, so that one failing item is undone alone.
+ * store_rollback_to() undoes the item's changes and ends the savepoint.
+ */
+int store_savepoint(struct store *st);
+int store_release(struct store *st);
+int store_rollback_to(struct store *st);
+
+/* Number of leaves; CUSTODY_E_STORE if their seqs are not 0..n-1. */
+int store_leaf_count(struct store *st, uint64_t *np);
+
+/* Leaf seq: its exact bytes (2..STORE_LEAF_MAX) and its leaf hash.
+ * CUSTODY_E_EXISTS if seq is taken. */
+int store_leaf_put(struct store *st, uint64_t seq, const uint8_t *data,
+    size_t len, const uint8_t hash[32]);
+
+/* Leaf seq; *datap is new (free(3) it). CUSTODY_E_NOT_FOUND if absent. */
+int store_leaf_get(struct store *st, uint64_t seq, uint8_t **datap,
+    size_t *lenp, uint8_t hash[32]);
+
+/* Hash of complete Merkle subtree (level, idx) (merkle.h). A missing node
+ * is CUSTODY_E_STORE: nodes are written with their leaves. */
+int store_node_put(
+    struct store *st, unsigned level, uint64_t idx, const uint8_t hash[32]);
+int store_node_get(
+    struct store *st, unsigned level, uint64_t idx, uint8_t hash[32]);
+
 void store_key_free(struct store_key *k);
 void store_key_list_free(struct store_key **keys, size_t n);
 

@@ -41,8 +41,19 @@ struct ctx {
 	struct config *cfg;
 	int lockfd;
 	struct store *st;
+	struct audit *a; /* the writer of registry changes and leaves */
 	struct token *tok;
+	char principal[32]; /* unix:uid=N: direct mode acts as its user */
 };
+
+/* Direct mode: the user running custody, under the rule "(direct)". */
+static struct keys_env
+env_of(struct ctx *c)
+{
+	snprintf(c->principal, sizeof(c->principal), "unix:uid=%lu",
+	    (unsigned long)getuid());
+	return (struct keys_env){c->tok, c->st, c->a, c->principal, "(direct)"};
+}
 
 static const char *progname = "custody";
 
@@ -144,6 +155,8 @@ open_ctx(struct ctx *c, int need_token)
 		return fail("data directory", r);
 	}
 	r = store_open(path, &c->st);
+	if (r == 0 && need_token)
+		r = audit_open(path, &c->a);
 	free(path);
 	if (r != 0)
 		return fail("store", r);
@@ -171,6 +184,7 @@ open_ctx(struct ctx *c, int need_token)
 static void
 close_ctx(struct ctx *c)
 {
+	audit_close(c->a);
 	token_close(c->tok);
 	store_close(c->st);
 	datadir_unlock(c->lockfd);
@@ -364,6 +378,7 @@ create_service_key(struct ctx *c, const char *purpose, json_t *out,
     uint8_t cka_id[TOKEN_ID_LEN])
 {
 	struct keys_create_req req;
+	struct keys_env env = env_of(c);
 	struct store_key *k = NULL;
 	int r;
 
@@ -375,8 +390,7 @@ create_service_key(struct ctx *c, const char *purpose, json_t *out,
 	req.alg = token_supports(c->tok, CUSTODY_ALG_ED25519)
 		      ? CUSTODY_ALG_ED25519
 		      : CUSTODY_ALG_ECDSA_P256;
-	if ((r = keys_create(
-		 c->tok, c->st, &req, (int64_t)time(NULL), &k, NULL)) != 0)
+	if ((r = keys_create(&env, &req, (int64_t)time(NULL), &k, NULL)) != 0)
 		return r;
 	(void)store_key_id_parse(k->id, cka_id);
 	if (c->json)
@@ -558,7 +572,8 @@ cmd_init(struct ctx *c, int argc, char **argv)
 	/* the store is built under a temporary name and renamed into place
 	 * only when everything succeeded: init is all or nothing */
 	remove_store_files(tmp_path);
-	if ((r = store_open(tmp_path, &c->st)) != 0) {
+	if ((r = store_open(tmp_path, &c->st)) != 0 ||
+	    (r = audit_open(tmp_path, &c->a)) != 0) {
 		fail("store", r);
 		goto out;
 	}
@@ -577,6 +592,8 @@ cmd_init(struct ctx *c, int argc, char **argv)
 		goto out;
 	}
 	nmade = 2;
+	audit_close(c->a);
+	c->a = NULL;
 	store_close(c->st);
 	c->st = NULL;
 	if ((r = commit_store(tmp_path, store_path, c->cfg->data_dir)) != 0) {
@@ -606,6 +623,8 @@ out:
 
 		while (nmade > 0)
 			(void)token_destroy(c->tok, made[--nmade], &ev);
+		audit_close(c->a);
+		c->a = NULL;
 		store_close(c->st);
 		c->st = NULL;
 		if (tmp_path != NULL)
@@ -672,6 +691,7 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	struct keys_env env;
 	struct keys_create_req req;
 	struct token_generated *g = NULL;
 	struct store_key *k = NULL;
@@ -740,8 +760,8 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 		return fail("key create", r);
 	if ((ex = open_ctx(c, 1)) != 0)
 		return ex;
-	if ((r = keys_create(
-		 c->tok, c->st, &req, (int64_t)time(NULL), &k, &g)) != 0)
+	env = env_of(c);
+	if ((r = keys_create(&env, &req, (int64_t)time(NULL), &k, &g)) != 0)
 		return fail("key create", r);
 	if (c->json) {
 		json_t *o = key_json(k), *a = json_object();
@@ -904,6 +924,7 @@ cmd_key_destroy(struct ctx *c, int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	struct keys_env env;
 	struct token_destroy_evidence ev;
 	uint8_t id[TOKEN_ID_LEN];
 	const char *reason = NULL;
@@ -937,8 +958,9 @@ cmd_key_destroy(struct ctx *c, int argc, char **argv)
 		return fail("key destroy", r);
 	if ((ex = open_ctx(c, 1)) != 0)
 		return ex;
-	if ((r = keys_destroy(c->tok, c->st, argv[optind], reason,
-		 (int64_t)time(NULL), &ev)) != 0)
+	env = env_of(c);
+	if ((r = keys_destroy(
+		 &env, argv[optind], reason, (int64_t)time(NULL), &ev)) != 0)
 		return fail(argv[optind], r);
 	if (c->json) {
 		json_t *o = json_object();

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "err.h"
@@ -30,6 +31,8 @@ struct fixture {
 	char db[96];
 	struct token *t;
 	struct store *st;
+	struct audit *a;
+	struct keys_env env;
 };
 
 static int
@@ -53,8 +56,9 @@ setup(void **state)
 		return -1;
 	to = (struct token_opts){NULL, "pkcs11:token=custody", pin};
 	if (token_open_functions(mock_p11_functions(), &to, &f->t) != 0 ||
-	    store_open(f->db, &f->st) != 0)
+	    store_open(f->db, &f->st) != 0 || audit_open(f->db, &f->a) != 0)
 		return -1;
+	f->env = (struct keys_env){f->t, f->st, f->a, "unix:uid=0", "(direct)"};
 	secret_free(pin);
 	*state = f;
 	return 0;
@@ -65,6 +69,7 @@ teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	audit_close(f->a);
 	token_close(f->t);
 	store_close(f->st);
 	testutil_rmtree(f->dir);
@@ -94,7 +99,7 @@ test_create(void **state)
 	struct token_generated *g = NULL;
 	char hex[2 * TOKEN_ID_LEN + 1];
 
-	assert_int_equal(keys_create(f->t, f->st, &r, 1000, &k, &g), 0);
+	assert_int_equal(keys_create(&f->env, &r, 1000, &k, &g), 0);
 	util_hex_encode(g->id, TOKEN_ID_LEN, hex);
 	assert_int_equal(strncmp(k->id, "k_", 2), 0);
 	assert_string_equal(k->id + 2, hex);
@@ -106,6 +111,27 @@ test_create(void **state)
 	assert_int_equal(token_count_objects(f->t, g->id), 2);
 	assert_int_equal(store_key_get(f->st, k->id, &got), 0);
 	assert_int_equal(got->spki_len, g->spki_len);
+	/* its key.create leaf committed with it */
+	{
+		uint8_t *leaf = NULL, hash[32];
+		size_t len = 0;
+		json_t *o;
+
+		assert_int_equal(
+		    store_leaf_get(f->st, 0, &leaf, &len, hash), 0);
+		assert_non_null(o = json_loadb((char *)leaf, len, 0, NULL));
+		assert_string_equal(
+		    json_string_value(json_object_get(o, "event")),
+		    "key.create");
+		assert_string_equal(json_string_value(json_object_get(
+					json_object_get(o, "key"), "id")),
+		    k->id);
+		assert_true(json_is_true(json_object_get(
+		    json_object_get(json_object_get(o, "detail"), "attributes"),
+		    "never_extractable")));
+		json_decref(o);
+		free(leaf);
+	}
 	assert_memory_equal(got->spki, g->spki, g->spki_len);
 	store_key_free(got);
 	store_key_free(k);
@@ -121,33 +147,33 @@ test_refused_before_keygen(void **state)
 	struct store_key *k = NULL;
 	unsigned long gens;
 
-	assert_int_equal(keys_create(f->t, f->st, &r, 1000, &k, NULL), 0);
+	assert_int_equal(keys_create(&f->env, &r, 1000, &k, NULL), 0);
 	store_key_free(k);
 	k = NULL;
 	gens = mock_p11_calls("C_GenerateKeyPair");
 	assert_int_equal(
-	    keys_create(f->t, f->st, &r, 1001, &k, NULL), CUSTODY_E_EXISTS);
+	    keys_create(&f->env, &r, 1001, &k, NULL), CUSTODY_E_EXISTS);
 	r.agent = "";
-	assert_int_equal(keys_create(f->t, f->st, &r, 1001, &k, NULL),
-	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    keys_create(&f->env, &r, 1001, &k, NULL), CUSTODY_E_INVALID_ARG);
 	r.agent = "agent\x1b[31m";
-	assert_int_equal(keys_create(f->t, f->st, &r, 1001, &k, NULL),
-	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    keys_create(&f->env, &r, 1001, &k, NULL), CUSTODY_E_INVALID_ARG);
 	r.agent = "agent-\xc0\xaf"; /* overlong UTF-8 */
-	assert_int_equal(keys_create(f->t, f->st, &r, 1001, &k, NULL),
-	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    keys_create(&f->env, &r, 1001, &k, NULL), CUSTODY_E_INVALID_ARG);
 	r.agent = "agent-b";
 	r.purpose = "decrypt";
-	assert_int_equal(keys_create(f->t, f->st, &r, 1001, &k, NULL),
-	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    keys_create(&f->env, &r, 1001, &k, NULL), CUSTODY_E_INVALID_ARG);
 	assert_null(k);
 	assert_int_equal(mock_p11_calls("C_GenerateKeyPair"), gens);
 	/* a task key is its own slot; UTF-8 agents are fine */
 	r = req("agent-b", "task-1");
-	assert_int_equal(keys_create(f->t, f->st, &r, 1002, &k, NULL), 0);
+	assert_int_equal(keys_create(&f->env, &r, 1002, &k, NULL), 0);
 	store_key_free(k);
 	r = req("agent-\xc3\xa9t\xc3\xa9", NULL);
-	assert_int_equal(keys_create(f->t, f->st, &r, 1002, &k, NULL), 0);
+	assert_int_equal(keys_create(&f->env, &r, 1002, &k, NULL), 0);
 	store_key_free(k);
 }
 
@@ -161,14 +187,15 @@ test_no_orphan_when_registry_fails(void **state)
 	unsigned long objects = mock_p11_object_count();
 	sqlite3 *other = NULL;
 
-	/* another writer holds the database: the insert fails after the
-	 * store's busy timeout, once the key exists in the token */
+	/* another writer holds the database: the log's transaction cannot
+	 * start (after the busy timeout), the log fails closed, and the key,
+	 * which exists in the token by then, is destroyed */
 	assert_int_equal(sqlite3_open(f->db, &other), SQLITE_OK);
 	assert_int_equal(
 	    sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL),
 	    SQLITE_OK);
 	assert_int_equal(
-	    keys_create(f->t, f->st, &r, 1000, &k, NULL), CUSTODY_E_STORE);
+	    keys_create(&f->env, &r, 1000, &k, NULL), CUSTODY_E_LOG_FAILED);
 	assert_null(k);
 	assert_int_equal(mock_p11_calls("C_GenerateKeyPair") > 0, 1);
 	assert_int_equal(mock_p11_object_count(), objects);
@@ -187,16 +214,16 @@ test_open_and_destroy(void **state)
 	uint8_t *sig = NULL, cka[TOKEN_ID_LEN];
 	size_t siglen = 0;
 
-	assert_int_equal(keys_create(f->t, f->st, &r, 1000, &k, NULL), 0);
+	assert_int_equal(keys_create(&f->env, &r, 1000, &k, NULL), 0);
 	assert_int_equal(keys_open(f->t, k, &tk), 0);
 	assert_int_equal(
 	    token_sign(f->t, tk, (const uint8_t *)"m", 1, &sig, &siglen), 0);
 	free(sig);
 	sig = NULL;
-	assert_int_equal(keys_destroy(f->t, f->st, k->id, "", 2000, &ev),
-	    CUSTODY_E_INVALID_ARG);
 	assert_int_equal(
-	    keys_destroy(f->t, f->st, k->id, "compromised", 2000, &ev), 0);
+	    keys_destroy(&f->env, k->id, "", 2000, &ev), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    keys_destroy(&f->env, k->id, "compromised", 2000, &ev), 0);
 	assert_int_equal(ev.destroyed, 2);
 	assert_int_equal(ev.remaining, 0);
 	assert_int_equal(store_key_id_parse(k->id, cka), 0);
@@ -210,12 +237,12 @@ test_open_and_destroy(void **state)
 	assert_int_equal(
 	    token_sign(f->t, tk, (const uint8_t *)"m", 1, &sig, &siglen),
 	    CUSTODY_E_KEY_NOT_FOUND);
-	assert_int_equal(keys_destroy(f->t, f->st, k->id, "again", 2001, &ev),
-	    CUSTODY_E_STATE);
 	assert_int_equal(
-	    keys_destroy(f->t, f->st, "k_0000000000000000", "x", 2001, &ev),
+	    keys_destroy(&f->env, k->id, "again", 2001, &ev), CUSTODY_E_STATE);
+	assert_int_equal(
+	    keys_destroy(&f->env, "k_0000000000000000", "x", 2001, &ev),
 	    CUSTODY_E_KEY_NOT_FOUND);
-	assert_int_equal(keys_destroy(f->t, f->st, "nonsense", "x", 2001, &ev),
+	assert_int_equal(keys_destroy(&f->env, "nonsense", "x", 2001, &ev),
 	    CUSTODY_E_KEY_NOT_FOUND);
 	token_key_free(tk);
 	store_key_free(got);
@@ -231,9 +258,9 @@ test_destroy_incomplete_keeps_record(void **state)
 	struct store_key *k = NULL, *got = NULL;
 	struct token_destroy_evidence ev;
 
-	assert_int_equal(keys_create(f->t, f->st, &r, 1000, &k, NULL), 0);
+	assert_int_equal(keys_create(&f->env, &r, 1000, &k, NULL), 0);
 	mock_p11_destroy_noop(1);
-	assert_int_equal(keys_destroy(f->t, f->st, k->id, "retired", 2000, &ev),
+	assert_int_equal(keys_destroy(&f->env, k->id, "retired", 2000, &ev),
 	    CUSTODY_E_DESTROY_INCOMPLETE);
 	mock_p11_destroy_noop(0);
 	assert_int_equal(ev.remaining, 2);
@@ -253,7 +280,7 @@ test_wrong_token_refused(void **state)
 	struct token_key *tk = NULL;
 	char *saved;
 
-	assert_int_equal(keys_create(f->t, f->st, &r, 1000, &k, NULL), 0);
+	assert_int_equal(keys_create(&f->env, &r, 1000, &k, NULL), 0);
 	saved = k->token;
 	k->token = "pkcs11:token=another;id=%00";
 	assert_int_equal(keys_open(f->t, k, &tk), CUSTODY_E_WRONG_TOKEN);

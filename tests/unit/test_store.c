@@ -26,6 +26,10 @@
 #include "store.h"
 #include "testutil.h"
 
+/* the schema version this program writes (store.c's migrations) */
+#define SCHEMA_NOW     2
+#define SCHEMA_NOW_STR "2"
+
 #define ID_A "k_0123456789abcdef"
 #define ID_B "k_fedcba9876543210"
 #define ID_C "k_00000000000000c0"
@@ -272,7 +276,7 @@ test_open_creates_0600_wal(void **state)
 	old = umask(0);
 	open_store(f);
 	umask(old);
-	assert_int_equal(store_schema_version(f->st), 1);
+	assert_int_equal(store_schema_version(f->st), SCHEMA_NOW);
 	assert_mode_0600(f->path);
 	/* Both exist while the store is open; SQLite copies the db's mode. */
 	snprintf(path, sizeof(path), "%s-wal", f->path);
@@ -284,7 +288,7 @@ test_open_creates_0600_wal(void **state)
 	raw_query(db, "PRAGMA journal_mode", buf, sizeof(buf));
 	assert_string_equal(buf, "wal");
 	raw_query(db, "PRAGMA user_version", buf, sizeof(buf));
-	assert_string_equal(buf, "1");
+	assert_string_equal(buf, SCHEMA_NOW_STR);
 	raw_query(db,
 	    "SELECT count(*) FROM sqlite_schema WHERE name IN "
 	    "('keys', 'keys_one_active', 'keys_state')",
@@ -335,7 +339,7 @@ test_reopen_keeps_data(void **state)
 	key_init(&k, ID_A);
 	assert_int_equal(store_key_insert(f->st, &k), 0);
 	reopen_store(f);
-	assert_int_equal(store_schema_version(f->st), 1);
+	assert_int_equal(store_schema_version(f->st), SCHEMA_NOW);
 	assert_int_equal(store_key_get(f->st, ID_A, &got), 0);
 	assert_key_equal(&k, got);
 	store_key_free(got);
@@ -836,7 +840,45 @@ test_schema_too_new(void **state)
 	sqlite3_close(db);
 	assert_int_equal(store_open(f->path, &st), CUSTODY_E_SCHEMA);
 	assert_ptr_equal(st, (struct store *)&st);
-	assert_logged("version 999 is newer than this program's 1");
+	assert_logged(
+	    "version 999 is newer than this program's " SCHEMA_NOW_STR);
+}
+
+/* A database of version 1 (the key registry only) is brought up to date
+ * and keeps its keys. */
+static void
+test_migration_from_v1(void **state)
+{
+	struct fixture *f = *state;
+	struct store_key k, *got = NULL;
+	uint64_t n = 99;
+	char buf[32];
+	sqlite3 *db;
+
+	open_store(f);
+	key_init(&k, ID_A);
+	assert_int_equal(store_key_insert(f->st, &k), 0);
+	store_close(f->st);
+	f->st = NULL;
+	/* take it back to what version 1 wrote */
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db,
+			     "DROP TABLE audit_leaves; DROP TABLE merkle_nodes;"
+			     "PRAGMA user_version = 1",
+			     NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	open_store(f);
+	assert_int_equal(store_schema_version(f->st), SCHEMA_NOW);
+	assert_int_equal(store_key_get(f->st, ID_A, &got), 0);
+	assert_key_equal(&k, got);
+	store_key_free(got);
+	assert_int_equal(store_leaf_count(f->st, &n), 0);
+	assert_int_equal(n, 0);
+	db = raw_open(f);
+	raw_query(db, "PRAGMA user_version", buf, sizeof(buf));
+	assert_string_equal(buf, SCHEMA_NOW_STR);
+	sqlite3_close(db);
 }
 
 static void
@@ -1035,6 +1077,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_list_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_schema_too_new, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_migration_from_v1, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
