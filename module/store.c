@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,6 +95,13 @@ static const char *const migrations[] = {
     "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
     "  PRIMARY KEY (level, idx)"
     ") STRICT, WITHOUT ROWID;",
+    /* 3: signed checkpoints (FORMATS.md section 3), never overwritten */
+    "CREATE TABLE checkpoints ("
+    "  size INTEGER PRIMARY KEY NOT NULL CHECK (size > 0),"
+    "  root BLOB NOT NULL CHECK (length(root) = 32),"
+    "  note BLOB NOT NULL CHECK (length(note) > 0),"
+    "  created_at INTEGER NOT NULL CHECK (created_at > 0)"
+    ") STRICT;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -148,6 +156,8 @@ enum stmt_id {
 	S_LEAF_GET,
 	S_NODE_PUT,
 	S_NODE_GET,
+	S_CKPT_PUT,
+	S_CKPT_LAST,
 	S_COUNT
 };
 
@@ -183,6 +193,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LEAF_GET] = "SELECT data, hash FROM audit_leaves WHERE seq = ?1",
     [S_NODE_PUT] =
 	"INSERT INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+    [S_CKPT_PUT] = "INSERT INTO checkpoints (size, root, note, created_at)"
+		   " VALUES (?1, ?2, ?3, ?4)",
+    [S_CKPT_LAST] = "SELECT size, root, note FROM checkpoints"
+		    " ORDER BY size DESC LIMIT 1",
     [S_NODE_GET] =
 	"SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
 };
@@ -1458,6 +1472,67 @@ store_node_get(struct store *st, unsigned level, uint64_t idx, uint8_t hash[32])
 		r = CUSTODY_E_STORE;
 	} else
 		r = sqlerr(st, rc, "read Merkle node");
+	stmt_done(s);
+	return r;
+}
+
+int
+store_checkpoint_put(struct store *st, uint64_t size, const uint8_t root[32],
+    const char *note, size_t len, int64_t now)
+{
+	sqlite3_stmt *s;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && root != NULL && note != NULL, CUSTODY_E_INVALID_ARG);
+	if (size == 0 || size > INT64_MAX || len == 0 || len > INT_MAX ||
+	    now <= 0)
+		return CUSTODY_E_INVALID_ARG;
+	s = st->stmt[S_CKPT_PUT];
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)size);
+	sqlite3_bind_blob(s, 2, root, 32, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, note, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	return run(st, s);
+}
+
+int
+store_checkpoint_last(struct store *st, uint64_t *sizep, uint8_t root[32],
+    char **notep, size_t *lenp)
+{
+	sqlite3_stmt *s;
+	const void *n;
+	int rc, len, r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && sizep != NULL &&
+				       root != NULL && notep != NULL &&
+				       lenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_CKPT_LAST];
+	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
+		r = CUSTODY_E_NOT_FOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = sqlerr(st, rc, "read the last checkpoint");
+		goto out;
+	}
+	n = sqlite3_column_blob(s, 2);
+	len = sqlite3_column_bytes(s, 2);
+	if (sqlite3_column_bytes(s, 1) != 32 || n == NULL || len <= 0) {
+		log_error_f("the last checkpoint is malformed");
+		r = CUSTODY_E_STORE;
+		goto out;
+	}
+	if ((*notep = malloc((size_t)len + 1)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	memcpy(*notep, n, (size_t)len);
+	(*notep)[len] = '\0';
+	*lenp = (size_t)len;
+	*sizep = (uint64_t)sqlite3_column_int64(s, 0);
+	memcpy(root, sqlite3_column_blob(s, 1), 32);
+out:
 	stmt_done(s);
 	return r;
 }

@@ -168,6 +168,18 @@ int store_node_put(
 int store_node_get(
     struct store *st, unsigned level, uint64_t idx, uint8_t hash[32]);
 
+/* ---- checkpoints (migration 3) ---- */
+
+/* Record the signed checkpoint of tree size `size` (> 0); CUSTODY_E_EXISTS if
+ * one of that size exists (a size is signed once). */
+int store_checkpoint_put(struct store *st, uint64_t size,
+    const uint8_t root[32], const char *note, size_t len, int64_t now);
+
+/* The checkpoint of the largest size; *notep is new and NUL-terminated.
+ * CUSTODY_E_NOT_FOUND if none was signed. */
+int store_checkpoint_last(struct store *st, uint64_t *sizep, uint8_t root[32],
+    char **notep, size_t *lenp);
+
 void store_key_free(struct store_key *k);
 void store_key_list_free(struct store_key **keys, size_t n);
 

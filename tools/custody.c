@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "alg.h"
+#include "checkpoint.h"
 #include "config.h"
 #include "datadir.h"
 #include "err.h"
@@ -1010,6 +1011,87 @@ cmd_key(struct ctx *c, int argc, char **argv)
 	return EXIT_USAGE;
 }
 
+/* ---- custody audit ... --------------------------------------------------- */
+
+static const char audit_help[] =
+    "usage: custody [-c FILE] audit COMMAND [--json]\n"
+    "\n"
+    "  checkpoint  sign a checkpoint of the audit log in the token (C2SP\n"
+    "              tlog-checkpoint in a signed note) and print it; the log\n"
+    "              must be consistent with every checkpoint signed before\n"
+    "  vkey        print the verifier keys of the checkpoint keys\n"
+    "\n"
+    "Both need log-origin in the configuration.\n";
+
+static int
+need_origin(struct ctx *c)
+{
+	if (c->cfg->log_origin != NULL)
+		return 0;
+	fprintf(
+	    stderr, "%s: %s: log-origin is not set\n", progname, c->cfg->path);
+	fprintf(stderr,
+	    "%s: hint: set log-origin to a name unique to this "
+	    "log, e.g. custody.example.org/log\n",
+	    progname);
+	return EXIT_FAILURE;
+}
+
+static int
+cmd_audit(struct ctx *c, int argc, char **argv)
+{
+	char *note = NULL, *path = NULL;
+	size_t len = 0;
+	int i, r, ex, json = 0, fresh = 0;
+
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		fputs(audit_help, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (strcmp(argv[i], "--help") == 0) {
+			fputs(audit_help, stdout);
+			return 0;
+		} else
+			return usage_error(
+			    "audit", "unexpected argument '%s'", argv[i]);
+	}
+	if (strcmp(argv[1], "vkey") == 0) {
+		if ((ex = open_ctx(c, 0)) != 0 || (ex = need_origin(c)) != 0)
+			return ex;
+		if ((r = checkpoint_vkeys(c->st, c->cfg->log_origin, &note)) !=
+		    0)
+			return fail("audit vkey", r);
+		fputs(note, stdout);
+		free(note);
+		return 0;
+	}
+	if (strcmp(argv[1], "checkpoint") != 0)
+		return usage_error("audit", "unknown command '%s'", argv[1]);
+	if ((ex = open_ctx(c, 1)) != 0 || (ex = need_origin(c)) != 0)
+		return ex;
+	if ((path = datadir_path(c->cfg->data_dir, "checkpoint")) == NULL)
+		return fail("audit checkpoint", CUSTODY_E_NOMEM);
+	r = checkpoint_make(c->tok, c->st, c->cfg->log_origin, path,
+	    (int64_t)time(NULL), &note, &len, &fresh);
+	free(path);
+	if (r != 0)
+		return fail("audit checkpoint", r);
+	if (json) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "checkpoint", json_stringn(note, len));
+		json_object_set_new(o, "new", json_boolean(fresh));
+		print_json(o);
+	} else
+		fwrite(note, 1, len, stdout);
+	free(note);
+	return 0;
+}
+
 /* ---- main -----------------------------------------------------------------
  */
 
@@ -1026,6 +1108,8 @@ static const char main_help[] =
     "  key list      list keys\n"
     "  key show      show a key\n"
     "  key destroy   destroy a key\n"
+    "  audit checkpoint  sign a checkpoint of the audit log in the token\n"
+    "  audit vkey    print the checkpoint verifier keys, for auditors\n"
     "\n"
     "Options:\n"
     "  -c FILE       configuration file [$CUSTODY_CONF, "
@@ -1097,6 +1181,8 @@ main(int argc, char **argv)
 		ex = cmd_init(&c, argc, argv);
 	else if (strcmp(argv[0], "key") == 0)
 		ex = cmd_key(&c, argc, argv);
+	else if (strcmp(argv[0], "audit") == 0)
+		ex = cmd_audit(&c, argc, argv);
 	else {
 		fprintf(
 		    stderr, "%s: unknown command '%s'\n", progname, argv[0]);

@@ -47,6 +47,7 @@ pkcs11-module $MODULE
 token pkcs11:token=custody-cli
 pin-file $T/user.pin
 pkcs11-env SOFTHSM2_CONF=$T/data/softhsm2/softhsm2.conf
+log-origin custody-cli.test/log
 EOF
 export SOFTHSM2_CONF=$T/data/softhsm2/softhsm2.conf
 # every output of custody is also kept in all.log, for the PIN check at the end
@@ -280,6 +281,61 @@ for k, state, reason in keys:
 print("%d leaves, %d keys" % (len(leaves), len(keys)))
 PY
 check "audit log: leaves match the registry (python3 sqlite3 + hashlib)" $PY audit_check.py "$T/data/custody.db"
+
+# ---- signed checkpoints ---------------------------------------------------------
+# custody signs the tree in the token; Python checks the note with its own
+# RFC 6962 root from the stored leaves and python3-cryptography's Ed25519.
+C audit vkey >vkeys.txt
+check "audit vkey: one verifier key per checkpoint key" test "$(wc -l <vkeys.txt)" = 1
+C audit checkpoint >ckpt1.txt
+cat >note_check.py <<'PY'
+import base64, hashlib, sqlite3, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+note, vkey, db = open(sys.argv[1], "rb").read(), open(sys.argv[2]).read().split()[0], sys.argv[3]
+name, keyid, key = vkey.split("+", 2)  # base64 may hold "+"
+key = base64.b64decode(key)
+assert key[0] == 1 and len(key) == 33
+assert hashlib.sha256(name.encode() + b"\n\x01" + key[1:]).digest()[:4].hex() == keyid
+text, sigs = note.split(b"\n\n", 1)
+text += b"\n"
+origin, size, root = text.decode().splitlines()
+assert origin == name
+ok = 0
+for line in sigs.decode().splitlines():
+    dash, n, b = line.split(" ")
+    assert dash == "\u2014"
+    raw = base64.b64decode(b)
+    if n == name and raw[:4].hex() == keyid:
+        Ed25519PublicKey.from_public_bytes(key[1:]).verify(raw[4:], text)
+        ok += 1
+assert ok == 1, "no signature by the vkey"
+leaves = [hashlib.sha256(b"\x00" + d).digest() for (d,) in
+          sqlite3.connect("file:%s?mode=ro" % db, uri=True).execute("SELECT data FROM audit_leaves ORDER BY seq")]
+def mth(h):
+    if len(h) == 1:
+        return h[0]
+    k = 1
+    while k * 2 < len(h):
+        k *= 2
+    return hashlib.sha256(b"\x01" + mth(h[:k]) + mth(h[k:])).digest()
+assert int(size) <= len(leaves) and base64.b64decode(root) == mth(leaves[:int(size)]), "root"
+print("checkpoint of size", size, "verified")
+PY
+check "checkpoint verifies (python3-cryptography, own RFC 6962 root)" $PY note_check.py ckpt1.txt vkeys.txt "$T/data/custody.db"
+check "the same size is not signed again" test "$(C audit checkpoint --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["new"])')" = False
+cp "$T/data/custody.db" "$T/db.before"
+C key create --agent spiffe://example.org/agent/late --owner team-a --purpose jwt --alg ed25519 >/dev/null
+C audit checkpoint >ckpt2.txt
+check "a grown log gets a new checkpoint" test "$(sed -n 2p ckpt2.txt)" -gt "$(sed -n 2p ckpt1.txt)"
+check "  which verifies too" $PY note_check.py ckpt2.txt vkeys.txt "$T/data/custody.db"
+check "the checkpoint is kept outside the database" cmp -s ckpt2.txt "$T/data/checkpoint"
+# roll the database back to before the last checkpoint: refused (G3)
+cp "$T/data/custody.db" "$T/db.after"
+rm -f "$T/data/custody.db-wal" "$T/data/custody.db-shm"
+cp "$T/db.before" "$T/data/custody.db"
+expect_fail "a rolled-back database is refused" 1 "rolled back" C audit checkpoint
+cp "$T/db.after" "$T/data/custody.db"
+check "  and the real one is accepted again" C audit checkpoint
 
 # ---- the PIN never leaks (G8) -------------------------------------------------
 leak=0

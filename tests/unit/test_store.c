@@ -27,8 +27,8 @@
 #include "testutil.h"
 
 /* the schema version this program writes (store.c's migrations) */
-#define SCHEMA_NOW     2
-#define SCHEMA_NOW_STR "2"
+#define SCHEMA_NOW     3
+#define SCHEMA_NOW_STR "3"
 
 #define ID_A "k_0123456789abcdef"
 #define ID_B "k_fedcba9876543210"
@@ -863,7 +863,8 @@ test_migration_from_v1(void **state)
 	/* take it back to what version 1 wrote */
 	db = raw_open(f);
 	assert_int_equal(sqlite3_exec(db,
-			     "DROP TABLE audit_leaves; DROP TABLE merkle_nodes;"
+			     "DROP TABLE checkpoints; DROP TABLE audit_leaves;"
+			     "DROP TABLE merkle_nodes;"
 			     "PRAGMA user_version = 1",
 			     NULL, NULL, NULL),
 	    SQLITE_OK);

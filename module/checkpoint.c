@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "checkpoint.h"
+#include "err.h"
+#include "keys.h"
+#include "log.h"
+#include "merkle.h"
+#include "note.h"
+#include "pubkey.h"
+
+#define MAX_SIGNERS 8
+
+static int
+node_get(void *arg, unsigned level, uint64_t index, uint8_t out[32])
+{
+	return store_node_get(arg, level, index, out);
+}
+
+/* Active checkpoint keys, oldest first (at most MAX_SIGNERS). */
+static int
+signers(struct store *st, struct store_key ***outp, size_t *np)
+{
+	struct store_key **keys = NULL;
+	size_t n = 0, i, k = 0;
+	int r;
+
+	if ((r = store_key_list(st, "active", &keys, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if (strcmp(keys[i]->purpose, "checkpoint") == 0 &&
+		    k < MAX_SIGNERS) {
+			struct store_key *tmp = keys[k];
+
+			keys[k++] = keys[i];
+			keys[i] = tmp;
+		}
+	}
+	if (k == 0) {
+		log_error_f("no active checkpoint key");
+		store_key_list_free(keys, n);
+		return CUSTODY_E_KEY_NOT_FOUND;
+	}
+	/* free the others, keep the first k */
+	for (i = k; i < n; i++)
+		store_key_free(keys[i]);
+	*outp = keys;
+	*np = k;
+	return 0;
+}
+
+static int
+vkey_of(const struct store_key *k, const char *origin, struct note_vkey **vkp)
+{
+	struct pubkey *pk = NULL;
+	enum custody_alg alg;
+	int r;
+
+	if ((r = alg_from_name(k->alg, &alg)) != 0 ||
+	    (r = pubkey_from_spki(alg, k->spki, k->spki_len, &pk)) != 0)
+		return r;
+	r = note_vkey_new(origin, pk, vkp);
+	pubkey_free(pk);
+	return r;
+}
+
+/* Size and root of a checkpoint note (the text ends at the first blank
+ * line; a checkpoint body has none). */
+static int
+note_size_root(const char *note, size_t len, uint64_t *sizep, uint8_t root[32])
+{
+	struct note_checkpoint *cp = NULL;
+	const char *end;
+	int r;
+
+	if ((end = memmem(note, len, "\n\n", 2)) == NULL)
+		return CUSTODY_E_PARSE;
+	if ((r = note_checkpoint_parse(note, (size_t)(end - note) + 1, &cp)) !=
+	    0)
+		return r;
+	*sizep = cp->size;
+	memcpy(root, cp->root, 32);
+	note_checkpoint_free(cp);
+	return 0;
+}
+
+/*
+ * May the tree (size, root) follow the checkpoint (osize, oroot)? Never
+ * smaller, never another root for the same size, always consistent.
+ */
+static int
+follows(const struct merkle_store *ms, uint64_t osize, const uint8_t oroot[32],
+    uint64_t size, const uint8_t root[32], const char *what)
+{
+	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN];
+	size_t plen = 0;
+	int r;
+
+	if (size < osize) {
+		log_error_f("the log has %llu leaves but %s was signed at "
+			    "%llu: the database was rolled back or truncated",
+		    (unsigned long long)size, what, (unsigned long long)osize);
+		return CUSTODY_E_STATE;
+	}
+	if ((r = merkle_consistency_proof(ms, osize, size, proof, &plen)) != 0)
+		return r;
+	if ((r = merkle_verify_consistency(osize, size, oroot, root,
+		 (const uint8_t(*)[MERKLE_HASH_LEN])proof, plen)) != 0) {
+		log_error_f("the log is not consistent with %s (size %llu)",
+		    what, (unsigned long long)osize);
+		return CUSTODY_E_PROOF;
+	}
+	return 0;
+}
+
+/* Replace path by buf, durably. */
+static int
+write_atomic(const char *path, const char *buf, size_t len)
+{
+	char tmp[4096], dirbuf[4096];
+	int fd = -1, dfd = -1, r = CUSTODY_E_IO;
+	ssize_t w;
+	size_t off = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
+	    snprintf(dirbuf, sizeof(dirbuf), "%s", path) >= (int)sizeof(dirbuf))
+		return CUSTODY_E_INVALID_ARG;
+	(void)unlink(tmp);
+	fd = open(
+	    tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto out;
+	while (off < len) {
+		if ((w = write(fd, buf + off, len - off)) < 0) {
+			if (errno == EINTR)
+				continue;
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		fd = -1;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0)
+		goto out;
+	if ((dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
+		0 ||
+	    fsync(dfd) != 0)
+		goto out;
+	r = 0;
+out:
+	if (r != 0)
+		log_error_f("writing %s: %s", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	return r;
+}
+
+/* The checkpoint kept outside the store, if there is one. */
+static int
+read_outside(const char *path, uint64_t *sizep, uint8_t root[32], int *havep)
+{
+	char buf[65536];
+	size_t n;
+	FILE *f;
+	int r;
+
+	*havep = 0;
+	if ((f = fopen(path, "re")) == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		log_error_f("%s: %s", path, strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	if (n == sizeof(buf))
+		return CUSTODY_E_TOO_LARGE;
+	if ((r = note_size_root(buf, n, sizep, root)) != 0) {
+		log_error_f("%s is not a checkpoint", path);
+		return r;
+	}
+	*havep = 1;
+	return 0;
+}
+
+int
+checkpoint_make(struct token *t, struct store *st, const char *origin,
+    const char *outside_path, int64_t now, char **notep, size_t *lenp,
+    int *newp)
+{
+	struct merkle_store ms = {node_get, st};
+	struct store_key **keys = NULL;
+	struct note_vkey *vk = NULL;
+	struct token_key *tk = NULL;
+	char *text = NULL, *lines[MAX_SIGNERS] = {0}, *note = NULL;
+	char *last = NULL;
+	uint8_t root[32], lroot[32], oroot[32], *sig = NULL;
+	size_t textlen, lastlen = 0, nkeys = 0, siglen, i, len;
+	uint64_t size, lsize = 0, osize;
+	int r, have_last, have_out;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && st != NULL && origin != NULL &&
+				       outside_path != NULL && notep != NULL &&
+				       lenp != NULL && newp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((r = store_leaf_count(st, &size)) != 0)
+		return r;
+	if (size == 0) {
+		log_error_f("the log is empty: nothing to checkpoint");
+		return CUSTODY_E_INVALID_ARG;
+	}
+	if ((r = merkle_root(&ms, size, root)) != 0)
+		return r;
+	r = store_checkpoint_last(st, &lsize, lroot, &last, &lastlen);
+	if (r != 0 && r != CUSTODY_E_NOT_FOUND)
+		return r;
+	have_last = r == 0;
+	/* the copy outside the database catches a rolled-back database */
+	if ((r = read_outside(outside_path, &osize, oroot, &have_out)) != 0 ||
+	    (have_out &&
+		(r = follows(&ms, osize, oroot, size, root,
+		     "the checkpoint kept outside the database")) != 0) ||
+	    (have_last && (r = follows(&ms, lsize, lroot, size, root,
+			       "the last checkpoint")) != 0))
+		goto out;
+	if (have_out && (!have_last || lsize < osize)) {
+		log_error_f("the database lacks the checkpoint of size %llu "
+			    "kept in %s: it was rolled back",
+		    (unsigned long long)osize, outside_path);
+		r = CUSTODY_E_STATE;
+		goto out;
+	}
+	if (have_last && lsize == size) {
+		/* nothing new: the same size is never signed twice */
+		*notep = last;
+		*lenp = lastlen;
+		*newp = 0;
+		return 0;
+	}
+	if ((r = note_checkpoint_text(origin, size, root, &text, &textlen)) !=
+		0 ||
+	    (r = signers(st, &keys, &nkeys)) != 0)
+		goto out;
+	for (i = 0; i < nkeys; i++) {
+		if ((r = vkey_of(keys[i], origin, &vk)) != 0 ||
+		    (r = keys_open(t, keys[i], &tk)) != 0 ||
+		    (r = token_sign(t, tk, (const uint8_t *)text, textlen, &sig,
+			 &siglen)) != 0 ||
+		    (r = note_sig_line(
+			 vk, text, textlen, sig, siglen, &lines[i])) != 0)
+			goto out;
+		free(sig);
+		sig = NULL;
+		token_key_free(tk);
+		tk = NULL;
+		note_vkey_free(vk);
+		vk = NULL;
+	}
+	if ((r = note_assemble(text, textlen, lines, nkeys, &note, &len)) != 0)
+		goto out;
+	/* durable in the store, then outside it, before anyone sees it */
+	if ((r = store_checkpoint_put(st, size, root, note, len, now)) != 0 ||
+	    (r = write_atomic(outside_path, note, len)) != 0)
+		goto out;
+	*notep = note;
+	*lenp = len;
+	*newp = 1;
+	note = NULL;
+out:
+	free(note);
+	free(last);
+	free(text);
+	free(sig);
+	for (i = 0; i < MAX_SIGNERS; i++)
+		free(lines[i]);
+	token_key_free(tk);
+	note_vkey_free(vk);
+	store_key_list_free(keys, nkeys);
+	return r;
+}
+
+int
+checkpoint_vkeys(struct store *st, const char *origin, char **outp)
+{
+	struct store_key **keys = NULL;
+	struct note_vkey *vk = NULL;
+	char *s = NULL, *out = NULL, *tmp;
+	size_t n = 0, i;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && origin != NULL && outp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((r = signers(st, &keys, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if ((r = vkey_of(keys[i], origin, &vk)) != 0 ||
+		    (r = note_vkey_string(vk, &s)) != 0)
+			goto out;
+		if (asprintf(&tmp, "%s%s\n", out ? out : "", s) < 0) {
+			r = CUSTODY_E_NOMEM;
+			goto out;
+		}
+		free(out);
+		out = tmp;
+		free(s);
+		s = NULL;
+		note_vkey_free(vk);
+		vk = NULL;
+	}
+	*outp = out;
+	out = NULL;
+out:
+	free(s);
+	free(out);
+	note_vkey_free(vk);
+	store_key_list_free(keys, n);
+	return r;
+}
