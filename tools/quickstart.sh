@@ -37,6 +37,8 @@ pin-file $data/user.pin
 # SoftHSM2 reads its configuration from this variable; custody init
 # creates the file, with a private token directory beside it.
 pkcs11-env SOFTHSM2_CONF=$data/softhsm2/softhsm2.conf
+# the audit log's checkpoint origin: a name unique to this log
+log-origin custody-quickstart.example/log
 CONF
 fi
 for f in user.pin so.pin; do
@@ -58,6 +60,10 @@ else
 fi
 echo "== custody key list"
 C key list
+echo "== custody audit checkpoint (the audit log's state, signed in the token)"
+C audit checkpoint
+echo "== custody audit vkey (what an auditor verifies it with)"
+C audit vkey
 echo "== the token's own view (pkcs11-tool, OpenSC, no login: public objects only)"
 # pkcs11-tool takes a PIN only on its command line, which custody never uses;
 # 'custody key create' printed the private key's attributes read back.
