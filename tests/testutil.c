@@ -18,6 +18,30 @@ testutil_mkdtemp(const char *prefix, char *buf, size_t bufsz)
 	return mkdtemp(buf) == NULL ? -1 : 0;
 }
 
+char *
+testutil_read_file(const char *path, size_t *lenp)
+{
+	char *buf = NULL;
+	FILE *f;
+	long n;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) != 0 ||
+	    (buf = malloc((size_t)n + 1)) == NULL ||
+	    fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	if (lenp != NULL)
+		*lenp = (size_t)n;
+	return buf;
+}
+
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {

@@ -12,6 +12,12 @@
  */
 int testutil_mkdtemp(const char *prefix, char *buf, size_t bufsz);
 
+/*
+ * The whole file at path, NUL-terminated, in a new buffer (free(3) it), its
+ * length in *lenp if lenp is not NULL; NULL if it cannot be read.
+ */
+char *testutil_read_file(const char *path, size_t *lenp);
+
 /* Remove dir and everything below it (symlinks are removed, not followed). */
 void testutil_rmtree(const char *dir);
 

@@ -25,6 +25,7 @@
 #include "note.h"
 #include "pubkey.h"
 #include "util.h"
+#include "testutil.h"
 
 #define ORIGIN "audit.example.com/log1"
 #define ROOT8  "XcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg="
@@ -34,20 +35,9 @@ static char *
 slurp(const char *name, size_t *lenp)
 {
 	char path[512], *buf;
-	FILE *f;
-	long n;
 
 	snprintf(path, sizeof(path), "%s/note/%s", CUSTODY_TEST_DATA, name);
-	assert_non_null(f = fopen(path, "rb"));
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	assert_true((n = ftell(f)) > 0);
-	rewind(f);
-	assert_non_null(buf = malloc((size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	if (lenp != NULL)
-		*lenp = (size_t)n;
+	assert_non_null(buf = testutil_read_file(path, lenp));
 	return buf;
 }
 

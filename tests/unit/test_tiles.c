@@ -22,6 +22,7 @@
 #include "merkle.h"
 #include "tiles.h"
 #include "util.h"
+#include "testutil.h"
 
 #define H	 MERKLE_HASH_LEN
 #define DATA_DIR CUSTODY_TEST_DATA "/tiles"
@@ -68,20 +69,10 @@ ref_mth(const uint8_t *h, size_t n, uint8_t out[H])
 static char *
 read_text(const char *name)
 {
-	char path[512];
-	FILE *f;
-	char *buf;
-	long len;
+	char path[512], *buf;
 
 	snprintf(path, sizeof(path), "%s/%s", DATA_DIR, name);
-	assert_non_null(f = fopen(path, "r"));
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	assert_true((len = ftell(f)) > 0);
-	rewind(f);
-	assert_non_null(buf = malloc((size_t)len + 1));
-	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-	buf[len] = '\0';
-	fclose(f);
+	assert_non_null(buf = testutil_read_file(path, NULL));
 	return buf;
 }
 
