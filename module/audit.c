@@ -144,14 +144,17 @@ write_item(struct audit *a, struct item *it, uint64_t seq)
 	if ((r = leaf_bytes(it->fields, seq, &it->leaf, &it->leaflen)) != 0)
 		goto undo;
 	merkle_leaf_hash((const uint8_t *)it->leaf, it->leaflen, hash);
+	/* from here on any error is the log's (a taken seq or node means the
+	 * tree in memory and in the database disagree): fatal, not the item's
+	 */
 	if ((r = store_leaf_put(a->st, seq, (const uint8_t *)it->leaf,
 		 it->leaflen, hash)) != 0 ||
 	    (r = merkle_append(&ms, seq, hash, nodes, &n)) != 0)
-		goto undo;
+		goto broken;
 	for (i = 0; i < n; i++)
 		if ((r = store_node_put(a->st, nodes[i].level, nodes[i].index,
 			 nodes[i].hash)) != 0)
-			goto undo;
+			goto broken;
 	if ((r = store_release(a->st)) != 0)
 		return r;
 	it->seq = seq;
@@ -161,8 +164,13 @@ undo:
 	it->leaf = NULL;
 	if (store_rollback_to(a->st) != 0)
 		return CUSTODY_E_STORE;
-	/* a store error while writing the leaf is the log's, not the item's */
+	/* a store error in the operation is the log's too */
 	return fatal(r) ? r : (it->r = r, 0);
+broken:
+	free(it->leaf);
+	it->leaf = NULL;
+	log_error_fr(r, "writing leaf %llu", (unsigned long long)seq);
+	return fatal(r) ? r : CUSTODY_E_STORE;
 }
 
 /*
@@ -178,7 +186,16 @@ commit_batch(struct audit *a, struct item *batch, uint64_t size, int *failedp)
 
 	for (it = batch; it != NULL; it = it->next)
 		it->r = 0;
-	if ((r = store_begin(a->st)) != 0)
+	if ((r = store_begin(a->st)) == CUSTODY_E_LOCKED) {
+		/* another connection held the database past the busy timeout:
+		 * nothing was written, so this batch fails and the log goes on
+		 */
+		log_error_fr(r, "audit log busy: batch refused");
+		for (it = batch; it != NULL; it = it->next)
+			it->r = r;
+		return size;
+	}
+	if (r != 0)
 		goto fail;
 	for (it = batch; it != NULL; it = it->next) {
 		if ((r = write_item(a, it, n)) != 0) {

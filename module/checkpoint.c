@@ -37,6 +37,8 @@ signers(struct store *st, struct store_key ***outp, size_t *np)
 		return r;
 	for (i = 0; i < n; i++) {
 		if (strcmp(keys[i]->purpose, "checkpoint") == 0 &&
+		    (strcmp(keys[i]->alg, "ed25519") == 0 ||
+			strcmp(keys[i]->alg, "ecdsa-p256") == 0) &&
 		    k < MAX_SIGNERS) {
 			struct store_key *tmp = keys[k];
 
@@ -196,39 +198,29 @@ read_outside(const char *path, uint64_t *sizep, uint8_t root[32], int *havep)
 	return 0;
 }
 
-int
-checkpoint_make(struct token *t, struct store *st, const char *origin,
-    const char *outside_path, int64_t now, char **notep, size_t *lenp,
-    int *newp)
+/*
+ * The tree (size, root) against the last checkpoint in the store and the
+ * copy outside it; repairs the outside copy when it lags behind the store.
+ * *lastp (if not NULL) gets the last note, new, or NULL if none.
+ */
+static int
+check(struct store *st, const char *outside_path, uint64_t *sizep,
+    uint8_t root[32], char **lastp, size_t *lastlenp, uint64_t *lsizep)
 {
 	struct merkle_store ms = {node_get, st};
-	struct store_key **keys = NULL;
-	struct note_vkey *vk = NULL;
-	struct token_key *tk = NULL;
-	char *text = NULL, *lines[MAX_SIGNERS] = {0}, *note = NULL;
+	uint8_t lroot[32], oroot[32];
+	uint64_t size, lsize = 0, osize = 0;
 	char *last = NULL;
-	uint8_t root[32], lroot[32], oroot[32], *sig = NULL;
-	size_t textlen, lastlen = 0, nkeys = 0, siglen, i, len;
-	uint64_t size, lsize = 0, osize;
+	size_t lastlen = 0;
 	int r, have_last, have_out;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && st != NULL && origin != NULL &&
-				       outside_path != NULL && notep != NULL &&
-				       lenp != NULL && newp != NULL,
-	    CUSTODY_E_INVALID_ARG);
-	if ((r = store_leaf_count(st, &size)) != 0)
-		return r;
-	if (size == 0) {
-		log_error_f("the log is empty: nothing to checkpoint");
-		return CUSTODY_E_INVALID_ARG;
-	}
-	if ((r = merkle_root(&ms, size, root)) != 0)
+	if ((r = store_leaf_count(st, &size)) != 0 ||
+	    (r = merkle_root(&ms, size, root)) != 0)
 		return r;
 	r = store_checkpoint_last(st, &lsize, lroot, &last, &lastlen);
 	if (r != 0 && r != CUSTODY_E_NOT_FOUND)
 		return r;
 	have_last = r == 0;
-	/* the copy outside the database catches a rolled-back database */
 	if ((r = read_outside(outside_path, &osize, oroot, &have_out)) != 0 ||
 	    (have_out &&
 		(r = follows(&ms, osize, oroot, size, root,
@@ -243,7 +235,62 @@ checkpoint_make(struct token *t, struct store *st, const char *origin,
 		r = CUSTODY_E_STATE;
 		goto out;
 	}
-	if (have_last && lsize == size) {
+	/* a write of the outside copy that failed once is redone now */
+	if (have_last && (!have_out || osize < lsize) &&
+	    (r = write_atomic(outside_path, last, lastlen)) != 0)
+		goto out;
+	*sizep = size;
+	if (lsizep != NULL)
+		*lsizep = have_last ? lsize : 0;
+	if (lastp != NULL) {
+		*lastp = last;
+		*lastlenp = lastlen;
+		last = NULL;
+	}
+out:
+	free(last);
+	return r;
+}
+
+int
+checkpoint_check(struct store *st, const char *outside_path)
+{
+	uint8_t root[32];
+	uint64_t size;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && outside_path != NULL, CUSTODY_E_INVALID_ARG);
+	return check(st, outside_path, &size, root, NULL, NULL, NULL);
+}
+
+int
+checkpoint_make(struct token *t, struct store *st, const char *origin,
+    const char *outside_path, int64_t now, char **notep, size_t *lenp,
+    int *newp)
+{
+	struct store_key **keys = NULL;
+	struct note_vkey *vk = NULL;
+	struct token_key *tk = NULL;
+	char *text = NULL, *lines[MAX_SIGNERS] = {0}, *note = NULL;
+	char *last = NULL;
+	uint8_t root[32], *sig = NULL;
+	size_t textlen, lastlen = 0, nkeys = 0, siglen, i, len;
+	uint64_t size, lsize = 0;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && st != NULL && origin != NULL &&
+				       outside_path != NULL && notep != NULL &&
+				       lenp != NULL && newp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((r = check(
+		 st, outside_path, &size, root, &last, &lastlen, &lsize)) != 0)
+		return r;
+	if (size == 0) {
+		log_error_f("the log is empty: nothing to checkpoint");
+		r = CUSTODY_E_INVALID_ARG;
+		goto out;
+	}
+	if (last != NULL && lsize == size) {
 		/* nothing new: the same size is never signed twice */
 		*notep = last;
 		*lenp = lastlen;
@@ -271,7 +318,8 @@ checkpoint_make(struct token *t, struct store *st, const char *origin,
 	}
 	if ((r = note_assemble(text, textlen, lines, nkeys, &note, &len)) != 0)
 		goto out;
-	/* durable in the store, then outside it, before anyone sees it */
+	/* durable in the store, then outside it, before anyone sees it; if
+	 * the outside write fails, the next check() redoes it */
 	if ((r = store_checkpoint_put(st, size, root, note, len, now)) != 0 ||
 	    (r = write_atomic(outside_path, note, len)) != 0)
 		goto out;

@@ -36,6 +36,14 @@ int checkpoint_make(struct token *t, struct store *st, const char *origin,
     int *newp);
 
 /*
+ * Refuse a store that a rolled-back or forked database would show: its tree
+ * smaller than, or not consistent with, the last checkpoint it holds or the
+ * copy at outside_path (CUSTODY_E_STATE, CUSTODY_E_PROOF). Also rewrites
+ * that copy if it is older than the store's last checkpoint. Run at start.
+ */
+int checkpoint_check(struct store *st, const char *outside_path);
+
+/*
  * The verifier keys (vkeys) of the active checkpoint keys under origin,
  * one per line, for auditors. *outp is new.
  */

@@ -88,6 +88,13 @@ check_req(const struct keys_create_req *req)
 	}
 	if ((unsigned)req->alg >= CUSTODY_ALG_COUNT)
 		return CUSTODY_E_UNKNOWN_ALG;
+	/* a signed note has lines for Ed25519 and ECDSA P-256 only */
+	if (strcmp(req->purpose, "checkpoint") == 0 &&
+	    req->alg != CUSTODY_ALG_ED25519 &&
+	    req->alg != CUSTODY_ALG_ECDSA_P256) {
+		log_error_f("a checkpoint key is ed25519 or ecdsa-p256");
+		return CUSTODY_E_INVALID_ARG;
+	}
 	if (req->max_age < 0 || req->ttl < 0)
 		return CUSTODY_E_INVALID_ARG;
 	return 0;

@@ -102,6 +102,10 @@ static const char *const migrations[] = {
     "  note BLOB NOT NULL CHECK (length(note) > 0),"
     "  created_at INTEGER NOT NULL CHECK (created_at > 0)"
     ") STRICT;",
+    /* 4: checkpoint sizes only grow, whoever writes the file */
+    "CREATE TRIGGER checkpoints_grow BEFORE INSERT ON checkpoints"
+    "  WHEN NEW.size <= (SELECT ifnull(max(size), 0) FROM checkpoints)"
+    "  BEGIN SELECT RAISE(ABORT, 'checkpoint sizes only grow'); END;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -257,8 +261,16 @@ sql_error(struct store *st, int rc, const char *func, const char *fmt, ...)
 	case SQLITE_CONSTRAINT_DATATYPE:
 		r = CUSTODY_E_INVALID_ARG;
 		break;
+	case SQLITE_CONSTRAINT_TRIGGER:
+		r = CUSTODY_E_STATE;
+		break;
 	default:
 		switch (rc & 0xff) {
+		case SQLITE_BUSY:
+		case SQLITE_LOCKED:
+			/* another connection writes: nothing was written */
+			r = CUSTODY_E_LOCKED;
+			break;
 		case SQLITE_NOMEM:
 			r = CUSTODY_E_NOMEM;
 			break;

@@ -170,8 +170,9 @@ int store_node_get(
 
 /* ---- checkpoints (migration 3) ---- */
 
-/* Record the signed checkpoint of tree size `size` (> 0); CUSTODY_E_EXISTS if
- * one of that size exists (a size is signed once). */
+/* Record the signed checkpoint of tree size `size` (> 0), which must be
+ * larger than every one recorded (CUSTODY_E_STATE otherwise: sizes only
+ * grow, enforced by the schema too). */
 int store_checkpoint_put(struct store *st, uint64_t size,
     const uint8_t root[32], const char *note, size_t len, int64_t now);
 

@@ -156,11 +156,23 @@ open_ctx(struct ctx *c, int need_token)
 		return fail("data directory", r);
 	}
 	r = store_open(path, &c->st);
-	if (r == 0 && need_token)
-		r = audit_open(path, &c->a);
 	free(path);
 	if (r != 0)
 		return fail("store", r);
+	/* a database restored from an older copy is refused before use (G3) */
+	if ((path = datadir_path(c->cfg->data_dir, "checkpoint")) == NULL)
+		return fail("store", CUSTODY_E_NOMEM);
+	r = checkpoint_check(c->st, path);
+	if (r == 0 && need_token) {
+		free(path);
+		if ((path = datadir_path(
+			 c->cfg->data_dir, DATADIR_STORE_FILE)) == NULL)
+			return fail("store", CUSTODY_E_NOMEM);
+		r = audit_open(path, &c->a);
+	}
+	free(path);
+	if (r != 0)
+		return fail("audit log", r);
 	if (!need_token)
 		return 0;
 	if (c->cfg->pkcs11_module == NULL) {

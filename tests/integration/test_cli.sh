@@ -334,8 +334,14 @@ cp "$T/data/custody.db" "$T/db.after"
 rm -f "$T/data/custody.db-wal" "$T/data/custody.db-shm"
 cp "$T/db.before" "$T/data/custody.db"
 expect_fail "a rolled-back database is refused" 1 "rolled back" C audit checkpoint
+expect_fail "  by every command, before it changes anything" 1 "rolled back" \
+	C key create --agent spiffe://example.org/agent/fork --owner x --purpose jwt --alg ed25519
+expect_fail "  even one that only reads" 1 "rolled back" C key list
 cp "$T/db.after" "$T/data/custody.db"
 check "  and the real one is accepted again" C audit checkpoint
+rm "$T/data/checkpoint"
+check "a lost copy outside the database is written again" C key list
+check "  with the last checkpoint" cmp -s ckpt2.txt "$T/data/checkpoint"
 
 # ---- the PIN never leaks (G8) -------------------------------------------------
 leak=0

@@ -27,8 +27,8 @@
 #include "testutil.h"
 
 /* the schema version this program writes (store.c's migrations) */
-#define SCHEMA_NOW     3
-#define SCHEMA_NOW_STR "3"
+#define SCHEMA_NOW     4
+#define SCHEMA_NOW_STR "4"
 
 #define ID_A "k_0123456789abcdef"
 #define ID_B "k_fedcba9876543210"
@@ -846,6 +846,34 @@ test_schema_too_new(void **state)
 
 /* A database of version 1 (the key registry only) is brought up to date
  * and keeps its keys. */
+/* Checkpoint sizes only grow: the schema refuses anything else. */
+static void
+test_checkpoints_only_grow(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t root[32] = {1}, got[32];
+	char *note = NULL;
+	size_t len = 0;
+	uint64_t size = 0;
+
+	open_store(f);
+	assert_int_equal(store_checkpoint_last(f->st, &size, got, &note, &len),
+	    CUSTODY_E_NOT_FOUND);
+	assert_int_equal(
+	    store_checkpoint_put(f->st, 5, root, "n5", 2, 1000), 0);
+	assert_int_equal(store_checkpoint_put(f->st, 3, root, "n3", 2, 1000),
+	    CUSTODY_E_STATE);
+	assert_int_equal(store_checkpoint_put(f->st, 5, root, "n5", 2, 1000),
+	    CUSTODY_E_STATE);
+	assert_int_equal(
+	    store_checkpoint_put(f->st, 9, root, "n9", 2, 1000), 0);
+	assert_int_equal(
+	    store_checkpoint_last(f->st, &size, got, &note, &len), 0);
+	assert_int_equal(size, 9);
+	assert_string_equal(note, "n9");
+	free(note);
+}
+
 static void
 test_migration_from_v1(void **state)
 {
@@ -1080,6 +1108,8 @@ main(void)
 		test_schema_too_new, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_migration_from_v1, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_checkpoints_only_grow, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
