@@ -88,6 +88,9 @@ static const struct {
 	"URI ('custody key show ID')."},
     {CUSTODY_E_NOT_INITIALIZED, "the data directory is not initialised",
 	"Run 'custody init' first."},
+    {CUSTODY_E_UNSUPPORTED, "not supported by the token",
+	"The token refuses this kind of object or call; custody uses its "
+	"fallback where it has one (a file in the data directory)."},
 };
 
 static int

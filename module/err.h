@@ -44,7 +44,8 @@
 #define CUSTODY_E_PROOF		     -32 /* a Merkle proof does not verify */
 #define CUSTODY_E_NOT_FOUND	     -33 /* no such record */
 #define CUSTODY_E_LOG_FAILED	     -34 /* the audit log stopped (fail closed) */
-#define CUSTODY_E_ERR_MIN	     -34
+#define CUSTODY_E_UNSUPPORTED	     -35 /* the token does not support this */
+#define CUSTODY_E_ERR_MIN	     -35
 
 /* A short description of r ("PIN incorrect"); never NULL. */
 const char *custody_strerror(int r);

@@ -73,6 +73,7 @@ struct token {
 	int pin_err;		   /* and the error to report from then on */
 	pthread_mutex_t call_lock; /* BE_SERIALIZE only */
 	pthread_mutex_t lock;	   /* anchor, sessions, pin_failed */
+	pthread_mutex_t data_lock; /* one data object put or delete at a time */
 	pthread_key_t tls;	   /* this thread's struct session */
 	int tls_ok;
 	CK_SESSION_HANDLE anchor; /* keeps the login alive */
@@ -217,8 +218,36 @@ rv_err(CK_RV rv)
 	case CKR_TOKEN_NOT_RECOGNIZED:
 	case CKR_SLOT_ID_INVALID:
 		return CUSTODY_E_TOKEN_NOT_FOUND;
+	case CKR_FUNCTION_NOT_SUPPORTED:
+		return CUSTODY_E_UNSUPPORTED;
 	default:
 		return CUSTODY_E_TOKEN;
+	}
+}
+
+/*
+ * The same for C_CreateObject of a data object, where a refused template
+ * means that the token does not keep such objects (rather than a mistake in
+ * it: custody's template is fixed and valid). SoftHSM2 keeps them;
+ * tpm2-pkcs11 keeps them since 1.3.0, but only private and with a non-empty
+ * value, and answers CKR_ATTRIBUTE_VALUE_INVALID for a class it does not
+ * keep (and did so for CKO_DATA before 1.3.0); modules without object
+ * creation answer CKR_FUNCTION_NOT_SUPPORTED; others name the attribute
+ * they do not know (TYPE_INVALID) or call the template inconsistent or
+ * incomplete.
+ */
+static int
+rv_err_create(CK_RV rv)
+{
+	switch (rv) {
+	case CKR_FUNCTION_NOT_SUPPORTED:
+	case CKR_TEMPLATE_INCONSISTENT:
+	case CKR_TEMPLATE_INCOMPLETE:
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+	case CKR_ATTRIBUTE_VALUE_INVALID:
+		return CUSTODY_E_UNSUPPORTED;
+	default:
+		return rv_err(rv);
 	}
 }
 
@@ -602,9 +631,11 @@ token_new(CK_FUNCTION_LIST *f, struct token **tp)
 	t->anchor = CK_INVALID_HANDLE;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_mutex_init(&t->call_lock, NULL);
+	pthread_mutex_init(&t->data_lock, NULL);
 	if (pthread_key_create(&t->tls, session_release) != 0) {
 		pthread_mutex_destroy(&t->lock);
 		pthread_mutex_destroy(&t->call_lock);
+		pthread_mutex_destroy(&t->data_lock);
 		free(t);
 		return CUSTODY_E_NOMEM;
 	}
@@ -703,6 +734,7 @@ token_close(struct token *t)
 	secret_free(t->pin);
 	pthread_mutex_destroy(&t->lock);
 	pthread_mutex_destroy(&t->call_lock);
+	pthread_mutex_destroy(&t->data_lock);
 	free(t);
 }
 
@@ -874,6 +906,19 @@ find_objects(struct token *t, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl,
 	return rv;
 }
 
+/* CKR_OK if session s is logged in as the user, CKR_USER_NOT_LOGGED_IN if
+ * not, or the error of C_GetSessionInfo. */
+static CK_RV
+session_logged_in(struct token *t, CK_SESSION_HANDLE s)
+{
+	CK_SESSION_INFO si;
+	CK_RV rv;
+
+	if ((rv = P11(t, C_GetSessionInfo, s, &si)) != CKR_OK)
+		return rv;
+	return user_state(si.state) ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
+}
+
 /* Objects with CKA_ID id (of class cls, or any class if cls is -1). */
 static CK_RV
 find_by_id(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id, long cls,
@@ -885,7 +930,6 @@ find_by_id(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id, long cls,
 	    {CKA_CLASS, &c, sizeof(c)},
 	};
 
-	CK_SESSION_INFO si;
 	CK_RV rv;
 
 	if ((rv = find_objects(t, s, tmpl, cls < 0 ? 1 : 2, out, max, np)) !=
@@ -896,9 +940,7 @@ find_by_id(struct token *t, CK_SESSION_HANDLE s, const uint8_t *id, long cls,
 	 * answers CKR_OK: "none found" counts only from a logged-in session
 	 * (checked after the search, so that a logout during it shows too).
 	 */
-	if ((rv = P11(t, C_GetSessionInfo, s, &si)) != CKR_OK)
-		return rv;
-	return user_state(si.state) ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
+	return session_logged_in(t, s);
 }
 
 #define NATTRS 11
@@ -1639,6 +1681,415 @@ token_generated_free(struct token_generated *g)
 	free(g->spki);
 	free(g->kid);
 	free(g);
+}
+
+/* ---- data objects ------------------------------------------------------ */
+
+#define DATA_APPLICATION "custody"
+#define DATA_FIND_MAX	 64 /* objects one put or delete clears */
+
+/* 1..TOKEN_DATA_LABEL_MAX printable ASCII bytes. */
+static int
+data_label_ok(const char *label)
+{
+	size_t i;
+
+	if (label == NULL)
+		return 0;
+	for (i = 0; label[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)label[i];
+
+		if (i >= TOKEN_DATA_LABEL_MAX || c < 0x20 || c > 0x7e)
+			return 0;
+	}
+	return i > 0;
+}
+
+static void
+blobs_clear(struct token_blob *b, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(b[i].data);
+		b[i].data = NULL;
+		b[i].len = 0;
+	}
+}
+
+void
+token_blobs_free(struct token_blob *b, size_t n)
+{
+	if (b == NULL)
+		return;
+	blobs_clear(b, n);
+	free(b);
+}
+
+/*
+ * custody's data objects labelled label: private token objects of class
+ * CKO_DATA with custody's CKA_APPLICATION (a public object planted without
+ * the PIN does not match). Like find_by_id(), counts only from a session
+ * that is logged in.
+ */
+static CK_RV
+find_data(struct token *t, CK_SESSION_HANDLE s, const char *label,
+    CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *np)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_PRIVATE, &yes, sizeof(yes)},
+	    {CKA_APPLICATION, (void *)DATA_APPLICATION,
+		sizeof(DATA_APPLICATION) - 1},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	};
+	CK_RV rv;
+
+	if ((rv = find_objects(t, s, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), out,
+		 max, np)) != CKR_OK)
+		return rv;
+	return session_logged_in(t, s);
+}
+
+/*
+ * The CKA_VALUE of data object h, exactly: its length is asked first and
+ * must be 1..TOKEN_DATA_MAX (tpm2-pkcs11 shows a private value as empty to a
+ * session that is not logged in), then the bytes, whose length must be the
+ * one announced. b->data may be set on failure too (blobs_clear() frees it).
+ */
+static int
+read_value(struct token *t, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+    struct token_blob *b, CK_RV *rvp)
+{
+	CK_ATTRIBUTE a = {CKA_VALUE, NULL, 0};
+	CK_ULONG want;
+
+	*rvp = P11(t, C_GetAttributeValue, s, h, &a, 1);
+	if (*rvp != CKR_OK)
+		return p11_fail(__func__, "C_GetAttributeValue (length)", *rvp);
+	if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen == 0) {
+		log_error_f("data object has no readable value");
+		return CUSTODY_E_TOKEN;
+	}
+	if (a.ulValueLen > TOKEN_DATA_MAX) {
+		log_error_f("data object of %lu bytes; at most %d are read",
+		    (unsigned long)a.ulValueLen, TOKEN_DATA_MAX);
+		return CUSTODY_E_TOO_LARGE;
+	}
+	want = a.ulValueLen;
+	if ((b->data = malloc(want)) == NULL)
+		return CUSTODY_E_NOMEM;
+	a.pValue = b->data;
+	*rvp = P11(t, C_GetAttributeValue, s, h, &a, 1);
+	if (*rvp != CKR_OK)
+		return p11_fail(__func__, "C_GetAttributeValue", *rvp);
+	if (a.ulValueLen != want) {
+		log_error_f("data object announced %lu bytes and gave %lu",
+		    (unsigned long)want, (unsigned long)a.ulValueLen);
+		return CUSTODY_E_TOKEN;
+	}
+	b->len = want;
+	return 0;
+}
+
+static int
+data_create(struct token *t, CK_SESSION_HANDLE s, const char *label,
+    const uint8_t *data, size_t len, CK_OBJECT_HANDLE *hp, CK_RV *rvp)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_PRIVATE, &yes, sizeof(yes)},
+	    {CKA_APPLICATION, (void *)DATA_APPLICATION,
+		sizeof(DATA_APPLICATION) - 1},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_VALUE, (void *)data, (CK_ULONG)len},
+	};
+
+	*rvp =
+	    P11(t, C_CreateObject, s, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), hp);
+	if (*rvp != CKR_OK) {
+		(void)p11_fail(__func__, "C_CreateObject (CKO_DATA)", *rvp);
+		return rv_err_create(*rvp);
+	}
+	return 0;
+}
+
+/*
+ * After a put created object keep, destroy every other object with label.
+ * keep is recognised by its handle or, when the handle is not among those
+ * found (SoftHSM2 renumbers private objects when a lost login is redone),
+ * by its value. If it is found neither way, nothing is destroyed: never
+ * none. A failed destroy is reported after the others were tried.
+ */
+static int
+data_prune(struct token *t, CK_SESSION_HANDLE s, const char *label,
+    CK_OBJECT_HANDLE keep, const uint8_t *data, size_t len, CK_RV *rvp)
+{
+	CK_OBJECT_HANDLE h[DATA_FIND_MAX];
+	struct token_blob b = {NULL, 0};
+	CK_ULONG n = 0, i, k, destroyed = 0;
+	CK_RV rv;
+	int r, same;
+
+	*rvp = find_data(t, s, label, h, DATA_FIND_MAX, &n);
+	if (*rvp != CKR_OK)
+		return p11_fail(__func__, "find data objects", *rvp);
+	for (k = 0; k < n && h[k] != keep; k++)
+		;
+	for (i = 0; k == n && i < n; i++) {
+		r = read_value(t, s, h[i], &b, rvp);
+		same = r == 0 && b.len == len && memcmp(b.data, data, len) == 0;
+		blobs_clear(&b, 1);
+		if (r != 0 && session_lost(*rvp))
+			return r;
+		if (same)
+			k = i;
+	}
+	if (k == n) {
+		log_error_f("the new data object '%s' is not found; the older "
+			    "ones are kept",
+		    label);
+		return CUSTODY_E_TOKEN;
+	}
+	*rvp = CKR_OK;
+	for (i = 0, r = 0; i < n; i++) {
+		if (i == k)
+			continue;
+		rv = P11(t, C_DestroyObject, s, h[i]);
+		if (rv == CKR_OK)
+			destroyed++;
+		else if (session_lost(rv)) {
+			*rvp = rv;
+			return rv_err(rv);
+		} else if (rv != CKR_OBJECT_HANDLE_INVALID) {
+			/* (invalid: destroyed meanwhile by someone else) */
+			log_error_f("C_DestroyObject: %s", token_rv_name(rv));
+			if (r == 0)
+				r = rv_err(rv);
+		}
+	}
+	log_debug_f("data object '%s': %lu older destroyed", label,
+	    (unsigned long)destroyed);
+	return r;
+}
+
+int
+token_data_put(
+    struct token *t, const char *label, const uint8_t *data, size_t len)
+{
+	struct session *s;
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+	CK_RV rv = CKR_OK;
+	int r, attempt;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL, CUSTODY_E_INVALID_ARG);
+	if (!data_label_ok(label) || data == NULL || len == 0) {
+		log_error_f("a data object needs a label of 1 to %d printable "
+			    "ASCII bytes and a value of at least one byte",
+		    TOKEN_DATA_LABEL_MAX);
+		return CUSTODY_E_INVALID_ARG;
+	}
+	if (len > TOKEN_DATA_MAX) {
+		log_error_f(
+		    "data object '%s' of %zu bytes; at most %d are kept", label,
+		    len, TOKEN_DATA_MAX);
+		return CUSTODY_E_TOO_LARGE;
+	}
+	pthread_mutex_lock(&t->data_lock);
+	for (attempt = 0; attempt < 2; attempt++) {
+		if ((r = session_get(t, &s)) != 0)
+			goto out;
+		r = data_create(t, s->h, label, data, len, &h, &rv);
+		if (r == 0 || attempt > 0 || !session_lost(rv))
+			break;
+		/* (an object created before the loss is pruned below) */
+		if ((r = recover(t, s, rv)) != 0)
+			break;
+	}
+	if (r != 0)
+		goto out;
+	log_info_f("data object '%s' stored (%zu bytes)", label, len);
+	for (attempt = 0; attempt < 2; attempt++) {
+		if ((r = session_get(t, &s)) != 0)
+			break;
+		r = data_prune(t, s->h, label, h, data, len, &rv);
+		if (r == 0 || attempt > 0 || !session_lost(rv))
+			break;
+		if ((r = recover(t, s, rv)) != 0)
+			break;
+	}
+	if (r != 0)
+		log_error_fr(r,
+		    "data object '%s': the new value is stored but older "
+		    "objects may remain; the next put removes them",
+		    label);
+out:
+	pthread_mutex_unlock(&t->data_lock);
+	return r;
+}
+
+static int
+data_get_once(struct token *t, CK_SESSION_HANDLE s, const char *label,
+    struct token_blob *b, size_t *np, CK_RV *rvp)
+{
+	CK_OBJECT_HANDLE h[TOKEN_DATA_MAX_OBJECTS + 1];
+	CK_ULONG n = 0, i;
+	int r;
+
+	*rvp = find_data(t, s, label, h, TOKEN_DATA_MAX_OBJECTS + 1, &n);
+	if (*rvp != CKR_OK)
+		return p11_fail(__func__, "find data objects", *rvp);
+	if (n > TOKEN_DATA_MAX_OBJECTS) {
+		log_error_f("more than %d data objects are labelled '%s'",
+		    TOKEN_DATA_MAX_OBJECTS, label);
+		return CUSTODY_E_TOO_LARGE;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = read_value(t, s, h[i], &b[i], rvp)) != 0) {
+			/* an empty value can mean a login lost meanwhile */
+			if (!session_lost(*rvp) &&
+			    session_logged_in(t, s) == CKR_USER_NOT_LOGGED_IN)
+				*rvp = CKR_USER_NOT_LOGGED_IN;
+			return r;
+		}
+	}
+	/* values read after a logout may be empty or hidden: read again */
+	if ((*rvp = session_logged_in(t, s)) != CKR_OK)
+		return p11_fail(__func__, "C_GetSessionInfo", *rvp);
+	log_debug_f("data object '%s': %lu found", label, (unsigned long)n);
+	*np = n;
+	return 0;
+}
+
+int
+token_data_get(
+    struct token *t, const char *label, struct token_blob **blobsp, size_t *np)
+{
+	struct token_blob *b;
+	struct session *s;
+	CK_RV rv = CKR_OK;
+	size_t n = 0;
+	int r, attempt, reopened = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    t != NULL && blobsp != NULL && np != NULL, CUSTODY_E_INVALID_ARG);
+	if (!data_label_ok(label)) {
+		log_error_f("a data object label is 1 to %d printable ASCII "
+			    "bytes",
+		    TOKEN_DATA_LABEL_MAX);
+		return CUSTODY_E_INVALID_ARG;
+	}
+	if ((b = calloc(TOKEN_DATA_MAX_OBJECTS, sizeof(*b))) == NULL)
+		return CUSTODY_E_NOMEM;
+	/*
+	 * Search and read again after a lost session (once), or after an
+	 * object found vanished before it was read (a put elsewhere
+	 * destroyed it).
+	 */
+	for (attempt = 1;; attempt++) {
+		if ((r = session_get(t, &s)) != 0)
+			break;
+		r = data_get_once(t, s->h, label, b, &n, &rv);
+		if (r == 0)
+			break;
+		if (attempt == 3) {
+			/* not "key not found": objects keep changing */
+			if (rv == CKR_OBJECT_HANDLE_INVALID)
+				r = CUSTODY_E_TOKEN;
+			break;
+		}
+		blobs_clear(b, TOKEN_DATA_MAX_OBJECTS);
+		if (rv == CKR_OBJECT_HANDLE_INVALID)
+			continue;
+		if (!session_lost(rv) || reopened)
+			break;
+		reopened = 1;
+		if ((r = recover(t, s, rv)) != 0)
+			break;
+	}
+	if (r != 0) {
+		token_blobs_free(b, TOKEN_DATA_MAX_OBJECTS);
+		return r;
+	}
+	if (n == 0) {
+		free(b);
+		b = NULL;
+	}
+	*blobsp = b;
+	*np = n;
+	return 0;
+}
+
+static int
+data_delete_on(
+    struct token *t, CK_SESSION_HANDLE s, const char *label, CK_RV *rvp)
+{
+	CK_OBJECT_HANDLE h[DATA_FIND_MAX];
+	CK_ULONG n = 0, i, destroyed = 0;
+	CK_RV rv;
+
+	*rvp = find_data(t, s, label, h, DATA_FIND_MAX, &n);
+	if (*rvp != CKR_OK)
+		return p11_fail(__func__, "find data objects", *rvp);
+	for (i = 0; i < n; i++) {
+		rv = P11(t, C_DestroyObject, s, h[i]);
+		if (rv == CKR_OK)
+			destroyed++;
+		else if (session_lost(rv)) {
+			*rvp = rv;
+			return rv_err(rv);
+		} else
+			log_error_f("C_DestroyObject: %s", token_rv_name(rv));
+	}
+	/* the proof, as for keys: nothing with the label is left */
+	*rvp = find_data(t, s, label, h, DATA_FIND_MAX, &n);
+	if (*rvp != CKR_OK)
+		return p11_fail(
+		    __func__, "find data objects after destroy", *rvp);
+	if (n > 0) {
+		log_error_f("%lu data objects labelled '%s' remain after "
+			    "destroy",
+		    (unsigned long)n, label);
+		return CUSTODY_E_DESTROY_INCOMPLETE;
+	}
+	if (destroyed > 0)
+		log_info_f("data object '%s' destroyed (%lu objects)", label,
+		    (unsigned long)destroyed);
+	return 0;
+}
+
+int
+token_data_delete(struct token *t, const char *label)
+{
+	struct session *s;
+	CK_RV rv = CKR_OK;
+	int r, attempt;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL, CUSTODY_E_INVALID_ARG);
+	if (!data_label_ok(label)) {
+		log_error_f("a data object label is 1 to %d printable ASCII "
+			    "bytes",
+		    TOKEN_DATA_LABEL_MAX);
+		return CUSTODY_E_INVALID_ARG;
+	}
+	pthread_mutex_lock(&t->data_lock);
+	for (attempt = 0; attempt < 2; attempt++) {
+		if ((r = session_get(t, &s)) != 0)
+			break;
+		r = data_delete_on(t, s->h, label, &rv);
+		if (r == 0 || attempt > 0 || !session_lost(rv))
+			break;
+		if ((r = recover(t, s, rv)) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&t->data_lock);
+	return r;
 }
 
 /* ---- token initialisation ------------------------------------------------ */

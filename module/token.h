@@ -156,4 +156,61 @@ int token_destroy(struct token *t, const uint8_t id[TOKEN_ID_LEN],
 /* Number of objects (any class) with CKA_ID id, or a negative error. */
 int token_count_objects(struct token *t, const uint8_t id[TOKEN_ID_LEN]);
 
+/*
+ * Data objects: small values kept in the token (G3: the last signed audit
+ * checkpoint, outside the database). Each is a private token object of class
+ * CKO_DATA with CKA_APPLICATION "custody" and the caller's CKA_LABEL, so that
+ * reading one needs the PIN and custody never sees or touches another
+ * application's objects, nor a public object planted without the PIN.
+ * Searches count only in a logged-in session, as for keys.
+ */
+#define TOKEN_DATA_MAX	       65536 /* bytes in one value */
+#define TOKEN_DATA_MAX_OBJECTS 8     /* objects token_data_get() returns */
+#define TOKEN_DATA_LABEL_MAX   64    /* a label is 1..64 printable ASCII */
+
+/* One data object's value (binary; may contain NULs). */
+struct token_blob {
+	uint8_t *data;
+	size_t len;
+};
+
+/*
+ * Store data (1..TOKEN_DATA_MAX bytes) under label, replacing any older
+ * object with that label: the new object is created first and the older
+ * ones are destroyed after, so that a crash in between leaves both, never
+ * none. Errors: CUSTODY_E_INVALID_ARG (bad label, empty data),
+ * CUSTODY_E_TOO_LARGE, CUSTODY_E_UNSUPPORTED when the token refuses data
+ * objects (C_CreateObject answers CKR_FUNCTION_NOT_SUPPORTED,
+ * CKR_TEMPLATE_INCONSISTENT, CKR_TEMPLATE_INCOMPLETE,
+ * CKR_ATTRIBUTE_TYPE_INVALID or CKR_ATTRIBUTE_VALUE_INVALID; nothing was
+ * stored), CUSTODY_E_TOKEN otherwise. An error after the new object was
+ * created (an older one could not be destroyed) leaves the new object and
+ * some older ones: token_data_get() returns them all, and the next put
+ * removes them. Calls of put and delete in one process run one at a time.
+ */
+int token_data_put(
+    struct token *t, const char *label, const uint8_t *data, size_t len);
+
+/*
+ * Every data object with label (normally one; two after a put interrupted
+ * by a crash, in no particular order), read exactly, in *blobsp (new, NULL
+ * when there is none; free with token_blobs_free()) and their number in *np
+ * (0 if none: not an error). More than TOKEN_DATA_MAX_OBJECTS objects, or a
+ * value over TOKEN_DATA_MAX bytes, is CUSTODY_E_TOO_LARGE; an empty value
+ * (what some tokens report for a private value when not logged in) is
+ * CUSTODY_E_TOKEN. Writes *blobsp and *np only on success.
+ */
+int token_data_get(
+    struct token *t, const char *label, struct token_blob **blobsp, size_t *np);
+
+/*
+ * Destroy every data object with label, then search again: 0 only if none
+ * is left (also when there was none); CUSTODY_E_DESTROY_INCOMPLETE if some
+ * remain.
+ */
+int token_data_delete(struct token *t, const char *label);
+
+/* Free n blobs as token_data_get() returned them. NULL-safe. */
+void token_blobs_free(struct token_blob *b, size_t n);
+
 #endif

@@ -403,6 +403,98 @@ test_errors(void **state)
 	assert_true(token_supports(tok, CUSTODY_ALG_ED25519));
 }
 
+#define DATA_LABEL "it-checkpoint"
+
+/* pkcs11-tool (OpenSC, not custody) lists the data objects of the token;
+ * 1 if one labelled DATA_LABEL is listed, as private and custody's. */
+static int
+tool_lists_data(int login)
+{
+	char out[128];
+	FILE *f;
+	char line[512];
+	int label = 0, priv = 0, app = 0;
+
+	snprintf(out, sizeof(out), "%s/objects.txt", dir);
+	assert_int_equal(run("pkcs11-tool --module %s --token-label %s "
+			     "--list-objects --type data %s >%s 2>&1",
+			     SOFTHSM2_MODULE, LABEL,
+			     login ? "--login --pin " USER_PIN : "", out),
+	    0);
+	assert_non_null(f = fopen(out, "r"));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strstr(line, "label:") != NULL &&
+		    strstr(line, "'" DATA_LABEL "'") != NULL)
+			label = 1;
+		if (label && strstr(line, "application:") != NULL &&
+		    strstr(line, "'custody'") != NULL)
+			app = 1;
+		if (label && strstr(line, "flags:") != NULL &&
+		    strstr(line, "private") != NULL)
+			priv = 1;
+	}
+	fclose(f);
+	if (label)
+		assert_true(app && priv);
+	return label;
+}
+
+static void
+assert_data(struct token *t, const uint8_t *want, size_t len)
+{
+	struct token_blob *b = NULL;
+	size_t n = 0;
+
+	assert_int_equal(token_data_get(t, DATA_LABEL, &b, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(b[0].len, len);
+	assert_memory_equal(b[0].data, want, len);
+	token_blobs_free(b, n);
+}
+
+/* Data objects on SoftHSM2 (G3's copy of the checkpoint): binary values
+ * exactly, replaced, private (pkcs11-tool sees them only after login),
+ * kept across close and open, and deleted. */
+static void
+test_data_objects(void **state)
+{
+	static const uint8_t a[] = {'c', 'p', 0x00, 0xff, 0x00, '\n'};
+	uint8_t *big = malloc(TOKEN_DATA_MAX);
+	struct token_blob *b = NULL;
+	size_t i, n = 99;
+
+	(void)state;
+	assert_non_null(big);
+	for (i = 0; i < TOKEN_DATA_MAX; i++)
+		big[i] = (uint8_t)(i * 7);
+	assert_int_equal(token_data_get(tok, DATA_LABEL, &b, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(token_data_put(tok, DATA_LABEL, a, sizeof(a)), 0);
+	assert_data(tok, a, sizeof(a));
+	assert_int_equal(
+	    token_data_put(tok, DATA_LABEL, big, TOKEN_DATA_MAX), 0);
+	assert_data(tok, big, TOKEN_DATA_MAX);
+
+	/* private: listed only to a logged-in pkcs11-tool */
+	assert_int_equal(tool_lists_data(0), 0);
+	assert_int_equal(tool_lists_data(1), 1);
+
+	/* kept in the token: a new open reads it back */
+	token_close(tok);
+	tok = NULL;
+	assert_int_equal(open_token(URI, USER_PIN, &tok), 0);
+	assert_data(tok, big, TOKEN_DATA_MAX);
+	assert_int_equal(token_data_put(tok, DATA_LABEL, a, sizeof(a)), 0);
+	assert_data(tok, a, sizeof(a));
+
+	assert_int_equal(token_data_delete(tok, DATA_LABEL), 0);
+	assert_int_equal(token_data_get(tok, DATA_LABEL, &b, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(b);
+	assert_int_equal(tool_lists_data(1), 0);
+	free(big);
+}
+
 int
 main(void)
 {
@@ -412,6 +504,7 @@ main(void)
 	    cmocka_unit_test(test_ecdsa_p384),
 	    cmocka_unit_test(test_rsa_pss_3072),
 	    cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_data_objects),
 	    cmocka_unit_test(test_errors),
 	};
 

@@ -41,6 +41,17 @@
  *  - No CKM_ECDSA_SHA*: ECDSA is CKM_ECDSA over a digest, output r||s.
  *  - The signing key is copied into the operation at C_SignInit (an object
  *    destroyed after C_SignInit can still finish that one signature).
+ *  - C_CreateObject makes data objects (CKO_DATA) as SoftHSM2's
+ *    CreateObject and P11DataObj do: CKA_CLASS is required
+ *    (CKR_TEMPLATE_INCOMPLETE), then the write check (a private object needs
+ *    the user logged in, a token object a read-write session), then at most
+ *    32 attributes (CKR_TEMPLATE_INCONSISTENT); the template may hold
+ *    CKA_CLASS, CKA_TOKEN, CKA_PRIVATE, CKA_MODIFIABLE, CKA_COPYABLE,
+ *    CKA_DESTROYABLE, CKA_LABEL, CKA_APPLICATION, CKA_OBJECT_ID and CKA_VALUE
+ *    (anything else: CKR_ATTRIBUTE_TYPE_INVALID). Defaults: a private
+ *    session object, empty label, application, object id and value (an
+ *    empty value is allowed). CKA_VALUE is readable (a data object is never
+ *    sensitive) and, like the label, application and object id, settable.
  *
  * All memory is freed by mock_p11_reset() and, when the library is unloaded
  * (dlclose) or the process exits, by a destructor, so that ASan's leak check
@@ -55,7 +66,9 @@
  * CKR_KEY_HANDLE_INVALID; a removed key-generation mechanism really is
  * refused; C_InitPIN needs no C_SetPIN; the user PIN can lock after N wrong
  * tries; C_SeedRandom is not supported; one internal mutex is used whatever
- * C_Initialize is given.
+ * C_Initialize is given; C_CreateObject makes only data objects (any other
+ * class gives CKR_ATTRIBUTE_VALUE_INVALID, as tpm2-pkcs11 answers for the
+ * classes it does not create).
  */
 
 #include <pthread.h>
@@ -79,6 +92,7 @@
 #define MAX_PIN_LEN	   255
 #define RSA_MIN_BITS	   2048
 #define RSA_MAX_BITS	   4096
+#define MAX_CREATE_ATTRS   32 /* SoftHSM2's CreateObject: maxAttribs */
 
 #define MANUFACTURER	    "custody mock"
 #define LIBRARY_DESCRIPTION "custody mock PKCS#11"
@@ -322,6 +336,7 @@ struct fault {
 	unsigned long seen;
 	unsigned long nth;
 	long count;
+	int reset; /* mock_p11_fail_reset(): lose every session first */
 };
 
 struct lie {
@@ -872,6 +887,8 @@ fault_hit(enum fn_id f, CK_RV *rvp)
 		    r->seen - r->nth < (unsigned long)r->count) {
 			*rvp = r->rv;
 			hit = 1;
+			if (r->reset)
+				sessions_close_all();
 		}
 	}
 	return hit;
@@ -1435,6 +1452,37 @@ tmpl_kind(CK_ATTRIBUTE_TYPE type, int pub, CK_KEY_TYPE kt)
 	}
 }
 
+/* The same for a data object (SoftHSM2's P11DataObj and P11StorageObj). */
+static enum tkind
+data_kind(CK_ATTRIBUTE_TYPE type)
+{
+	switch (type) {
+	case CKA_CLASS:
+		return T_ULONG;
+	case CKA_TOKEN:
+	case CKA_PRIVATE:
+	case CKA_MODIFIABLE:
+	case CKA_COPYABLE:
+	case CKA_DESTROYABLE:
+		return T_BOOL;
+	case CKA_LABEL:
+	case CKA_APPLICATION:
+	case CKA_OBJECT_ID:
+	case CKA_VALUE:
+		return T_BYTES;
+	default:
+		return T_INVALID;
+	}
+}
+
+static enum tkind
+obj_kind(const struct object *o, CK_ATTRIBUTE_TYPE type)
+{
+	if (o->cls == CKO_DATA)
+		return data_kind(type);
+	return tmpl_kind(type, o->cls == CKO_PUBLIC_KEY, o->kt);
+}
+
 static CK_RV
 c_destroy_object(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
 {
@@ -1559,6 +1607,10 @@ set_check(const struct object *o, const CK_ATTRIBUTE *t)
 	case CKA_ID:
 	case CKA_SUBJECT:
 		return CKR_OK;
+	case CKA_APPLICATION:
+	case CKA_OBJECT_ID:
+	case CKA_VALUE:
+		return o->cls == CKO_DATA ? CKR_OK : CKR_ATTRIBUTE_READ_ONLY;
 	case CKA_START_DATE:
 	case CKA_END_DATE:
 		return t->ulValueLen == 0 || t->ulValueLen == sizeof(CK_DATE)
@@ -1608,8 +1660,7 @@ c_set_attribute_value(
 		if ((rv = set_check(o, &tmpl[i])) != CKR_OK)
 			return leave(rv);
 	for (i = 0; i < n; i++) {
-		if (tmpl_kind(tmpl[i].type, o->cls == CKO_PUBLIC_KEY, o->kt) ==
-		    T_BOOL)
+		if (obj_kind(o, tmpl[i].type) == T_BOOL)
 			attr_set_bool(o, tmpl[i].type,
 			    *(CK_BBOOL *)tmpl[i].pValue != CK_FALSE);
 		else
@@ -1753,7 +1804,8 @@ tmpl_apply(struct object *o, const CK_ATTRIBUTE *t, CK_ULONG n, int pub)
 	for (i = 0; i < n; i++) {
 		if (t[i].pValue == NULL && t[i].ulValueLen > 0)
 			return CKR_ATTRIBUTE_VALUE_INVALID;
-		switch (tmpl_kind(t[i].type, pub, o->kt)) {
+		switch (o->cls == CKO_DATA ? data_kind(t[i].type)
+					   : tmpl_kind(t[i].type, pub, o->kt)) {
 		case T_INVALID:
 			return CKR_ATTRIBUTE_TYPE_INVALID;
 		case T_READ_ONLY:
@@ -2101,6 +2153,74 @@ out:
 }
 
 /*
+ * Object creation: data objects only.
+ */
+
+/* SoftHSM2's defaults for a data object. */
+static void
+data_defaults(struct object *o)
+{
+	attr_set_ulong(o, CKA_CLASS, CKO_DATA);
+	attr_set_bool(o, CKA_TOKEN, 0);
+	attr_set_bool(o, CKA_PRIVATE, 1);
+	attr_set_bool(o, CKA_MODIFIABLE, 1);
+	attr_set_bool(o, CKA_COPYABLE, 1);
+	attr_set_bool(o, CKA_DESTROYABLE, 1);
+	attr_set(o, CKA_LABEL, NULL, 0);
+	attr_set(o, CKA_APPLICATION, NULL, 0);
+	attr_set(o, CKA_OBJECT_ID, NULL, 0);
+	attr_set(o, CKA_VALUE, NULL, 0);
+}
+
+static CK_RV
+c_create_object(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+    CK_OBJECT_HANDLE_PTR hp)
+{
+	const CK_ATTRIBUTE *a;
+	struct object *o = NULL;
+	struct session *s;
+	CK_OBJECT_CLASS cls;
+	CK_RV rv;
+
+	if (begin(F_C_CreateObject, &rv))
+		return leave(rv);
+	if (tmpl == NULL || hp == NULL)
+		return leave(CKR_ARGUMENTS_BAD);
+	if ((s = session_get(h)) == NULL)
+		return leave(CKR_SESSION_HANDLE_INVALID);
+	/* SoftHSM2's extractObjectInformation(): a CKA_CLASS of the right
+	 * size, or the template is incomplete */
+	a = tmpl_find(tmpl, n, CKA_CLASS);
+	if (a == NULL || a->pValue == NULL || a->ulValueLen != sizeof(cls))
+		return leave(CKR_TEMPLATE_INCOMPLETE);
+	memcpy(&cls, a->pValue, sizeof(cls));
+	if ((rv = have_write(s, tmpl_bool(tmpl, n, CKA_TOKEN, 0),
+		 tmpl_bool(tmpl, n, CKA_PRIVATE, 1))) != CKR_OK)
+		return leave(rv);
+	if (n > MAX_CREATE_ATTRS)
+		return leave(CKR_TEMPLATE_INCONSISTENT);
+	if (cls != CKO_DATA)
+		return leave(CKR_ATTRIBUTE_VALUE_INVALID);
+	if ((o = obj_new(CKO_DATA, 0)) == NULL)
+		return leave(CKR_HOST_MEMORY);
+	data_defaults(o);
+	if ((rv = tmpl_apply(o, tmpl, n, 0)) != CKR_OK)
+		goto out;
+	if (o->oom) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	o->is_private = attr_bool(o, CKA_PRIVATE);
+	o->owner = attr_bool(o, CKA_TOKEN) ? 0 : s->handle;
+	obj_append(o);
+	*hp = obj_handle(o);
+	o = NULL;
+out:
+	obj_free(o);
+	return leave(rv);
+}
+
+/*
  * Signing.
  */
 
@@ -2405,8 +2525,6 @@ stub(enum fn_id f)
 STUB(GetOperationState, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG_PTR c))
 STUB(SetOperationState, (CK_SESSION_HANDLE a, CK_BYTE_PTR b, CK_ULONG c,
 			    CK_OBJECT_HANDLE d, CK_OBJECT_HANDLE e))
-STUB(CreateObject, (CK_SESSION_HANDLE a, CK_ATTRIBUTE_PTR b, CK_ULONG c,
-		       CK_OBJECT_HANDLE_PTR d))
 STUB(CopyObject, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR c,
 		     CK_ULONG d, CK_OBJECT_HANDLE_PTR e))
 STUB(GetObjectSize, (CK_SESSION_HANDLE a, CK_OBJECT_HANDLE b, CK_ULONG_PTR c))
@@ -2492,7 +2610,7 @@ static CK_FUNCTION_LIST function_list = {
     .C_SetOperationState = stub_SetOperationState,
     .C_Login = c_login,
     .C_Logout = c_logout,
-    .C_CreateObject = stub_CreateObject,
+    .C_CreateObject = c_create_object,
     .C_CopyObject = stub_CopyObject,
     .C_DestroyObject = c_destroy_object,
     .C_GetObjectSize = stub_GetObjectSize,
@@ -2582,8 +2700,8 @@ mock_p11_reset(const struct mock_p11_opts *o)
 	unlock();
 }
 
-void
-mock_p11_fail(const char *fn, CK_RV rv, int nth, int count)
+static void
+fault_add(const char *fn, CK_RV rv, int nth, int count, int reset)
 {
 	struct fault *nf;
 	int f = fn_lookup(fn);
@@ -2601,7 +2719,20 @@ mock_p11_fail(const char *fn, CK_RV rv, int nth, int count)
 	nf->seen = 0;
 	nf->nth = nth < 1 ? 1 : (unsigned long)nth;
 	nf->count = count == 0 ? 1 : count;
+	nf->reset = reset;
 	unlock();
+}
+
+void
+mock_p11_fail(const char *fn, CK_RV rv, int nth, int count)
+{
+	fault_add(fn, rv, nth, count, 0);
+}
+
+void
+mock_p11_fail_reset(const char *fn, int nth)
+{
+	fault_add(fn, CKR_SESSION_HANDLE_INVALID, nth, 1, 1);
 }
 
 void

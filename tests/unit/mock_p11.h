@@ -75,7 +75,15 @@ void mock_p11_reset(const struct mock_p11_opts *o);
  */
 void mock_p11_fail(const char *fn, CK_RV rv, int nth, int count);
 
-/* Remove every fault rule added by mock_p11_fail(). */
+/*
+ * A fault rule as mock_p11_fail(fn, CKR_SESSION_HANDLE_INVALID, nth, 1) that
+ * first does what mock_p11_invalidate_sessions() does: a device reset at an
+ * exact point of an operation (the login is lost and private objects get new
+ * handles when they are found again). Removed like the others.
+ */
+void mock_p11_fail_reset(const char *fn, int nth);
+
+/* Remove every fault rule added by mock_p11_fail() or mock_p11_fail_reset(). */
 void mock_p11_clear_faults(void);
 
 /*

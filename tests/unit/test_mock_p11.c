@@ -1367,6 +1367,154 @@ test_session_objects(void **state)
 	assert_int_equal(mock_p11_object_count(), 0);
 }
 
+/* Data objects as SoftHSM2 makes them (CreateObject, P11DataObj): private
+ * by default, binary values read exactly, checks in SoftHSM2's order. */
+static void
+test_data_objects(void **state)
+{
+	static const CK_BYTE value[] = {'c', 0x00, 'p', 0xff, 0x00};
+	static CK_OBJECT_CLASS data = CKO_DATA, secret = CKO_SECRET_KEY;
+	static CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+	static CK_ULONG four = 4;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &data, sizeof(data)},
+	    {CKA_TOKEN, &t, sizeof(t)},
+	    {CKA_APPLICATION, "custody", 7},
+	    {CKA_LABEL, "cp", 2},
+	    {CKA_VALUE, (void *)value, sizeof(value)},
+	};
+	CK_ATTRIBUTE byapp[] = {
+	    {CKA_CLASS, &data, sizeof(data)},
+	    {CKA_APPLICATION, "custody", 7},
+	    {CKA_LABEL, "cp", 2},
+	};
+	CK_ATTRIBUTE pubt[] = {
+	    {CKA_CLASS, &data, sizeof(data)},
+	    {CKA_TOKEN, &t, sizeof(t)},
+	    {CKA_PRIVATE, &f, sizeof(f)},
+	    {CKA_LABEL, "pub", 3},
+	};
+	CK_ATTRIBUTE sesst[] = {
+	    {CKA_CLASS, &data, sizeof(data)},
+	    {CKA_VALUE, "", 0},
+	};
+	CK_ATTRIBUTE noclass[] = {{CKA_LABEL, "x", 1}};
+	CK_ATTRIBUTE withid[] = {
+	    {CKA_CLASS, &data, sizeof(data)},
+	    {CKA_ID, "x", 1},
+	};
+	CK_ATTRIBUTE badbool[] = {
+	    {CKA_CLASS, &data, sizeof(data)},
+	    {CKA_PRIVATE, &four, sizeof(four)},
+	};
+	CK_ATTRIBUTE notdata[] = {{CKA_CLASS, &secret, sizeof(secret)}};
+	CK_ATTRIBUTE many[33];
+	CK_ATTRIBUTE setv = {CKA_VALUE, "new", 3};
+	CK_SESSION_HANDLE s, s2, ro;
+	CK_OBJECT_HANDLE h, h2, found[4];
+	CK_BYTE buf[16];
+	CK_ULONG len, i;
+
+	(void)state;
+	s = user_session();
+	assert_int_equal(p11->C_CreateObject(s, tmpl, 5, &h), CKR_OK);
+	assert_int_equal(mock_p11_object_count(), 1);
+	assert_int_equal(get_bool(s, h, CKA_PRIVATE), 1);
+	assert_int_equal(get_bool(s, h, CKA_TOKEN), 1);
+	assert_int_equal(get_bool(s, h, CKA_MODIFIABLE), 1);
+	assert_int_equal(get_bool(s, h, CKA_DESTROYABLE), 1);
+	len = sizeof(buf);
+	assert_int_equal(get_attr(s, h, CKA_OBJECT_ID, buf, &len), CKR_OK);
+	assert_int_equal(len, 0);
+	/* no CKA_ID on a data object */
+	len = sizeof(buf);
+	assert_int_equal(
+	    get_attr(s, h, CKA_ID, buf, &len), CKR_ATTRIBUTE_TYPE_INVALID);
+	assert_int_equal(len, CK_UNAVAILABLE_INFORMATION);
+	/* the value: its length, too small a buffer, then the bytes */
+	len = 0;
+	assert_int_equal(get_attr(s, h, CKA_VALUE, NULL, &len), CKR_OK);
+	assert_int_equal(len, sizeof(value));
+	len = 2;
+	assert_int_equal(
+	    get_attr(s, h, CKA_VALUE, buf, &len), CKR_BUFFER_TOO_SMALL);
+	assert_int_equal(len, CK_UNAVAILABLE_INFORMATION);
+	len = sizeof(buf);
+	assert_int_equal(get_attr(s, h, CKA_VALUE, buf, &len), CKR_OK);
+	assert_int_equal(len, sizeof(value));
+	assert_memory_equal(buf, value, sizeof(value));
+	assert_int_equal(find(s, byapp, 3, found, 4), 1);
+	assert_int_equal(found[0], h);
+
+	/* private: invisible and unreadable when logged out, not creatable;
+	 * a public token object needs only a read-write session */
+	assert_int_equal(p11->C_Logout(s), CKR_OK);
+	assert_int_equal(find(s, byapp, 3, found, 4), 0);
+	len = sizeof(buf);
+	assert_int_equal(
+	    get_attr(s, h, CKA_VALUE, buf, &len), CKR_OBJECT_HANDLE_INVALID);
+	assert_int_equal(
+	    p11->C_CreateObject(s, tmpl, 5, &h2), CKR_USER_NOT_LOGGED_IN);
+	ro = open_session(0);
+	assert_int_equal(
+	    p11->C_CreateObject(ro, pubt, 4, &h2), CKR_SESSION_READ_ONLY);
+	assert_int_equal(p11->C_CreateObject(s, pubt, 4, &h2), CKR_OK);
+	assert_int_equal(get_bool(s, h2, CKA_PRIVATE), 0);
+	assert_int_equal(p11->C_DestroyObject(s, h2), CKR_OK);
+	assert_int_equal(login(s, CKU_USER, USER_PIN), CKR_OK);
+	assert_int_equal(find(s, byapp, 3, found, 4), 1);
+	assert_true(found[0] != h); /* renumbered, as keys are */
+	h = found[0];
+
+	/* template errors, in SoftHSM2's order; none creates anything */
+	assert_int_equal(
+	    p11->C_CreateObject(s, NULL, 0, &h2), CKR_ARGUMENTS_BAD);
+	assert_int_equal(
+	    p11->C_CreateObject(s, tmpl, 5, NULL), CKR_ARGUMENTS_BAD);
+	assert_int_equal(
+	    p11->C_CreateObject(s, noclass, 1, &h2), CKR_TEMPLATE_INCOMPLETE);
+	assert_int_equal(
+	    p11->C_CreateObject(s, withid, 2, &h2), CKR_ATTRIBUTE_TYPE_INVALID);
+	assert_int_equal(p11->C_CreateObject(s, badbool, 2, &h2),
+	    CKR_ATTRIBUTE_VALUE_INVALID);
+	assert_int_equal(p11->C_CreateObject(s, notdata, 1, &h2),
+	    CKR_ATTRIBUTE_VALUE_INVALID);
+	for (i = 0; i < 33; i++)
+		many[i] = (CK_ATTRIBUTE){CKA_LABEL, "m", 1};
+	many[0] = tmpl[0];
+	assert_int_equal(
+	    p11->C_CreateObject(s, many, 33, &h2), CKR_TEMPLATE_INCONSISTENT);
+	assert_int_equal(p11->C_CreateObject(s, many, 32, &h2), CKR_OK);
+	assert_int_equal(p11->C_DestroyObject(s, h2), CKR_OK);
+	mock_p11_fail("C_CreateObject", CKR_DEVICE_ERROR, 1, 1);
+	assert_int_equal(
+	    p11->C_CreateObject(s, tmpl, 5, &h2), CKR_DEVICE_ERROR);
+	assert_int_equal(mock_p11_object_count(), 1);
+
+	/* a private session object, with an empty value, in a read-only
+	 * session; it goes with its session */
+	s2 = open_session(0);
+	assert_int_equal(p11->C_CreateObject(s2, sesst, 2, &h2), CKR_OK);
+	assert_int_equal(mock_p11_object_count(), 2);
+	assert_int_equal(get_bool(s, h2, CKA_TOKEN), 0);
+	len = sizeof(buf);
+	assert_int_equal(get_attr(s, h2, CKA_VALUE, buf, &len), CKR_OK);
+	assert_int_equal(len, 0);
+	assert_int_equal(p11->C_CloseSession(s2), CKR_OK);
+	assert_int_equal(mock_p11_object_count(), 1);
+
+	/* the value can be changed, and the object destroyed */
+	assert_int_equal(p11->C_SetAttributeValue(s, h, &setv, 1), CKR_OK);
+	len = sizeof(buf);
+	assert_int_equal(get_attr(s, h, CKA_VALUE, buf, &len), CKR_OK);
+	assert_int_equal(len, 3);
+	assert_memory_equal(buf, "new", 3);
+	assert_int_equal(p11->C_DestroyObject(ro, h), CKR_SESSION_READ_ONLY);
+	assert_int_equal(p11->C_DestroyObject(s, h), CKR_OK);
+	assert_int_equal(find(s, byapp, 3, found, 4), 0);
+	assert_int_equal(mock_p11_object_count(), 0);
+}
+
 static void
 test_persistence(void **state)
 {
@@ -1533,6 +1681,37 @@ test_invalidate_sessions(void **state)
 	assert_true(priv != CK_INVALID_HANDLE);
 	assert_int_equal(
 	    sign(s3, &m, priv, dig, sizeof(dig), sig, &len), CKR_OK);
+}
+
+/* mock_p11_fail_reset(): the same loss, at the nth call of one function. */
+static void
+test_fail_reset(void **state)
+{
+	CK_OBJECT_HANDLE pub, priv, h[4];
+	CK_SESSION_HANDLE s1, s2;
+	CK_SESSION_INFO si;
+	unsigned long calls;
+
+	(void)state;
+	s1 = user_session();
+	s2 = open_session(0);
+	assert_int_equal(gen_key(s1, K_P256, "rst", &pub, &priv), CKR_OK);
+	calls = mock_p11_calls("C_FindObjectsInit");
+	mock_p11_fail_reset("C_FindObjectsInit", 2);
+	assert_int_equal(find(s2, NULL, 0, h, 4), 2);
+	assert_int_equal(mock_p11_open_sessions(), 2);
+	assert_int_equal(
+	    p11->C_FindObjectsInit(s2, NULL, 0), CKR_SESSION_HANDLE_INVALID);
+	assert_int_equal(mock_p11_open_sessions(), 0);
+	assert_int_equal(mock_p11_is_logged_in(), 0);
+	assert_int_equal(mock_p11_object_count(), 2);
+	assert_int_equal(
+	    p11->C_GetSessionInfo(s1, &si), CKR_SESSION_HANDLE_INVALID);
+	assert_int_equal(mock_p11_calls("C_FindObjectsInit"), calls + 2);
+	/* once only */
+	s1 = user_session();
+	assert_true(find_one(s1, "rst", CKO_PRIVATE_KEY) != priv);
+	assert_int_equal(mock_p11_open_sessions(), 1);
 }
 
 static void
@@ -1788,11 +1967,13 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_find_destroy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_session_objects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_data_objects, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_fault_injection, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_invalidate_sessions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fail_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_corrupt_signatures, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -741,6 +741,456 @@ test_relogin_pin_locked_reported(void **state)
 	token_close(t);
 }
 
+/* Data objects (G3: the last checkpoint kept in the token) --------------- */
+
+#define CP "checkpoint"
+
+/* A value with NULs and high bytes, so that nothing treats it as a string. */
+static const uint8_t DATA_A[] = {'a', 0x00, 0x01, 0xff, 0x00, 'z'};
+static const uint8_t DATA_B[] = {0x00, 'b', '\n', 0x00};
+static const uint8_t DATA_C[] = "c";
+
+/* The value of label, which must be exactly one object. */
+static void
+assert_data_is(
+    struct token *t, const char *label, const uint8_t *want, size_t len)
+{
+	struct token_blob *b = NULL;
+	size_t n = 0;
+
+	assert_int_equal(token_data_get(t, label, &b, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(b[0].len, len);
+	assert_memory_equal(b[0].data, want, len);
+	token_blobs_free(b, n);
+}
+
+/* A session of custody's application, opened beside the token module (it
+ * shares the login, which belongs to the application). */
+static CK_SESSION_HANDLE
+raw_session(void)
+{
+	CK_FUNCTION_LIST *f = mock_p11_functions();
+	CK_SLOT_ID slot;
+	CK_ULONG n = 1;
+	CK_SESSION_HANDLE h;
+
+	assert_int_equal(f->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	assert_int_equal(
+	    f->C_OpenSession(
+		slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h),
+	    CKR_OK);
+	return h;
+}
+
+/* A token data object made directly, as another program could. */
+static void
+plant(CK_SESSION_HANDLE s, const char *app, const char *label, int priv,
+    const void *value, size_t len)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE, p = priv ? CK_TRUE : CK_FALSE;
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_TOKEN, &yes, sizeof(yes)},
+	    {CKA_PRIVATE, &p, sizeof(p)},
+	    {CKA_APPLICATION, (void *)app, strlen(app)},
+	    {CKA_LABEL, (void *)label, strlen(label)},
+	    {CKA_VALUE, (void *)value, (CK_ULONG)len},
+	};
+	CK_OBJECT_HANDLE h;
+
+	assert_int_equal(
+	    mock_p11_functions()->C_CreateObject(s, tmpl, 6, &h), CKR_OK);
+}
+
+/* Binary values round-trip exactly, as private token objects of custody's
+ * application; the largest allowed value too. */
+static void
+test_data_round_trip(void **state)
+{
+	struct token *t = open_ok();
+	uint8_t *big = malloc(TOKEN_DATA_MAX);
+	char label64[TOKEN_DATA_LABEL_MAX + 1];
+
+	(void)state;
+	assert_non_null(big);
+	memset(big, 0, TOKEN_DATA_MAX);
+	big[TOKEN_DATA_MAX - 1] = 0x7f;
+	memset(label64, '~', TOKEN_DATA_LABEL_MAX);
+	label64[TOKEN_DATA_LABEL_MAX] = '\0';
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	assert_data_is(t, CP, DATA_A, sizeof(DATA_A));
+	assert_int_equal(mock_p11_object_count(), 1);
+	assert_int_equal(token_data_put(t, label64, big, TOKEN_DATA_MAX), 0);
+	assert_data_is(t, label64, big, TOKEN_DATA_MAX);
+	assert_int_equal(token_data_put(t, "with space", DATA_C, 1), 0);
+	assert_data_is(t, "with space", DATA_C, 1);
+	/* the labels do not meet */
+	assert_data_is(t, CP, DATA_A, sizeof(DATA_A));
+	assert_int_equal(mock_p11_object_count(), 3);
+	free(big);
+	token_close(t);
+}
+
+/* A put replaces: the new object first, then the older ones go. */
+static void
+test_data_replace(void **state)
+{
+	struct token *t = open_ok();
+	unsigned long creates;
+
+	(void)state;
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	creates = mock_p11_calls("C_CreateObject");
+	assert_int_equal(token_data_put(t, CP, DATA_B, sizeof(DATA_B)), 0);
+	assert_int_equal(mock_p11_calls("C_CreateObject"), creates + 1);
+	assert_data_is(t, CP, DATA_B, sizeof(DATA_B));
+	assert_int_equal(mock_p11_object_count(), 1);
+	/* the same value again: still one object */
+	assert_int_equal(token_data_put(t, CP, DATA_B, sizeof(DATA_B)), 0);
+	assert_data_is(t, CP, DATA_B, sizeof(DATA_B));
+	assert_int_equal(mock_p11_object_count(), 1);
+	token_close(t);
+}
+
+static void
+test_data_delete(void **state)
+{
+	struct token *t = open_ok();
+	struct token_blob *b = (struct token_blob *)&b;
+	size_t n = 99;
+
+	(void)state;
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	assert_int_equal(token_data_put(t, "other", DATA_B, sizeof(DATA_B)), 0);
+	assert_int_equal(token_data_delete(t, CP), 0);
+	assert_int_equal(token_data_get(t, CP, &b, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(b);
+	assert_data_is(t, "other", DATA_B, sizeof(DATA_B));
+	/* nothing to delete is not an error */
+	assert_int_equal(token_data_delete(t, CP), 0);
+	/* a token that says it destroyed but did not is caught */
+	mock_p11_destroy_noop(1);
+	assert_int_equal(
+	    token_data_delete(t, "other"), CUSTODY_E_DESTROY_INCOMPLETE);
+	mock_p11_destroy_noop(0);
+	assert_int_equal(token_data_delete(t, "other"), 0);
+	assert_int_equal(mock_p11_object_count(), 0);
+	token_close(t);
+}
+
+/* An absent label: n == 0, no array, and that is not an error. */
+static void
+test_data_get_absent(void **state)
+{
+	struct token *t = open_ok();
+	struct token_blob *b = (struct token_blob *)&b;
+	size_t n = 99;
+
+	(void)state;
+	assert_int_equal(token_data_get(t, CP, &b, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(b);
+	token_blobs_free(NULL, 0);
+	token_close(t);
+}
+
+static void
+test_data_invalid_args(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "tab\there",
+	    "new\nline",
+	    "\x7f",
+	    "caf\xc3\xa9",
+	    "01234567890123456789012345678901234567890123456789012345678901234",
+	};
+	struct token *t = open_ok();
+	struct token_blob *b = NULL;
+	size_t i, n = 0;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(token_data_put(t, bad[i], DATA_A, 1),
+		    CUSTODY_E_INVALID_ARG);
+		assert_int_equal(
+		    token_data_get(t, bad[i], &b, &n), CUSTODY_E_INVALID_ARG);
+		assert_int_equal(
+		    token_data_delete(t, bad[i]), CUSTODY_E_INVALID_ARG);
+	}
+	assert_int_equal(
+	    token_data_put(t, NULL, DATA_A, 1), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    token_data_get(t, NULL, &b, &n), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(token_data_delete(t, NULL), CUSTODY_E_INVALID_ARG);
+	/* an empty value (tpm2-pkcs11 refuses one) and no value */
+	assert_int_equal(
+	    token_data_put(t, CP, DATA_A, 0), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(token_data_put(t, CP, NULL, 1), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    token_data_get(t, CP, NULL, &n), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    token_data_get(t, CP, &b, NULL), CUSTODY_E_INVALID_ARG);
+	assert_null(b);
+	assert_int_equal(mock_p11_calls("C_CreateObject"), 0);
+	assert_int_equal(mock_p11_calls("C_FindObjectsInit"), 0);
+	token_close(t);
+}
+
+/* Bounds: the value put, the values read and the number of objects. */
+static void
+test_data_too_large(void **state)
+{
+	struct token *t = open_ok();
+	uint8_t *big = calloc(1, TOKEN_DATA_MAX + 1);
+	struct token_blob *b = NULL;
+	CK_SESSION_HANDLE s;
+	size_t n = 0;
+	int i;
+
+	(void)state;
+	assert_non_null(big);
+	assert_int_equal(token_data_put(t, CP, big, TOKEN_DATA_MAX + 1),
+	    CUSTODY_E_TOO_LARGE);
+	assert_int_equal(mock_p11_calls("C_CreateObject"), 0);
+	/* a value over the bound, put there by someone else */
+	s = raw_session();
+	plant(s, "custody", "big", 1, big, TOKEN_DATA_MAX + 1);
+	assert_int_equal(token_data_get(t, "big", &b, &n), CUSTODY_E_TOO_LARGE);
+	/* an empty value is not a checkpoint (and is what tpm2-pkcs11 shows
+	 * for a private value to a session that is not logged in) */
+	plant(s, "custody", "empty", 1, "", 0);
+	assert_int_equal(token_data_get(t, "empty", &b, &n), CUSTODY_E_TOKEN);
+	/* more objects than TOKEN_DATA_MAX_OBJECTS */
+	for (i = 0; i < TOKEN_DATA_MAX_OBJECTS; i++)
+		plant(s, "custody", "many", 1, DATA_A, sizeof(DATA_A));
+	assert_int_equal(token_data_get(t, "many", &b, &n), 0);
+	assert_int_equal(n, TOKEN_DATA_MAX_OBJECTS);
+	token_blobs_free(b, n);
+	b = NULL;
+	plant(s, "custody", "many", 1, DATA_A, sizeof(DATA_A));
+	assert_int_equal(
+	    token_data_get(t, "many", &b, &n), CUSTODY_E_TOO_LARGE);
+	assert_null(b);
+	/* a put clears them all */
+	assert_int_equal(token_data_put(t, "many", DATA_C, 1), 0);
+	assert_data_is(t, "many", DATA_C, 1);
+	assert_int_equal(mock_p11_functions()->C_CloseSession(s), CKR_OK);
+	free(big);
+	token_close(t);
+}
+
+/* Objects that are not custody's private ones are neither read nor
+ * touched: another application's, and a public one (which anyone could
+ * have planted without the PIN). */
+static void
+test_data_foreign_objects_ignored(void **state)
+{
+	struct token *t = open_ok();
+	struct token_blob *b = NULL;
+	CK_SESSION_HANDLE s = raw_session();
+	size_t n = 0;
+
+	(void)state;
+	plant(s, "other-app", CP, 1, DATA_B, sizeof(DATA_B));
+	plant(s, "custody", CP, 0, DATA_B, sizeof(DATA_B));
+	assert_int_equal(token_data_get(t, CP, &b, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	assert_data_is(t, CP, DATA_A, sizeof(DATA_A));
+	assert_int_equal(token_data_delete(t, CP), 0);
+	assert_int_equal(mock_p11_object_count(), 2);
+	assert_int_equal(mock_p11_functions()->C_CloseSession(s), CKR_OK);
+	token_close(t);
+}
+
+/* C_CreateObject fails: an error, and the old value is kept. */
+static void
+test_data_create_fault_keeps_old(void **state)
+{
+	struct token *t = open_ok();
+
+	(void)state;
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	mock_p11_fail("C_CreateObject", CKR_DEVICE_ERROR, 1, 1);
+	assert_int_equal(
+	    token_data_put(t, CP, DATA_B, sizeof(DATA_B)), CUSTODY_E_TOKEN);
+	assert_int_equal(mock_p11_calls("C_DestroyObject"), 0);
+	assert_data_is(t, CP, DATA_A, sizeof(DATA_A));
+	assert_int_equal(mock_p11_object_count(), 1);
+	token_close(t);
+}
+
+/* C_DestroyObject fails during a put: both objects remain (the state a
+ * crash between the two steps leaves), get returns both, and the next put
+ * leaves one. */
+static void
+test_data_destroy_fault_leaves_both(void **state)
+{
+	struct token *t = open_ok();
+	struct token_blob *b = NULL;
+	size_t n = 0, i;
+	int a = 0, bb = 0;
+
+	(void)state;
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	mock_p11_fail("C_DestroyObject", CKR_DEVICE_ERROR, 1, 1);
+	assert_int_equal(
+	    token_data_put(t, CP, DATA_B, sizeof(DATA_B)), CUSTODY_E_TOKEN);
+	assert_int_equal(token_data_get(t, CP, &b, &n), 0);
+	assert_int_equal(n, 2);
+	for (i = 0; i < n; i++) {
+		if (b[i].len == sizeof(DATA_A) &&
+		    memcmp(b[i].data, DATA_A, sizeof(DATA_A)) == 0)
+			a++;
+		if (b[i].len == sizeof(DATA_B) &&
+		    memcmp(b[i].data, DATA_B, sizeof(DATA_B)) == 0)
+			bb++;
+	}
+	assert_int_equal(a, 1);
+	assert_int_equal(bb, 1);
+	token_blobs_free(b, n);
+	assert_int_equal(token_data_put(t, CP, DATA_C, 1), 0);
+	assert_data_is(t, CP, DATA_C, 1);
+	assert_int_equal(mock_p11_object_count(), 1);
+	token_close(t);
+}
+
+/* A token that does not keep data objects says so on C_CreateObject in one
+ * of several ways; each is CUSTODY_E_UNSUPPORTED (the caller then keeps a
+ * file), and nothing is stored. Other failures are not "unsupported". */
+static void
+test_data_unsupported(void **state)
+{
+	static const CK_RV unsupported[] = {
+	    CKR_FUNCTION_NOT_SUPPORTED,
+	    CKR_TEMPLATE_INCONSISTENT,
+	    CKR_TEMPLATE_INCOMPLETE,
+	    CKR_ATTRIBUTE_TYPE_INVALID,
+	    CKR_ATTRIBUTE_VALUE_INVALID,
+	};
+	struct token *t = open_ok();
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
+		mock_p11_fail("C_CreateObject", unsupported[i], 1, 1);
+		assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)),
+		    CUSTODY_E_UNSUPPORTED);
+	}
+	mock_p11_fail("C_CreateObject", CKR_GENERAL_ERROR, 1, 1);
+	assert_int_equal(
+	    token_data_put(t, CP, DATA_A, sizeof(DATA_A)), CUSTODY_E_TOKEN);
+	assert_int_equal(mock_p11_object_count(), 0);
+	assert_int_equal(mock_p11_calls("C_DestroyObject"), 0);
+	assert_string_equal(custody_strerror(CUSTODY_E_UNSUPPORTED),
+	    "not supported by the token");
+	assert_non_null(custody_errhint(CUSTODY_E_UNSUPPORTED));
+	token_close(t);
+}
+
+/* Not logged in (a logout elsewhere in the process): custody logs in again
+ * rather than believe "none found", create a public object or destroy
+ * nothing; a device reset is recovered the same way. */
+static void
+test_data_not_logged_in_recovered(void **state)
+{
+	struct token *t = open_ok();
+
+	(void)state;
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	logout_elsewhere();
+	assert_data_is(t, CP, DATA_A, sizeof(DATA_A));
+	assert_int_equal(mock_p11_calls("C_Login"), 2);
+	logout_elsewhere();
+	assert_int_equal(token_data_put(t, CP, DATA_B, sizeof(DATA_B)), 0);
+	assert_data_is(t, CP, DATA_B, sizeof(DATA_B));
+	assert_int_equal(mock_p11_object_count(), 1);
+	logout_elsewhere();
+	assert_int_equal(token_data_delete(t, CP), 0);
+	assert_int_equal(mock_p11_object_count(), 0);
+	assert_int_equal(mock_p11_calls("C_Login"), 4);
+	/* a device reset: new sessions, one login each time */
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	mock_p11_invalidate_sessions();
+	assert_data_is(t, CP, DATA_A, sizeof(DATA_A));
+	mock_p11_invalidate_sessions();
+	assert_int_equal(token_data_put(t, CP, DATA_B, sizeof(DATA_B)), 0);
+	mock_p11_invalidate_sessions();
+	assert_int_equal(token_data_delete(t, CP), 0);
+	assert_int_equal(mock_p11_calls("C_Login"), 7);
+	assert_int_equal(mock_p11_is_logged_in(), 1);
+	assert_int_equal(mock_p11_object_count(), 0);
+	token_close(t);
+}
+
+/* A session lost at each step of a put or a get: the operation completes
+ * on a new session and leaves exactly the new value. After a reset between
+ * the create and the clean-up, the new object has a new handle and is
+ * recognised by its value. */
+static void
+test_data_reset_mid_operation(void **state)
+{
+	struct token *t = open_ok();
+
+	(void)state;
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	/* during C_CreateObject: nothing created, created again */
+	mock_p11_fail_reset("C_CreateObject", 1);
+	assert_int_equal(token_data_put(t, CP, DATA_B, sizeof(DATA_B)), 0);
+	assert_data_is(t, CP, DATA_B, sizeof(DATA_B));
+	assert_int_equal(mock_p11_object_count(), 1);
+	/* during the clean-up's search: the new object is renumbered */
+	mock_p11_fail_reset("C_FindObjectsInit", 1);
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	assert_data_is(t, CP, DATA_A, sizeof(DATA_A));
+	assert_int_equal(mock_p11_object_count(), 1);
+	/* during the clean-up's destroy */
+	mock_p11_fail_reset("C_DestroyObject", 1);
+	assert_int_equal(token_data_put(t, CP, DATA_B, sizeof(DATA_B)), 0);
+	assert_data_is(t, CP, DATA_B, sizeof(DATA_B));
+	assert_int_equal(mock_p11_object_count(), 1);
+	/* during a read */
+	mock_p11_fail_reset("C_GetAttributeValue", 2);
+	assert_data_is(t, CP, DATA_B, sizeof(DATA_B));
+	/* a session lost without a logout: the handle still counts */
+	mock_p11_fail("C_DestroyObject", CKR_SESSION_HANDLE_INVALID, 1, 1);
+	assert_int_equal(token_data_put(t, CP, DATA_C, 1), 0);
+	assert_data_is(t, CP, DATA_C, 1);
+	assert_int_equal(mock_p11_object_count(), 1);
+	assert_int_equal(mock_p11_is_logged_in(), 1);
+	token_close(t);
+}
+
+/* An object that vanishes between the search and the read (a put in
+ * another process) is searched for again, not reported. */
+static void
+test_data_vanished_object_searched_again(void **state)
+{
+	struct token *t = open_ok();
+
+	(void)state;
+	assert_int_equal(token_data_put(t, CP, DATA_A, sizeof(DATA_A)), 0);
+	mock_p11_fail("C_GetAttributeValue", CKR_OBJECT_HANDLE_INVALID, 1, 1);
+	assert_data_is(t, CP, DATA_A, sizeof(DATA_A));
+	assert_int_equal(mock_p11_calls("C_Login"), 1);
+	/* but not for ever */
+	mock_p11_fail("C_GetAttributeValue", CKR_OBJECT_HANDLE_INVALID, 1, -1);
+	{
+		struct token_blob *b = NULL;
+		size_t n = 0;
+
+		assert_int_equal(
+		    token_data_get(t, CP, &b, &n), CUSTODY_E_TOKEN);
+		assert_null(b);
+	}
+	mock_p11_clear_faults();
+	token_close(t);
+}
+
 int
 main(void)
 {
@@ -770,6 +1220,19 @@ main(void)
 	    cmocka_unit_test(test_destroy_evidence_survives_retry),
 	    cmocka_unit_test(test_stuck_operation_not_kept),
 	    cmocka_unit_test(test_relogin_pin_locked_reported),
+	    cmocka_unit_test(test_data_round_trip),
+	    cmocka_unit_test(test_data_replace),
+	    cmocka_unit_test(test_data_delete),
+	    cmocka_unit_test(test_data_get_absent),
+	    cmocka_unit_test(test_data_invalid_args),
+	    cmocka_unit_test(test_data_too_large),
+	    cmocka_unit_test(test_data_foreign_objects_ignored),
+	    cmocka_unit_test(test_data_create_fault_keeps_old),
+	    cmocka_unit_test(test_data_destroy_fault_leaves_both),
+	    cmocka_unit_test(test_data_unsupported),
+	    cmocka_unit_test(test_data_not_logged_in_recovered),
+	    cmocka_unit_test(test_data_reset_mid_operation),
+	    cmocka_unit_test(test_data_vanished_object_searched_again),
 	    cmocka_unit_test(test_threads),
 	};
 
