@@ -43,12 +43,6 @@ struct audit {
 	uint64_t commits;
 };
 
-static int
-node_get(void *arg, unsigned level, uint64_t index, uint8_t out[32])
-{
-	return store_node_get(arg, level, index, out);
-}
-
 /* "2026-11-23T10:00:00.123Z" */
 static void
 now_rfc3339_ms(char buf[32])
@@ -131,12 +125,13 @@ fatal(int r)
 static int
 write_item(struct audit *a, struct item *it, uint64_t seq)
 {
-	struct merkle_store ms = {node_get, a->st};
+	struct merkle_store ms;
 	struct merkle_node nodes[MERKLE_MAX_NEW_NODES];
 	uint8_t hash[MERKLE_HASH_LEN];
 	size_t n = 0, i;
 	int r;
 
+	store_merkle(a->st, &ms);
 	if ((r = store_savepoint(a->st)) != 0)
 		return r;
 	if (it->op != NULL && (r = it->op(a->st, it->arg)) != 0)

@@ -19,12 +19,6 @@
 
 #define MAX_SIGNERS 8
 
-static int
-node_get(void *arg, unsigned level, uint64_t index, uint8_t out[32])
-{
-	return store_node_get(arg, level, index, out);
-}
-
 /* Active checkpoint keys, oldest first (at most MAX_SIGNERS). */
 static int
 signers(struct store *st, struct store_key ***outp, size_t *np)
@@ -207,13 +201,14 @@ static int
 check(struct store *st, const char *outside_path, uint64_t *sizep,
     uint8_t root[32], char **lastp, size_t *lastlenp, uint64_t *lsizep)
 {
-	struct merkle_store ms = {node_get, st};
+	struct merkle_store ms;
 	uint8_t lroot[32], oroot[32];
 	uint64_t size, lsize = 0, osize = 0;
 	char *last = NULL;
 	size_t lastlen = 0;
 	int r, have_last, have_out;
 
+	store_merkle(st, &ms);
 	if ((r = store_leaf_count(st, &size)) != 0 ||
 	    (r = merkle_root(&ms, size, root)) != 0)
 		return r;

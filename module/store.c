@@ -17,6 +17,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "merkle.h"
 #include "store.h"
 #include "util.h"
 
@@ -162,6 +163,7 @@ enum stmt_id {
 	S_NODE_GET,
 	S_CKPT_PUT,
 	S_CKPT_LAST,
+	S_CKPT_NEXT,
 	S_COUNT
 };
 
@@ -190,8 +192,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SAVEPOINT] = "SAVEPOINT item",
     [S_RELEASE] = "RELEASE item",
     [S_ROLLBACK_TO] = "ROLLBACK TO item",
-    [S_LEAF_COUNT] =
-	"SELECT ifnull(max(seq) + 1, 0), count(*) FROM audit_leaves",
+    [S_LEAF_COUNT] = "SELECT ifnull(max(seq) + 1, 0) FROM audit_leaves",
     [S_LEAF_PUT] =
 	"INSERT INTO audit_leaves (seq, data, hash) VALUES (?1, ?2, ?3)",
     [S_LEAF_GET] = "SELECT data, hash FROM audit_leaves WHERE seq = ?1",
@@ -201,6 +202,8 @@ static const char *const stmt_sql[S_COUNT] = {
 		   " VALUES (?1, ?2, ?3, ?4)",
     [S_CKPT_LAST] = "SELECT size, root, note FROM checkpoints"
 		    " ORDER BY size DESC LIMIT 1",
+    [S_CKPT_NEXT] = "SELECT size, root, note FROM checkpoints"
+		    " WHERE size > ?1 ORDER BY size LIMIT 1",
     [S_NODE_GET] =
 	"SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
 };
@@ -1354,6 +1357,9 @@ int
 store_leaf_count(struct store *st, uint64_t *np)
 {
 	sqlite3_stmt *s;
+	uint8_t leaf[32], node[32], *data = NULL;
+	uint64_t n;
+	size_t len;
 	int rc, r = 0;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
@@ -1363,16 +1369,39 @@ store_leaf_count(struct store *st, uint64_t *np)
 		r = sqlerr(st, rc, "count leaves");
 		goto out;
 	}
-	/* leaves are numbered from 0 without gaps: the log is a prefix */
-	if (sqlite3_column_int64(s, 0) != sqlite3_column_int64(s, 1)) {
-		log_error_f(
-		    "the audit log has gaps: %lld leaves, last seq %lld",
-		    (long long)sqlite3_column_int64(s, 1),
-		    (long long)sqlite3_column_int64(s, 0) - 1);
-		r = CUSTODY_E_STORE;
-		goto out;
+	n = (uint64_t)sqlite3_column_int64(s, 0);
+	stmt_done(s);
+	/*
+	 * O(log n), so that start-up never reads the whole log: the leaves
+	 * end where the tree's leaf hashes end, and the last leaf is the
+	 * tree's. (A leaf deleted in the middle is found by export and by
+	 * 'custody audit verify', which read every leaf.)
+	 */
+	if (n > 0 && ((r = store_leaf_get(st, n - 1, &data, &len, leaf)) != 0 ||
+			 (r = store_node_get(st, 0, n - 1, node)) != 0 ||
+			 memcmp(leaf, node, 32) != 0)) {
+		free(data);
+		log_error_f("leaf %llu is not the last leaf of the stored tree",
+		    (unsigned long long)n - 1);
+		return CUSTODY_E_STORE;
 	}
-	*np = (uint64_t)sqlite3_column_int64(s, 0);
+	free(data);
+	s = st->stmt[S_NODE_GET];
+	sqlite3_bind_int64(s, 1, 0);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)n);
+	rc = sqlite3_step(s);
+	stmt_done(s);
+	if (rc == SQLITE_ROW) {
+		log_error_f(
+		    "the stored tree holds more leaves than the %llu in "
+		    "the log: its tail was deleted",
+		    (unsigned long long)n);
+		return CUSTODY_E_STORE;
+	}
+	if (rc != SQLITE_DONE)
+		return sqlerr(st, rc, "count leaves");
+	*np = n;
+	return 0;
 out:
 	stmt_done(s);
 	return r;
@@ -1488,6 +1517,19 @@ store_node_get(struct store *st, unsigned level, uint64_t idx, uint8_t hash[32])
 	return r;
 }
 
+static int
+merkle_get(void *arg, unsigned level, uint64_t index, uint8_t out[32])
+{
+	return store_node_get(arg, level, index, out);
+}
+
+void
+store_merkle(struct store *st, struct merkle_store *ms)
+{
+	ms->get = merkle_get;
+	ms->arg = st;
+}
+
 int
 store_checkpoint_put(struct store *st, uint64_t size, const uint8_t root[32],
     const char *note, size_t len, int64_t now)
@@ -1507,31 +1549,27 @@ store_checkpoint_put(struct store *st, uint64_t size, const uint8_t root[32],
 	return run(st, s);
 }
 
-int
-store_checkpoint_last(struct store *st, uint64_t *sizep, uint8_t root[32],
-    char **notep, size_t *lenp)
+/* The checkpoint row s steps to; CUSTODY_E_NOT_FOUND if there is none. */
+static int
+checkpoint_row(struct store *st, sqlite3_stmt *s, uint64_t *sizep,
+    uint8_t root[32], char **notep, size_t *lenp)
 {
-	sqlite3_stmt *s;
 	const void *n;
 	int rc, len, r = 0;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && sizep != NULL &&
-				       root != NULL && notep != NULL &&
-				       lenp != NULL,
-	    CUSTODY_E_INVALID_ARG);
-	s = st->stmt[S_CKPT_LAST];
 	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
 		r = CUSTODY_E_NOT_FOUND;
 		goto out;
 	}
 	if (rc != SQLITE_ROW) {
-		r = sqlerr(st, rc, "read the last checkpoint");
+		r = sqlerr(st, rc, "read a checkpoint");
 		goto out;
 	}
 	n = sqlite3_column_blob(s, 2);
 	len = sqlite3_column_bytes(s, 2);
 	if (sqlite3_column_bytes(s, 1) != 32 || n == NULL || len <= 0) {
-		log_error_f("the last checkpoint is malformed");
+		log_error_f("the checkpoint of size %lld is malformed",
+		    (long long)sqlite3_column_int64(s, 0));
 		r = CUSTODY_E_STORE;
 		goto out;
 	}
@@ -1547,4 +1585,34 @@ store_checkpoint_last(struct store *st, uint64_t *sizep, uint8_t root[32],
 out:
 	stmt_done(s);
 	return r;
+}
+
+int
+store_checkpoint_last(struct store *st, uint64_t *sizep, uint8_t root[32],
+    char **notep, size_t *lenp)
+{
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && sizep != NULL &&
+				       root != NULL && notep != NULL &&
+				       lenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	return checkpoint_row(
+	    st, st->stmt[S_CKPT_LAST], sizep, root, notep, lenp);
+}
+
+int
+store_checkpoint_next(struct store *st, uint64_t after, uint64_t *sizep,
+    uint8_t root[32], char **notep, size_t *lenp)
+{
+	sqlite3_stmt *s;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && after <= INT64_MAX &&
+				       sizep != NULL && root != NULL &&
+				       notep != NULL && lenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_CKPT_NEXT];
+	if (sqlite3_bind_int64(s, 1, (sqlite3_int64)after) != SQLITE_OK) {
+		stmt_done(s);
+		return sqlerr(st, sqlite3_errcode(st->db), "bind");
+	}
+	return checkpoint_row(st, s, sizep, root, notep, lenp);
 }

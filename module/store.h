@@ -149,7 +149,8 @@ int store_savepoint(struct store *st);
 int store_release(struct store *st);
 int store_rollback_to(struct store *st);
 
-/* Number of leaves; CUSTODY_E_STORE if their seqs are not 0..n-1. */
+/* Number of leaves (last seq + 1), in O(log n): CUSTODY_E_STORE if the
+ * last leaf is not the stored tree's last, or the tree holds more. */
 int store_leaf_count(struct store *st, uint64_t *np);
 
 /* Leaf seq: its exact bytes (2..STORE_LEAF_MAX) and its leaf hash.
@@ -168,6 +169,10 @@ int store_node_put(
 int store_node_get(
     struct store *st, unsigned level, uint64_t idx, uint8_t hash[32]);
 
+/* Fill *ms (merkle.h) so that it reads the subtree hashes stored in st. */
+struct merkle_store;
+void store_merkle(struct store *st, struct merkle_store *ms);
+
 /* ---- checkpoints (migration 3) ---- */
 
 /* Record the signed checkpoint of tree size `size` (> 0), which must be
@@ -180,6 +185,11 @@ int store_checkpoint_put(struct store *st, uint64_t size,
  * CUSTODY_E_NOT_FOUND if none was signed. */
 int store_checkpoint_last(struct store *st, uint64_t *sizep, uint8_t root[32],
     char **notep, size_t *lenp);
+
+/* The checkpoint of the smallest size larger than `after` (0: the first);
+ * as store_checkpoint_last. Walks every checkpoint in order of size. */
+int store_checkpoint_next(struct store *st, uint64_t after, uint64_t *sizep,
+    uint8_t root[32], char **notep, size_t *lenp);
 
 void store_key_free(struct store_key *k);
 void store_key_list_free(struct store_key **keys, size_t n);

@@ -872,6 +872,76 @@ test_checkpoints_only_grow(void **state)
 	assert_int_equal(size, 9);
 	assert_string_equal(note, "n9");
 	free(note);
+	/* walked in order of size */
+	assert_int_equal(
+	    store_checkpoint_next(f->st, 0, &size, got, &note, &len), 0);
+	assert_int_equal(size, 5);
+	assert_string_equal(note, "n5");
+	free(note);
+	assert_int_equal(
+	    store_checkpoint_next(f->st, 5, &size, got, &note, &len), 0);
+	assert_int_equal(size, 9);
+	free(note);
+	assert_int_equal(
+	    store_checkpoint_next(f->st, 9, &size, got, &note, &len),
+	    CUSTODY_E_NOT_FOUND);
+}
+
+/* The leaf count reads two rows, not the log, and still sees a tail cut
+ * from the leaves alone or a last leaf that is not the tree's. */
+static void
+test_leaf_count_checks(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t h[32];
+	uint64_t i, n = 0;
+	sqlite3 *db;
+
+	open_store(f);
+	assert_int_equal(store_begin(f->st), 0);
+	for (i = 0; i < 4; i++) {
+		memset(h, (int)i + 1, sizeof(h));
+		assert_int_equal(
+		    store_leaf_put(f->st, i, (const uint8_t *)"{}", 2, h), 0);
+		assert_int_equal(store_node_put(f->st, 0, i, h), 0);
+	}
+	assert_int_equal(store_commit(f->st), 0);
+	assert_int_equal(store_leaf_count(f->st, &n), 0);
+	assert_int_equal(n, 4);
+	store_close(f->st);
+	f->st = NULL;
+	db = raw_open(f);
+	assert_int_equal(
+	    sqlite3_exec(
+		db, "DELETE FROM audit_leaves WHERE seq = 3", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	open_store(f);
+	assert_int_equal(store_leaf_count(f->st, &n), CUSTODY_E_STORE);
+	store_close(f->st);
+	f->st = NULL;
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db,
+			     "DELETE FROM merkle_nodes WHERE idx = 3;"
+			     "UPDATE merkle_nodes SET hash = zeroblob(32) "
+			     "WHERE idx = 2",
+			     NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	open_store(f);
+	assert_int_equal(store_leaf_count(f->st, &n), CUSTODY_E_STORE);
+	store_close(f->st);
+	f->st = NULL;
+	db = raw_open(f);
+	assert_int_equal(sqlite3_exec(db,
+			     "UPDATE merkle_nodes SET hash = (SELECT hash FROM "
+			     "audit_leaves WHERE seq = 2) WHERE idx = 2",
+			     NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	open_store(f);
+	assert_int_equal(store_leaf_count(f->st, &n), 0);
+	assert_int_equal(n, 3);
 }
 
 static void
@@ -1111,6 +1181,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_checkpoints_only_grow, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_leaf_count_checks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_schema_constraints, setup, teardown),
