@@ -627,9 +627,13 @@ sig_line_parse(const char *s, size_t len, size_t *namelenp, uint8_t **blobp,
 	return 0;
 }
 
-int
-note_verify(const char *note, size_t len, struct note_vkey *const *vkeys,
-    size_t nvkeys, size_t *textlenp)
+/*
+ * note_verify(), or with status != NULL note_verify_each(): a line that
+ * fails is then recorded in status instead of failing the note.
+ */
+static int
+verify_lines(const char *note, size_t len, struct note_vkey *const *vkeys,
+    size_t nvkeys, size_t *textlenp, int *status)
 {
 	const char *sigs, *line, *eol, *name;
 	uint8_t *blob = NULL;
@@ -639,6 +643,8 @@ note_verify(const char *note, size_t len, struct note_vkey *const *vkeys,
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    note != NULL && (vkeys != NULL || nvkeys == 0) && textlenp != NULL,
 	    CUSTODY_E_INVALID_ARG);
+	for (i = 0; status != NULL && i < nvkeys; i++)
+		status[i] = NOTE_SIG_ABSENT;
 	for (i = 0; i < nvkeys; i++)
 		CUSTODY_RETURN_VAL_IF_FAIL(vkeys[i] != NULL &&
 					       vkeys[i]->name != NULL &&
@@ -687,16 +693,24 @@ note_verify(const char *note, size_t len, struct note_vkey *const *vkeys,
 			if ((r = verify_one(vkeys[i], note, textlen,
 				 blob + NOTE_KEY_ID_LEN,
 				 bloblen - NOTE_KEY_ID_LEN)) != 0) {
-				log_error_fr(
-				    r, "signature line of %s", vkeys[i]->name);
-				goto out;
+				log_error_fr(r,
+				    "signature line of %s+%02x%02x%02x%02x",
+				    vkeys[i]->name, vkeys[i]->key_id[0],
+				    vkeys[i]->key_id[1], vkeys[i]->key_id[2],
+				    vkeys[i]->key_id[3]);
+				if (status == NULL)
+					goto out;
+				status[i] = NOTE_SIG_BAD;
+				continue;
 			}
+			if (status != NULL && status[i] == NOTE_SIG_ABSENT)
+				status[i] = NOTE_SIG_GOOD;
 			nok++;
 		}
 		free(blob);
 		blob = NULL;
 	}
-	if (nok == 0) {
+	if (nok == 0 && status == NULL) {
 		log_error_f("no signature by a known key");
 		r = CUSTODY_E_SIG_VERIFY;
 		goto out;
@@ -706,6 +720,23 @@ note_verify(const char *note, size_t len, struct note_vkey *const *vkeys,
 out:
 	free(blob);
 	return r;
+}
+
+int
+note_verify(const char *note, size_t len, struct note_vkey *const *vkeys,
+    size_t nvkeys, size_t *textlenp)
+{
+	return verify_lines(note, len, vkeys, nvkeys, textlenp, NULL);
+}
+
+int
+note_verify_each(const char *note, size_t len, struct note_vkey *const *vkeys,
+    size_t nvkeys, int *status)
+{
+	size_t textlen;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(status != NULL, CUSTODY_E_INVALID_ARG);
+	return verify_lines(note, len, vkeys, nvkeys, &textlen, status);
 }
 
 static int

@@ -112,6 +112,19 @@ int note_verify(const char *note, size_t len, struct note_vkey *const *vkeys,
     size_t nvkeys, size_t *textlenp);
 
 /*
+ * What a signed note says of each verifier key, for a precise error: like
+ * note_verify(), but a line that fails is recorded in status[i] instead of
+ * failing, and a note without any known signature is no error. Returns 0
+ * for a well-formed note (look at status), or the parse errors of
+ * note_verify().
+ */
+#define NOTE_SIG_ABSENT 0 /* no signature line names the key */
+#define NOTE_SIG_GOOD	1 /* a line names it and verifies */
+#define NOTE_SIG_BAD	2 /* a line names it and does not verify */
+int note_verify_each(const char *note, size_t len,
+    struct note_vkey *const *vkeys, size_t nvkeys, int *status);
+
+/*
  * Parse a checkpoint text: exactly the three lines origin (a valid name),
  * size (decimal, no leading zeros except "0", fits uint64_t) and root
  * (canonical padded base64 of exactly 32 bytes); no extension lines.

@@ -3,12 +3,17 @@
 #define _GNU_SOURCE 1 /* gmtime_r */
 #endif
 
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -246,6 +251,82 @@ util_random(uint8_t *buf, size_t len)
 			OPENSSL_cleanse(buf, len);
 			return CUSTODY_E_CRYPTO;
 		}
+	}
+	return 0;
+}
+
+int
+util_read_file(const char *path, size_t max, uint8_t **bufp, size_t *lenp)
+{
+	struct stat sb;
+	uint8_t *buf = NULL;
+	size_t len = 0, cap;
+	ssize_t n;
+	int fd, r = CUSTODY_E_IO;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    path != NULL && max < SIZE_MAX && bufp != NULL && lenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+		if (errno == ENOENT)
+			return CUSTODY_E_NOT_FOUND;
+		log_error_f("%s: %s", path, strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		log_error_f("%s: not a regular file", path);
+		goto out;
+	}
+	if ((uint64_t)sb.st_size > max) {
+		r = CUSTODY_E_TOO_LARGE;
+		goto out;
+	}
+	/* one byte more than its size shows a file that grew meanwhile */
+	cap = (size_t)sb.st_size + 1;
+	if ((buf = malloc(cap + 1)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	while (len < cap) {
+		if ((n = read(fd, buf + len, cap - len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error_f("%s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len == cap) {
+		log_error_f("%s: changed while it was read", path);
+		goto out;
+	}
+	buf[len] = '\0';
+	*bufp = buf;
+	*lenp = len;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+int
+util_write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	ssize_t w;
+
+	while (len > 0) {
+		if ((w = write(fd, p, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return CUSTODY_E_IO;
+		}
+		p += w;
+		len -= (size_t)w;
 	}
 	return 0;
 }

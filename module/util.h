@@ -46,4 +46,17 @@ void util_format_time(int64_t t, char *buf, size_t bufsz);
  */
 int util_random(uint8_t *buf, size_t len);
 
+/*
+ * Read the whole file at path, at most max bytes: *bufp is new (free(3) it)
+ * and NUL-terminated after its *lenp bytes. CUSTODY_E_NOT_FOUND if it does
+ * not exist, CUSTODY_E_TOO_LARGE if it holds more than max bytes,
+ * CUSTODY_E_IO (logged) for another failure. Symbolic links are followed;
+ * anything but a regular file is CUSTODY_E_IO.
+ */
+int util_read_file(const char *path, size_t max, uint8_t **bufp, size_t *lenp);
+
+/* write(2) all of buf to fd, retrying short writes and EINTR; CUSTODY_E_IO
+ * (errno kept) on failure. */
+int util_write_all(int fd, const void *buf, size_t len);
+
 #endif

@@ -28,6 +28,9 @@
 #include "err.h"
 #include "keys.h"
 #include "log.h"
+#include "logdir.h"
+#include "merkle.h"
+#include "note.h"
 #include "secret.h"
 #include "softhsm2_template.h"
 #include "store.h"
@@ -162,7 +165,18 @@ open_ctx(struct ctx *c, int need_token)
 	/* a database restored from an older copy is refused before use (G3) */
 	if ((path = datadir_path(c->cfg->data_dir, "checkpoint")) == NULL)
 		return fail("store", CUSTODY_E_NOMEM);
-	r = checkpoint_check(c->st, path);
+	if ((r = checkpoint_check(c->st, path)) == CUSTODY_E_STATE ||
+	    r == CUSTODY_E_PROOF) {
+		fprintf(stderr,
+		    "%s: the audit log in %s is older than, or not "
+		    "consistent with, a checkpoint signed before: refusing "
+		    "to use it\n"
+		    "%s: hint: restore the database that goes with %s, or "
+		    "ask the auditors (see custody(1), AUDIT LOG)\n",
+		    progname, c->cfg->data_dir, progname, path);
+		free(path);
+		return EXIT_FAILURE;
+	}
 	if (r == 0 && need_token) {
 		free(path);
 		if ((path = datadir_path(
@@ -993,47 +1007,27 @@ cmd_key_destroy(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
-static int
-cmd_key(struct ctx *c, int argc, char **argv)
-{
-	static const struct {
-		const char *name;
-		int (*fn)(struct ctx *, int, char **);
-	} cmds[] = {
-	    {"create", cmd_key_create},
-	    {"list", cmd_key_list},
-	    {"show", cmd_key_show},
-	    {"destroy", cmd_key_destroy},
-	};
-	size_t i;
-
-	if (argc < 2) {
-		fputs(key_help, stderr);
-		return EXIT_USAGE;
-	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		fputs(key_help, stdout);
-		return 0;
-	}
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (strcmp(argv[1], cmds[i].name) == 0)
-			return cmds[i].fn(c, argc - 1, argv + 1);
-	fprintf(stderr, "%s: unknown key command '%s'\n", progname, argv[1]);
-	fputs(key_help, stderr);
-	return EXIT_USAGE;
-}
+static int cmd_key(struct ctx *c, int argc, char **argv);
 
 /* ---- custody audit ... --------------------------------------------------- */
 
 static const char audit_help[] =
-    "usage: custody [-c FILE] audit COMMAND [--json]\n"
+    "usage: custody [-c FILE] audit COMMAND [options]\n"
     "\n"
-    "  checkpoint  sign a checkpoint of the audit log in the token (C2SP\n"
-    "              tlog-checkpoint in a signed note) and print it; the log\n"
-    "              must be consistent with every checkpoint signed before\n"
-    "  vkey        print the verifier keys of the checkpoint keys\n"
+    "  checkpoint           sign a checkpoint of the audit log in the token\n"
+    "                       (C2SP tlog-checkpoint in a signed note) and print\n"
+    "                       it; the log must be consistent with every\n"
+    "                       checkpoint signed before\n"
+    "  vkey                 print the verifier keys of the checkpoint keys,\n"
+    "                       for auditors\n"
+    "  export DIR           write the log, up to its last checkpoint, in the\n"
+    "                       C2SP tlog-tiles layout with every checkpoint\n"
+    "  verify DIR --vkey K  check an export offline, with no configuration\n"
+    "                       and no token\n"
+    "  prove --index N      inclusion proof of leaf N\n"
+    "  prove --from M       consistency proof from the tree of size M\n"
     "\n"
-    "Both need log-origin in the configuration.\n";
+    "'custody audit COMMAND --help' for a command's options.\n";
 
 static int
 need_origin(struct ctx *c)
@@ -1049,40 +1043,63 @@ need_origin(struct ctx *c)
 	return EXIT_FAILURE;
 }
 
+/*
+ * Options of a command that takes only --json and --help, and nops operands
+ * (left in argv[optind...]): 0 to go on, else the exit status. *donep is
+ * set when --help was served.
+ */
 static int
-cmd_audit(struct ctx *c, int argc, char **argv)
+json_only_opts(struct ctx *c, const char *cmd, const char *help, int argc,
+    char **argv, int nops, int *donep)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int ch;
+
+	*donep = 0;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(help, stdout);
+			*donep = 1;
+			return 0;
+		default:
+			return usage_error(cmd, "unknown option");
+		}
+	}
+	if (argc - optind < nops)
+		return usage_error(cmd, "missing operand");
+	if (argc - optind > nops)
+		return usage_error(
+		    cmd, "unexpected argument '%s'", argv[optind + nops]);
+	return 0;
+}
+
+static const char audit_checkpoint_help[] =
+    "usage: custody [-c FILE] audit checkpoint [--json]\n"
+    "\n"
+    "Sign a checkpoint of the audit log with the checkpoint keys in the\n"
+    "token, unless the last one covers the whole log already, and print it.\n"
+    "A checkpoint is never signed for a log that is smaller than, or not\n"
+    "consistent with, the last one. Needs log-origin in the configuration.\n";
+
+static int
+cmd_audit_checkpoint(struct ctx *c, int argc, char **argv)
 {
 	char *note = NULL, *path = NULL;
 	size_t len = 0;
-	int i, r, ex, json = 0, fresh = 0;
+	int r, ex, done, fresh = 0;
 
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0) {
-		fputs(audit_help, argc < 2 ? stderr : stdout);
-		return argc < 2 ? EXIT_USAGE : 0;
-	}
-	for (i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = 1;
-		else if (strcmp(argv[i], "--help") == 0) {
-			fputs(audit_help, stdout);
-			return 0;
-		} else
-			return usage_error(
-			    "audit", "unexpected argument '%s'", argv[i]);
-	}
-	if (strcmp(argv[1], "vkey") == 0) {
-		if ((ex = open_ctx(c, 0)) != 0 || (ex = need_origin(c)) != 0)
-			return ex;
-		if ((r = checkpoint_vkeys(c->st, c->cfg->log_origin, &note)) !=
-		    0)
-			return fail("audit vkey", r);
-		fputs(note, stdout);
-		free(note);
-		return 0;
-	}
-	if (strcmp(argv[1], "checkpoint") != 0)
-		return usage_error("audit", "unknown command '%s'", argv[1]);
+	if ((ex = json_only_opts(c, "audit checkpoint", audit_checkpoint_help,
+		 argc, argv, 0, &done)) != 0 ||
+	    done)
+		return ex;
 	if ((ex = open_ctx(c, 1)) != 0 || (ex = need_origin(c)) != 0)
 		return ex;
 	if ((path = datadir_path(c->cfg->data_dir, "checkpoint")) == NULL)
@@ -1092,7 +1109,7 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 	free(path);
 	if (r != 0)
 		return fail("audit checkpoint", r);
-	if (json) {
+	if (c->json) {
 		json_t *o = json_object();
 
 		json_object_set_new(o, "checkpoint", json_stringn(note, len));
@@ -1102,6 +1119,540 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 		fwrite(note, 1, len, stdout);
 	free(note);
 	return 0;
+}
+
+static const char audit_vkey_help[] =
+    "usage: custody [-c FILE] audit vkey\n"
+    "\n"
+    "Print the verifier key (vkey) of each active checkpoint key, one per\n"
+    "line: <origin>+<key id>+<base64 key>. Give them to auditors, who pass\n"
+    "them to 'custody audit verify --vkey'.\n";
+
+static int
+cmd_audit_vkey(struct ctx *c, int argc, char **argv)
+{
+	char *out = NULL;
+	int r, ex, done;
+
+	if ((ex = json_only_opts(c, "audit vkey", audit_vkey_help, argc, argv,
+		 0, &done)) != 0 ||
+	    done)
+		return ex;
+	if (c->json)
+		return usage_error("audit vkey", "--json is not supported");
+	if ((ex = open_ctx(c, 0)) != 0 || (ex = need_origin(c)) != 0)
+		return ex;
+	if ((r = checkpoint_vkeys(c->st, c->cfg->log_origin, &out)) != 0)
+		return fail("audit vkey", r);
+	fputs(out, stdout);
+	free(out);
+	return 0;
+}
+
+static const char audit_export_help[] =
+    "usage: custody [-c FILE] audit export DIR [--json]\n"
+    "\n"
+    "Write the audit log, up to its last signed checkpoint, into DIR in the\n"
+    "C2SP tlog-tiles layout: checkpoint, tile/entries/..., tile/<L>/..., and\n"
+    "every signed checkpoint as checkpoints/<size>. DIR must not exist or be\n"
+    "empty; it appears complete or not at all. Leaves appended after the\n"
+    "last checkpoint are not exported: run 'custody audit checkpoint' first.\n"
+    "Auditors check the export with 'custody audit verify DIR --vkey VKEY'.\n"
+    "Needs no token.\n";
+
+static int
+cmd_audit_export(struct ctx *c, int argc, char **argv)
+{
+	struct logdir_export_stats st;
+	const char *dir;
+	int r, ex, done;
+
+	if ((ex = json_only_opts(c, "audit export", audit_export_help, argc,
+		 argv, 1, &done)) != 0 ||
+	    done)
+		return ex;
+	dir = argv[optind];
+	if ((ex = open_ctx(c, 0)) != 0)
+		return ex;
+	if ((r = logdir_export(c->st, dir, &st)) != 0) {
+		if (r == CUSTODY_E_NOT_FOUND) {
+			fprintf(stderr,
+			    "%s: audit export: no checkpoint was ever signed\n"
+			    "%s: hint: run '%s audit checkpoint' first\n",
+			    progname, progname, progname);
+			return EXIT_FAILURE;
+		}
+		if (r == CUSTODY_E_EXISTS) {
+			fprintf(stderr,
+			    "%s: audit export: %s exists and is not empty\n"
+			    "%s: hint: export into a new directory\n",
+			    progname, dir, progname);
+			return EXIT_FAILURE;
+		}
+		return fail("audit export", r);
+	}
+	if (c->json) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "dir", json_string(dir));
+		json_object_set_new(
+		    o, "size", json_integer((json_int_t)st.size));
+		json_object_set_new(o, "unsigned_leaves",
+		    json_integer((json_int_t)st.unsigned_leaves));
+		json_object_set_new(
+		    o, "tiles", json_integer((json_int_t)st.tiles));
+		json_object_set_new(
+		    o, "checkpoints", json_integer((json_int_t)st.checkpoints));
+		print_json(o);
+		return 0;
+	}
+	printf("exported %llu leaves, %llu tiles and %zu checkpoints to %s\n",
+	    (unsigned long long)st.size, (unsigned long long)st.tiles,
+	    st.checkpoints, dir);
+	if (st.unsigned_leaves > 0)
+		printf("%llu leaves after the last checkpoint were not "
+		       "exported; run '%s audit checkpoint' to include them\n",
+		    (unsigned long long)st.unsigned_leaves, progname);
+	return 0;
+}
+
+static const char audit_verify_help[] =
+    "usage: custody audit verify DIR --vkey VKEY [--vkey VKEY ...]\n"
+    "                            [--vkey-file FILE] [--json]\n"
+    "\n"
+    "Check an export made by 'custody audit export' (or any C2SP tlog-tiles\n"
+    "directory with checkpoints/<size>), trusting only the verifier keys:\n"
+    "  - every checkpoint carries a valid signature by one of the keys;\n"
+    "  - every leaf is read from the entry tiles, and its seq is its index;\n"
+    "  - every hash tile and every checkpoint's root is recomputed from the\n"
+    "    leaves and compared;\n"
+    "  - every checkpoint is consistent with the one before it.\n"
+    "Needs no configuration, no store and no token. On failure it says which\n"
+    "leaf, tile or signature is wrong and exits with status 1.\n"
+    "\n"
+    "  --vkey VKEY       a verifier key, as 'custody audit vkey' prints it\n"
+    "                    (several: the checkpoint key rotates)\n"
+    "  --vkey-file FILE  verifier keys, one per line ('#' comments)\n"
+    "  --json            print the result as JSON\n";
+
+#define MAX_VKEYS 64
+
+/* Add the vkey string s to vks; 0 or the exit status. */
+static int
+add_vkey(struct note_vkey **vks, size_t *np, const char *s)
+{
+	int r;
+
+	if (*np == MAX_VKEYS)
+		return usage_error(
+		    "audit verify", "more than %d keys", MAX_VKEYS);
+	if ((r = note_vkey_parse(s, &vks[*np])) != 0)
+		return usage_error("audit verify",
+		    "bad verifier key '%s' (%s): give it exactly as "
+		    "'custody audit vkey' prints it",
+		    s, custody_strerror(r));
+	(*np)++;
+	return 0;
+}
+
+static int
+add_vkey_file(struct note_vkey **vks, size_t *np, const char *path)
+{
+	uint8_t *buf = NULL;
+	char *line, *save = NULL, *end;
+	size_t len;
+	int r, ex = 0;
+
+	if ((r = util_read_file(path, NOTE_MAX_LEN, &buf, &len)) != 0)
+		return fail(path, r);
+	for (line = strtok_r((char *)buf, "\n", &save); line != NULL && ex == 0;
+	     line = strtok_r(NULL, "\n", &save)) {
+		line += strspn(line, " \t");
+		end = line + strlen(line);
+		while (end > line &&
+		       (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+			*--end = '\0';
+		if (*line != '\0' && *line != '#')
+			ex = add_vkey(vks, np, line);
+	}
+	free(buf);
+	return ex;
+}
+
+static int
+cmd_audit_verify(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"vkey", required_argument, NULL, 'k'},
+	    {"vkey-file", required_argument, NULL, 'f'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct note_vkey *vks[MAX_VKEYS];
+	struct logdir_result res;
+	char msg[1024], *root = NULL;
+	size_t n = 0, i;
+	int ch, r, ex = 0;
+
+	while (
+	    ex == 0 && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'k':
+			ex = add_vkey(vks, &n, optarg);
+			break;
+		case 'f':
+			ex = add_vkey_file(vks, &n, optarg);
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(audit_verify_help, stdout);
+			goto out;
+		default:
+			ex = usage_error("audit verify", "unknown option");
+		}
+	}
+	if (ex != 0)
+		goto out;
+	if (argc - optind < 1) {
+		ex = usage_error("audit verify", "missing DIR");
+		goto out;
+	}
+	if (argc - optind > 1) {
+		ex = usage_error("audit verify", "unexpected argument '%s'",
+		    argv[optind + 1]);
+		goto out;
+	}
+	if (n == 0) {
+		ex = usage_error("audit verify",
+		    "give the verifier keys with --vkey or --vkey-file");
+		goto out;
+	}
+	r = logdir_verify(argv[optind], vks, n, &res, msg, sizeof(msg));
+	if (r == 0 &&
+	    (r = util_base64_encode(res.root, sizeof(res.root), &root)) != 0)
+		snprintf(msg, sizeof(msg), "%s", custody_strerror(r));
+	if (c->json) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "verified", json_boolean(r == 0));
+		if (r != 0)
+			json_object_set_new(o, "error", json_string(msg));
+		else {
+			json_object_set_new(
+			    o, "size", json_integer((json_int_t)res.size));
+			json_object_set_new(o, "root", json_string(root));
+			json_object_set_new(o, "checkpoints",
+			    json_integer((json_int_t)res.checkpoints));
+			json_object_set_new(o, "first_checkpoint_size",
+			    json_integer((json_int_t)res.first_size));
+			json_object_set_new(
+			    o, "tiles", json_integer((json_int_t)res.tiles));
+		}
+		print_json(o);
+	}
+	if (r != 0) {
+		fprintf(stderr, "%s: audit verify: FAILED: %s\n", progname,
+		    msg[0] ? msg : custody_strerror(r));
+		ex = EXIT_FAILURE;
+		goto out;
+	}
+	if (c->json)
+		goto out;
+	printf("verified: %llu leaves, root %s\n", (unsigned long long)res.size,
+	    root);
+	if (res.checkpoints == 1)
+		printf("  1 signed checkpoint (size %llu)\n",
+		    (unsigned long long)res.size);
+	else
+		printf("  %zu signed checkpoints (sizes %llu to %llu), "
+		       "each consistent with the one before\n",
+		    res.checkpoints, (unsigned long long)res.first_size,
+		    (unsigned long long)res.size);
+	printf("  %llu tiles recomputed from the leaves\n",
+	    (unsigned long long)res.tiles);
+out:
+	free(root);
+	for (i = 0; i < n; i++)
+		note_vkey_free(vks[i]);
+	return ex;
+}
+
+static const char audit_prove_help[] =
+    "usage: custody [-c FILE] audit prove --index N [--size S] [--json]\n"
+    "       custody [-c FILE] audit prove --from M [--size S] [--json]\n"
+    "\n"
+    "Print a Merkle proof (RFC 9162) against the signed checkpoint of size S\n"
+    "(default: the last one), with that checkpoint:\n"
+    "  --index N   inclusion of leaf N (0-based, its seq): the leaf's exact\n"
+    "              bytes, its hash and the proof, from the leaf upward\n"
+    "  --from M    consistency of the tree of size M with the tree of S\n"
+    "Hashes are in standard base64, as in checkpoints.\n";
+
+/* A decimal uint64 operand; 0 or the exit status. */
+static int
+parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *vp)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (*s < '0' || *s > '9' || ((v = strtoull(s, &end, 10)), errno != 0) ||
+	    *end != '\0' || v > INT64_MAX)
+		return usage_error(cmd, "%s wants a number, not '%s'", opt, s);
+	*vp = (uint64_t)v;
+	return 0;
+}
+
+/* The signed checkpoint of size `size` (0: the last one). */
+static int
+signed_checkpoint(struct ctx *c, uint64_t size, uint64_t *sizep,
+    uint8_t root[32], char **notep, size_t *lenp)
+{
+	int r;
+
+	if (size == 0)
+		r = store_checkpoint_last(c->st, sizep, root, notep, lenp);
+	else if ((r = store_checkpoint_next(
+		      c->st, size - 1, sizep, root, notep, lenp)) == 0 &&
+		 *sizep != size) {
+		free(*notep);
+		r = CUSTODY_E_NOT_FOUND;
+	}
+	return r;
+}
+
+static json_t *
+b64_json(const uint8_t *h, size_t len)
+{
+	char *s = NULL;
+	json_t *j;
+
+	if (util_base64_encode(h, len, &s) != 0)
+		return NULL;
+	j = json_string(s);
+	free(s);
+	return j;
+}
+
+static int
+cmd_audit_prove(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"index", required_argument, NULL, 'i'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"size", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN], root[32];
+	uint8_t hash[32], oroot[32];
+	struct merkle_store ms;
+	uint64_t index = 0, from = 0, want = 0, size, osize;
+	char *note = NULL, *onote = NULL;
+	uint8_t *leaf = NULL;
+	size_t len, olen, leaflen = 0, plen = 0, i;
+	int ch, r, ex = 0, have_index = 0, have_from = 0;
+	json_t *o, *a;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'i':
+			have_index = 1;
+			ex =
+			    parse_u64("audit prove", "--index", optarg, &index);
+			break;
+		case 'f':
+			have_from = 1;
+			ex = parse_u64("audit prove", "--from", optarg, &from);
+			break;
+		case 's':
+			ex = parse_u64("audit prove", "--size", optarg, &want);
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(audit_prove_help, stdout);
+			return 0;
+		default:
+			return usage_error("audit prove", "unknown option");
+		}
+		if (ex != 0)
+			return ex;
+	}
+	if (optind != argc)
+		return usage_error(
+		    "audit prove", "unexpected argument '%s'", argv[optind]);
+	if (have_index == have_from)
+		return usage_error(
+		    "audit prove", "give either --index or --from");
+	if ((ex = open_ctx(c, 0)) != 0)
+		return ex;
+	r = signed_checkpoint(c, want, &size, root, &note, &len);
+	if (r == CUSTODY_E_NOT_FOUND) {
+		if (want == 0)
+			fprintf(stderr,
+			    "%s: audit prove: no checkpoint was ever signed\n",
+			    progname);
+		else
+			fprintf(stderr,
+			    "%s: audit prove: no checkpoint was signed at "
+			    "size %llu\n",
+			    progname, (unsigned long long)want);
+		fprintf(stderr,
+		    "%s: hint: 'custody audit checkpoint' signs one\n",
+		    progname);
+		return EXIT_FAILURE;
+	}
+	if (r != 0)
+		return fail("audit prove", r);
+	store_merkle(c->st, &ms);
+	if (have_index && index >= size) {
+		ex = usage_error("audit prove",
+		    "leaf %llu is not in the tree of size %llu",
+		    (unsigned long long)index, (unsigned long long)size);
+		goto out;
+	}
+	if (have_from && (from == 0 || from > size)) {
+		ex = usage_error("audit prove",
+		    "--from must be between 1 and the size, %llu",
+		    (unsigned long long)size);
+		goto out;
+	}
+	/* each proof is checked against the signed root before it is shown:
+	 * a damaged store gives an error, not a wrong proof */
+	if (have_index &&
+	    ((r = store_leaf_get(c->st, index, &leaf, &leaflen, hash)) != 0 ||
+		(r = merkle_inclusion_proof(&ms, index, size, proof, &plen)) !=
+		    0 ||
+		(r = merkle_verify_inclusion(hash, index, size,
+		     (const uint8_t(*)[MERKLE_HASH_LEN])proof, plen, root)) !=
+		    0)) {
+		ex = fail("audit prove", r);
+		goto out;
+	}
+	if (have_from &&
+	    ((r = merkle_consistency_proof(&ms, from, size, proof, &plen)) !=
+		    0 ||
+		(r = merkle_root(&ms, from, oroot)) != 0 ||
+		(r = merkle_verify_consistency(from, size, oroot, root,
+		     (const uint8_t(*)[MERKLE_HASH_LEN])proof, plen)) != 0)) {
+		ex = fail("audit prove", r);
+		goto out;
+	}
+	/* the checkpoint of the older size, when one was signed */
+	if (have_from &&
+	    (r = signed_checkpoint(c, from, &osize, oroot, &onote, &olen)) !=
+		0 &&
+	    r != CUSTODY_E_NOT_FOUND) {
+		ex = fail("audit prove", r);
+		goto out;
+	}
+	o = json_object();
+	if (have_index) {
+		json_object_set_new(
+		    o, "index", json_integer((json_int_t)index));
+		json_object_set_new(o, "size", json_integer((json_int_t)size));
+		json_object_set_new(
+		    o, "leaf", json_stringn((const char *)leaf, leaflen));
+		json_object_set_new(o, "leaf_hash", b64_json(hash, 32));
+	} else {
+		json_object_set_new(o, "from", json_integer((json_int_t)from));
+		json_object_set_new(o, "size", json_integer((json_int_t)size));
+	}
+	a = json_array();
+	for (i = 0; i < plen; i++)
+		json_array_append_new(a, b64_json(proof[i], MERKLE_HASH_LEN));
+	json_object_set_new(o, have_index ? "inclusion" : "consistency", a);
+	json_object_set_new(o, "checkpoint", json_stringn(note, len));
+	if (onote != NULL)
+		json_object_set_new(
+		    o, "from_checkpoint", json_stringn(onote, olen));
+	if (c->json)
+		print_json(o);
+	else {
+		if (have_index)
+			printf("leaf %llu of %llu\n%s\nleaf-hash %s\n",
+			    (unsigned long long)index, (unsigned long long)size,
+			    json_string_value(json_object_get(o, "leaf")),
+			    json_string_value(json_object_get(o, "leaf_hash")));
+		else
+			printf("consistency of %llu with %llu\n",
+			    (unsigned long long)from, (unsigned long long)size);
+		for (i = 0; i < plen; i++)
+			printf("%s %s\n",
+			    have_index ? "inclusion" : "consistency",
+			    json_string_value(json_array_get(a, i)));
+		printf("\n%.*s", (int)len, note);
+		json_decref(o);
+	}
+out:
+	free(leaf);
+	free(note);
+	free(onote);
+	return ex;
+}
+
+/* Run the subcommand argv[1] of cmd from cmds[0..n). */
+struct subcmd {
+	const char *name;
+	int (*fn)(struct ctx *, int, char **);
+};
+
+static int
+dispatch(struct ctx *c, const char *cmd, const struct subcmd *cmds, size_t n,
+    const char *help, int argc, char **argv)
+{
+	size_t i;
+
+	if (argc < 2) {
+		fputs(help, stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		fputs(help, stdout);
+		return 0;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(argv[1], cmds[i].name) == 0)
+			return cmds[i].fn(c, argc - 1, argv + 1);
+	fprintf(
+	    stderr, "%s: unknown %s command '%s'\n", progname, cmd, argv[1]);
+	fputs(help, stderr);
+	return EXIT_USAGE;
+}
+
+static int
+cmd_key(struct ctx *c, int argc, char **argv)
+{
+	static const struct subcmd cmds[] = {
+	    {"create", cmd_key_create},
+	    {"list", cmd_key_list},
+	    {"show", cmd_key_show},
+	    {"destroy", cmd_key_destroy},
+	};
+
+	return dispatch(c, "key", cmds, sizeof(cmds) / sizeof(cmds[0]),
+	    key_help, argc, argv);
+}
+
+static int
+cmd_audit(struct ctx *c, int argc, char **argv)
+{
+	static const struct subcmd cmds[] = {
+	    {"checkpoint", cmd_audit_checkpoint},
+	    {"vkey", cmd_audit_vkey},
+	    {"export", cmd_audit_export},
+	    {"verify", cmd_audit_verify},
+	    {"prove", cmd_audit_prove},
+	};
+
+	return dispatch(c, "audit", cmds, sizeof(cmds) / sizeof(cmds[0]),
+	    audit_help, argc, argv);
 }
 
 /* ---- main -----------------------------------------------------------------
@@ -1122,6 +1673,9 @@ static const char main_help[] =
     "  key destroy   destroy a key\n"
     "  audit checkpoint  sign a checkpoint of the audit log in the token\n"
     "  audit vkey    print the checkpoint verifier keys, for auditors\n"
+    "  audit export  write the log in the C2SP tlog-tiles layout\n"
+    "  audit verify  check an export offline (no configuration, no token)\n"
+    "  audit prove   inclusion and consistency proofs\n"
     "\n"
     "Options:\n"
     "  -c FILE       configuration file [$CUSTODY_CONF, "

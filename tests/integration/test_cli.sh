@@ -11,31 +11,11 @@ set -euo pipefail
 CUSTODY=$1
 MODULE=$2
 PY=/usr/bin/python3
+# shellcheck source=tests/integration/lib.sh
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 T=$(mktemp -d /tmp/custody-cli-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 cd "$T"
-
-pass=0
-fail=0
-not() { ! "$@"; }
-ok() { pass=$((pass + 1)); echo "ok - $*"; }
-not_ok() { fail=$((fail + 1)); echo "not ok - $*"; }
-check() { # check "description" command...
-	local what=$1
-	shift
-	if "$@"; then ok "$what"; else not_ok "$what"; fi
-}
-# expect_fail "description" EXIT_CODE "text in stderr" command...
-expect_fail() {
-	local what=$1 code=$2 text=$3 rc=0
-	shift 3
-	"$@" >out.txt 2>err.txt || rc=$?
-	if [ "$rc" -eq "$code" ] && grep -qF -- "$text" err.txt; then
-		ok "$what"
-	else
-		not_ok "$what (exit $rc, stderr: $(tr '\n' ' ' <err.txt))"
-	fi
-}
 
 USER_PIN=cli-user-pin-7c1e93
 SO_PIN=cli-so-pin-2b8d44
@@ -351,5 +331,4 @@ for f in "$T"/*.txt "$T"/*.json "$T"/all.log data/custody.db data/custody.db-wal
 done
 check "no PIN in any output or in the store" test $leak = 0
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -5,6 +5,8 @@
  *   audit_crash append DB THREADS   append from THREADS threads until
  *                                   killed; after each append returns,
  *                                   print "ack SEQ LEAFHASH"
+ *   audit_crash fill DB N           append N leaves from 8 threads and
+ *                                   exit (a log to export and verify)
  *   audit_crash verify DB ACKS      after the kill: every acknowledged
  *                                   leaf is in the log with its hash, the
  *                                   log is contiguous, the stored tree
@@ -27,6 +29,8 @@
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct audit *log_;
+static int limited; /* fill: stop after `budget` appends */
+static long budget;
 
 static void *
 appender(void *arg)
@@ -38,6 +42,9 @@ appender(void *arg)
 	uint64_t seq, n;
 
 	for (n = 0;; n++) {
+		if (limited &&
+		    __atomic_sub_fetch(&budget, 1, __ATOMIC_SEQ_CST) < 0)
+			return NULL;
 		e = json_pack("{s:s, s:{s:I, s:I}}", "event", "credential.jwt",
 		    "detail", "thread", (json_int_t)(intptr_t)arg, "n",
 		    (json_int_t)n);
@@ -186,16 +193,26 @@ main(int argc, char **argv)
 
 	if (argc == 4 && strcmp(argv[1], "verify") == 0)
 		return verify(argv[2], argv[3]);
-	if (argc != 4 || strcmp(argv[1], "append") != 0 ||
-	    (threads = strtol(argv[3], NULL, 10)) < 1 || threads > 64) {
+	if (argc == 4 && strcmp(argv[1], "fill") == 0) {
+		threads = 8;
+		limited = 1;
+		if ((budget = strtol(argv[3], NULL, 10)) < 1)
+			threads = 0;
+	} else if (argc != 4 || strcmp(argv[1], "append") != 0 ||
+		   (threads = strtol(argv[3], NULL, 10)) < 1 || threads > 64)
+		threads = 0;
+	if (threads == 0) {
 		fprintf(stderr, "usage: audit_crash append DB THREADS | "
-				"verify DB ACKS\n");
+				"fill DB N | verify DB ACKS\n");
 		return 2;
 	}
 	if (audit_open(argv[2], &log_) != 0)
 		return 1;
 	for (i = 0; i < threads; i++)
 		pthread_create(&th[i], NULL, appender, (void *)(intptr_t)i);
-	pthread_join(th[0], NULL); /* never: the test kills us */
-	return 1;
+	/* append: never returns, the test kills us */
+	for (i = 0; i < threads; i++)
+		pthread_join(th[i], NULL);
+	audit_close(log_);
+	return 0;
 }

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef CUSTODY_LOGDIR_H
+#define CUSTODY_LOGDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "merkle.h"
+#include "note.h"
+#include "store.h"
+
+/*
+ * An exported audit log: a directory in the C2SP tlog-tiles layout
+ * (FORMATS.md section 4) for the tree of the last signed checkpoint:
+ *
+ *   checkpoint              the last signed checkpoint (a signed note)
+ *   checkpoints/<size>      every signed checkpoint, by tree size
+ *   tile/entries/<N>[.p/W]  the leaves, exact bytes (uint16 length + bytes)
+ *   tile/<L>/<N>[.p/W]      the hash tiles
+ *
+ * logdir_verify() is the auditor's side: it trusts nothing in the directory
+ * but the verifier keys it is given, and needs neither a token nor a store.
+ */
+
+/* What an export wrote. */
+struct logdir_export_stats {
+	uint64_t size;		  /* leaves exported: the last checkpoint's */
+	uint64_t unsigned_leaves; /* leaves after it, not exported */
+	uint64_t tiles;		  /* tile files written (entries included) */
+	size_t checkpoints;	  /* files under checkpoints/ */
+};
+
+/*
+ * Export the log in st up to its last signed checkpoint into dir, which
+ * must not exist or be an empty directory (CUSTODY_E_EXISTS otherwise). The
+ * files are written under a temporary sibling name and renamed into place
+ * when all is done, so dir is either complete or absent. Every leaf's bytes
+ * are checked against its stored hash on the way (CUSTODY_E_PROOF, logged
+ * with the leaf, if the database was altered). CUSTODY_E_NOT_FOUND when no
+ * checkpoint was ever signed.
+ */
+int logdir_export(
+    struct store *st, const char *dir, struct logdir_export_stats *statsp);
+
+/* What a verification established. */
+struct logdir_result {
+	uint64_t size;		       /* leaves verified */
+	uint8_t root[MERKLE_HASH_LEN]; /* their root, as signed */
+	size_t checkpoints;	       /* signed checkpoints checked */
+	uint64_t first_size;	       /* the smallest of them */
+	uint64_t tiles;		       /* tile files recomputed and compared */
+};
+
+/*
+ * Verify the export in dir against the verifier keys vkeys[0..nvkeys):
+ * every checkpoint (checkpoint and checkpoints/<size>) carries a valid
+ * signature by one of them and names the size of its file; the entries of
+ * the largest tree are read, every leaf is an audit leaf whose seq is its
+ * index, every hash tile and every checkpoint's root are recomputed from
+ * the entries and compared, and every pair of successive checkpoints is
+ * checked with a consistency proof. Returns 0 and fills *resp, or an error
+ * with a sentence in msg[0..msgsz) naming the file, leaf or signature that
+ * is wrong: CUSTODY_E_SIG_VERIFY (a signature), CUSTODY_E_PROOF (a leaf, a
+ * tile or a root that does not match), CUSTODY_E_PARSE (a malformed file),
+ * CUSTODY_E_NOT_FOUND (a missing file), another code for other failures.
+ * Memory: about 64 bytes per leaf.
+ */
+int logdir_verify(const char *dir, struct note_vkey *const *vkeys,
+    size_t nvkeys, struct logdir_result *resp, char *msg, size_t msgsz);
+
+#endif

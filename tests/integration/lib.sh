@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0
+# Shared by the shell integration tests (sourced): TAP-like results.
+#   check "description" command...       passes if the command succeeds
+#   expect_fail "description" EXIT_CODE "text in stderr" command...
+#   finish                                prints the counts; fails if any failed
+#   custody_datadir NAME [MECHANISMS]     an initialised data directory
+#                                         $T/NAME, configured by $T/NAME.conf
+# expect_fail leaves the command's output in out.txt and err.txt of the
+# current directory.
+
+pass=0
+fail=0
+not() { ! "$@"; }
+ok() { pass=$((pass + 1)); echo "ok - $*"; }
+not_ok() { fail=$((fail + 1)); echo "not ok - $*"; }
+check() {
+	local what=$1
+	shift
+	if "$@"; then ok "$what"; else not_ok "$what"; fi
+}
+expect_fail() {
+	local what=$1 code=$2 text=$3 rc=0
+	shift 3
+	"$@" >out.txt 2>err.txt || rc=$?
+	if [ "$rc" -eq "$code" ] && grep -qF -- "$text" err.txt; then
+		ok "$what"
+	else
+		not_ok "$what (exit $rc, stderr: $(tr '\n' ' ' <err.txt))"
+	fi
+}
+finish() {
+	echo "$pass passed, $fail failed"
+	[ "$fail" -eq 0 ]
+}
+
+# custody_datadir NAME [MECHANISMS]: data directory $T/NAME on a SoftHSM2
+# token of its own (audit-NAME; its slots.mechanisms limited to MECHANISMS),
+# initialised with the PINs in $T/user.pin and $T/so.pin, log origin
+# audit-NAME.test/log. Needs $T, $CUSTODY and $MODULE.
+custody_datadir() {
+	local name=$1 mechs=${2:-ALL}
+	mkdir -p "$T/$name/softhsm2/tokens" && chmod -R 700 "$T/$name"
+	cat >"$T/$name/softhsm2/softhsm2.conf" <<CONF
+directories.tokendir = $T/$name/softhsm2/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.mechanisms = $mechs
+CONF
+	cat >"$T/$name.conf" <<CONF
+data-dir $T/$name
+pkcs11-module $MODULE
+token pkcs11:token=audit-$name
+pin-file $T/user.pin
+pkcs11-env SOFTHSM2_CONF=$T/$name/softhsm2/softhsm2.conf
+log-origin audit-$name.test/log
+CONF
+	"$CUSTODY" -c "$T/$name.conf" init --so-pin-file "$T/so.pin" >/dev/null
+}
