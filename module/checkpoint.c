@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "checkpoint.h"
 #include "err.h"
@@ -16,6 +17,7 @@
 #include "merkle.h"
 #include "note.h"
 #include "pubkey.h"
+#include "util.h"
 
 #define MAX_SIGNERS 8
 
@@ -192,21 +194,96 @@ read_outside(const char *path, uint64_t *sizep, uint8_t root[32], int *havep)
 	return 0;
 }
 
+/* The label of the token's copy for origin: one per log on a token. */
+static int
+token_copy_label(const char *origin, char label[40])
+{
+	uint8_t h[32];
+	char hex[17];
+
+	if (SHA256((const uint8_t *)origin, strlen(origin), h) == NULL)
+		return CUSTODY_E_CRYPTO;
+	util_hex_encode(h, 8, hex);
+	snprintf(label, 40, "custody checkpoint %.16s", hex);
+	return 0;
+}
+
+/*
+ * The largest checkpoint kept in the token t (two after an interrupted
+ * replace); *havep = 0 when there is none, or t keeps no data objects.
+ */
+static int
+read_token_copy(struct token *t, const char *origin, uint64_t *sizep,
+    uint8_t root[32], int *havep)
+{
+	struct token_blob *b = NULL;
+	char label[40];
+	uint8_t r1[32];
+	uint64_t s1;
+	size_t n = 0, i;
+	int r;
+
+	*havep = 0;
+	if (t == NULL || origin == NULL)
+		return 0;
+	if ((r = token_copy_label(origin, label)) != 0)
+		return r;
+	if ((r = token_data_get(t, label, &b, &n)) != 0)
+		return r == CUSTODY_E_UNSUPPORTED ? 0 : r;
+	for (i = 0; i < n; i++) {
+		if ((r = note_size_root(
+			 (const char *)b[i].data, b[i].len, &s1, r1)) != 0) {
+			log_error_f(
+			    "the token object '%s' is not a checkpoint", label);
+			break;
+		}
+		if (!*havep || s1 > *sizep) {
+			*sizep = s1;
+			memcpy(root, r1, 32);
+			*havep = 1;
+		}
+	}
+	token_blobs_free(b, n);
+	return r;
+}
+
+/* Keep note in the token too, where it allows data objects. */
+static int
+write_token_copy(
+    struct token *t, const char *origin, const char *note, size_t len)
+{
+	char label[40];
+	int r;
+
+	if (t == NULL || origin == NULL)
+		return 0;
+	if ((r = token_copy_label(origin, label)) != 0)
+		return r;
+	r = token_data_put(t, label, (const uint8_t *)note, len);
+	if (r == CUSTODY_E_UNSUPPORTED) {
+		log_info_f("the token keeps no data objects: the checkpoint "
+			   "copy is a file only");
+		return 0;
+	}
+	return r;
+}
+
 /*
  * The tree (size, root) against the last checkpoint in the store and the
  * copy outside it; repairs the outside copy when it lags behind the store.
  * *lastp (if not NULL) gets the last note, new, or NULL if none.
  */
 static int
-check(struct store *st, const char *outside_path, uint64_t *sizep,
-    uint8_t root[32], char **lastp, size_t *lastlenp, uint64_t *lsizep)
+check(struct store *st, struct token *t, const char *origin,
+    const char *outside_path, uint64_t *sizep, uint8_t root[32], char **lastp,
+    size_t *lastlenp, uint64_t *lsizep)
 {
 	struct merkle_store ms;
-	uint8_t lroot[32], oroot[32];
-	uint64_t size, lsize = 0, osize = 0;
+	uint8_t lroot[32], oroot[32], troot[32];
+	uint64_t size, lsize = 0, osize = 0, tsize = 0;
 	char *last = NULL;
 	size_t lastlen = 0;
-	int r, have_last, have_out;
+	int r, have_last, have_out, have_tok;
 
 	store_merkle(st, &ms);
 	if ((r = store_leaf_count(st, &size)) != 0 ||
@@ -217,9 +294,12 @@ check(struct store *st, const char *outside_path, uint64_t *sizep,
 		return r;
 	have_last = r == 0;
 	if ((r = read_outside(outside_path, &osize, oroot, &have_out)) != 0 ||
+	    (r = read_token_copy(t, origin, &tsize, troot, &have_tok)) != 0 ||
 	    (have_out &&
 		(r = follows(&ms, osize, oroot, size, root,
 		     "the checkpoint kept outside the database")) != 0) ||
+	    (have_tok && (r = follows(&ms, tsize, troot, size, root,
+			      "the checkpoint kept in the token")) != 0) ||
 	    (have_last && (r = follows(&ms, lsize, lroot, size, root,
 			       "the last checkpoint")) != 0))
 		goto out;
@@ -230,9 +310,19 @@ check(struct store *st, const char *outside_path, uint64_t *sizep,
 		r = CUSTODY_E_STATE;
 		goto out;
 	}
-	/* a write of the outside copy that failed once is redone now */
+	if (have_tok && (!have_last || lsize < tsize)) {
+		log_error_f("the database lacks the checkpoint of size %llu "
+			    "kept in the token: it was rolled back",
+		    (unsigned long long)tsize);
+		r = CUSTODY_E_STATE;
+		goto out;
+	}
+	/* a write of an outside copy that failed once is redone now */
 	if (have_last && (!have_out || osize < lsize) &&
 	    (r = write_atomic(outside_path, last, lastlen)) != 0)
+		goto out;
+	if (have_last && (!have_tok || tsize < lsize) &&
+	    (r = write_token_copy(t, origin, last, lastlen)) != 0)
 		goto out;
 	*sizep = size;
 	if (lsizep != NULL)
@@ -248,14 +338,16 @@ out:
 }
 
 int
-checkpoint_check(struct store *st, const char *outside_path)
+checkpoint_check(struct store *st, struct token *t, const char *origin,
+    const char *outside_path)
 {
 	uint8_t root[32];
 	uint64_t size;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    st != NULL && outside_path != NULL, CUSTODY_E_INVALID_ARG);
-	return check(st, outside_path, &size, root, NULL, NULL, NULL);
+	return check(
+	    st, t, origin, outside_path, &size, root, NULL, NULL, NULL);
 }
 
 int
@@ -277,8 +369,8 @@ checkpoint_make(struct token *t, struct store *st, const char *origin,
 				       outside_path != NULL && notep != NULL &&
 				       lenp != NULL && newp != NULL,
 	    CUSTODY_E_INVALID_ARG);
-	if ((r = check(
-		 st, outside_path, &size, root, &last, &lastlen, &lsize)) != 0)
+	if ((r = check(st, t, origin, outside_path, &size, root, &last,
+		 &lastlen, &lsize)) != 0)
 		return r;
 	if (size == 0) {
 		log_error_f("the log is empty: nothing to checkpoint");
@@ -316,7 +408,8 @@ checkpoint_make(struct token *t, struct store *st, const char *origin,
 	/* durable in the store, then outside it, before anyone sees it; if
 	 * the outside write fails, the next check() redoes it */
 	if ((r = store_checkpoint_put(st, size, root, note, len, now)) != 0 ||
-	    (r = write_atomic(outside_path, note, len)) != 0)
+	    (r = write_atomic(outside_path, note, len)) != 0 ||
+	    (r = write_token_copy(t, origin, note, len)) != 0)
 		goto out;
 	*notep = note;
 	*lenp = len;

@@ -133,12 +133,42 @@ store_path_exists(const struct ctx *c, char **pathp)
 	return stat(*pathp, &sb) == 0;
 }
 
-/* Config, lock, store (which must exist), and the token if need_token. */
+/* The token of the configuration, opened with the PIN of pin-file. */
 static int
-open_ctx(struct ctx *c, int need_token)
+open_token(struct ctx *c)
 {
 	struct token_opts o;
 	struct secret *pin = NULL;
+	int r;
+
+	if (c->cfg->pkcs11_module == NULL) {
+		fprintf(stderr, "%s: %s: pkcs11-module is not set\n", progname,
+		    c->cfg->path);
+		return EXIT_FAILURE;
+	}
+	if ((r = config_apply_env(c->cfg)) != 0)
+		return fail("pkcs11-env", r);
+	if ((r = secret_read_file(c->cfg->pin_file, &pin)) != 0)
+		return fail(c->cfg->pin_file, r);
+	o.module = c->cfg->pkcs11_module;
+	o.uri = c->cfg->token;
+	o.pin = pin;
+	r = token_open(&o, &c->tok);
+	secret_free(pin);
+	if (r != 0)
+		return fail("token", r);
+	return 0;
+}
+
+/*
+ * Config, lock, store (which must exist), and, if need_token, the token and
+ * the audit log's writer. The store is checked against the last checkpoint
+ * (G3) before anything is written: against the copy in the token too when
+ * the command opens it, which every command that writes does.
+ */
+static int
+open_ctx(struct ctx *c, int need_token)
+{
 	char *path = NULL;
 	int r, ex;
 
@@ -162,11 +192,13 @@ open_ctx(struct ctx *c, int need_token)
 	free(path);
 	if (r != 0)
 		return fail("store", r);
+	if (need_token && (ex = open_token(c)) != 0)
+		return ex;
 	/* a database restored from an older copy is refused before use (G3) */
 	if ((path = datadir_path(c->cfg->data_dir, "checkpoint")) == NULL)
 		return fail("store", CUSTODY_E_NOMEM);
-	if ((r = checkpoint_check(c->st, path)) == CUSTODY_E_STATE ||
-	    r == CUSTODY_E_PROOF) {
+	r = checkpoint_check(c->st, c->tok, c->cfg->log_origin, path);
+	if (r == CUSTODY_E_STATE || r == CUSTODY_E_PROOF) {
 		fprintf(stderr,
 		    "%s: the audit log in %s is older than, or not "
 		    "consistent with, a checkpoint signed before: refusing "
@@ -187,24 +219,6 @@ open_ctx(struct ctx *c, int need_token)
 	free(path);
 	if (r != 0)
 		return fail("audit log", r);
-	if (!need_token)
-		return 0;
-	if (c->cfg->pkcs11_module == NULL) {
-		fprintf(stderr, "%s: %s: pkcs11-module is not set\n", progname,
-		    c->cfg->path);
-		return EXIT_FAILURE;
-	}
-	if ((r = config_apply_env(c->cfg)) != 0)
-		return fail("pkcs11-env", r);
-	if ((r = secret_read_file(c->cfg->pin_file, &pin)) != 0)
-		return fail(c->cfg->pin_file, r);
-	o.module = c->cfg->pkcs11_module;
-	o.uri = c->cfg->token;
-	o.pin = pin;
-	r = token_open(&o, &c->tok);
-	secret_free(pin);
-	if (r != 0)
-		return fail("token", r);
 	return 0;
 }
 

@@ -167,9 +167,18 @@ cp db.good "$DB"
 cp "$DB" db.old
 C key create --agent spiffe://example.org/agent/late --owner team --purpose jwt --alg ed25519 >/dev/null
 C audit checkpoint >/dev/null
+cp "$DB" db.after
 cp db.old "$DB"
 expect_fail "a rolled-back database is refused at start-up" 1 "refusing to use it" C key list
 check "  and says why" grep -q "rolled back" err.txt
+# restored together with the file copy: the token keeps one too
+cp db.old "$DB"
+rm -f "$T/log/checkpoint"
+expect_fail "restored with the file copy: the token's copy refuses it" 1 \
+	"the checkpoint kept in the token was signed at" \
+	C key create --agent spiffe://example.org/agent/fork --owner team --purpose jwt --alg ed25519
+cp db.after "$DB"
+check "  and the real database is accepted again" C key list
 
 # ---- a token without EdDSA: checkpoints signed with ECDSA P-256 alone -------------
 custody_datadir p256 "-,CKM_EC_EDWARDS_KEY_PAIR_GEN,CKM_EDDSA"
