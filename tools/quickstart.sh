@@ -63,7 +63,11 @@ C key list
 echo "== custody audit checkpoint (the audit log's state, signed in the token)"
 C audit checkpoint
 echo "== custody audit vkey (what an auditor verifies it with)"
-C audit vkey
+C audit vkey | tee "$data/vkeys"
+echo "== custody audit export and verify (an auditor's check, offline)"
+rm -rf "$data/export"
+C audit export "$data/export"
+"$custody" audit verify "$data/export" --vkey-file "$data/vkeys"
 echo "== the token's own view (pkcs11-tool, OpenSC, no login: public objects only)"
 # pkcs11-tool takes a PIN only on its command line, which custody never uses;
 # 'custody key create' printed the private key's attributes read back.
