@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -128,6 +129,7 @@ export_bundle(struct store *st, const struct tiles_tile *t, uint8_t **bundlep,
 	struct tiles_entry e[TILES_WIDTH];
 	uint8_t *data[TILES_WIDTH] = {0};
 	uint8_t hash[MERKLE_HASH_LEN], again[MERKLE_HASH_LEN];
+	uint8_t node[MERKLE_HASH_LEN];
 	uint64_t seq;
 	unsigned i;
 	int r = 0;
@@ -148,6 +150,12 @@ export_bundle(struct store *st, const struct tiles_tile *t, uint8_t **bundlep,
 		if (memcmp(hash, again, sizeof(hash)) != 0) {
 			log_error_f("leaf %llu: its bytes do not match its "
 				    "stored hash: the database was altered",
+			    (unsigned long long)seq);
+			r = CUSTODY_E_PROOF;
+		} else if ((r = store_node_get(st, 0, seq, node)) == 0 &&
+			   memcmp(node, again, sizeof(node)) != 0) {
+			log_error_f("leaf %llu: its bytes and hash are not the "
+				    "tree's: the database was altered",
 			    (unsigned long long)seq);
 			r = CUSTODY_E_PROOF;
 		}
@@ -225,10 +233,10 @@ logdir_export(
 {
 	struct logdir_export_stats stats = {0};
 	struct merkle_store ms;
-	char tmp[PATH_LEN], *note = NULL;
+	char tmp[PATH_LEN], name[PATH_LEN], *note = NULL;
 	uint8_t root[MERKLE_HASH_LEN], again[MERKLE_HASH_LEN];
 	uint64_t size, total;
-	size_t len;
+	size_t len, n;
 	int r, fd, made = 0;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
@@ -249,6 +257,14 @@ logdir_export(
 	}
 	if ((r = dir_usable(dir)) != 0)
 		goto out;
+	/* "out/" names the directory "out": the temporary one is a sibling */
+	if ((size_t)snprintf(name, sizeof(name), "%s", dir) >= sizeof(name)) {
+		r = CUSTODY_E_INVALID_ARG;
+		goto out;
+	}
+	for (n = strlen(name); n > 1 && name[n - 1] == '/'; n--)
+		name[n - 1] = '\0';
+	dir = name;
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.partial-XXXXXX", dir) >=
 	    sizeof(tmp)) {
 		r = CUSTODY_E_INVALID_ARG;
@@ -275,12 +291,21 @@ logdir_export(
 	}
 	close(fd);
 	if (chmod(tmp, 0755 & ~current_umask()) != 0 || rename(tmp, dir) != 0) {
-		log_error_f("%s: %s", dir, strerror(errno));
-		r = errno == ENOTEMPTY || errno == EEXIST ? CUSTODY_E_EXISTS
-							  : CUSTODY_E_IO;
+		int e = errno;
+
+		log_error_f("%s: %s", dir, strerror(e));
+		r = e == ENOTEMPTY || e == EEXIST ? CUSTODY_E_EXISTS
+						  : CUSTODY_E_IO;
 		goto out;
 	}
 	made = 0;
+	/* the new name on disk too */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s", dir) < sizeof(tmp) &&
+	    (fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >=
+		0) {
+		(void)fsync(fd);
+		close(fd);
+	}
 	stats.size = size;
 	stats.unsigned_leaves = total - size;
 	*statsp = stats;
@@ -315,6 +340,7 @@ struct vctx {
 	struct signed_cp *cps; /* by increasing size */
 	size_t ncps;
 	char leafmsg[512]; /* the first complaint about a leaf's contents */
+	char origin[NOTE_MAX_LINE + 1]; /* of the first checkpoint read */
 	uint64_t tiles;
 };
 
@@ -443,6 +469,27 @@ open_signed(struct vctx *c, const char *rel, struct signed_cp *out)
 		r = say(c, r, "%s: the signed text is not a checkpoint", rel);
 		goto out;
 	}
+	/* the signature lines' names are not signed: the origin is, and it
+	 * must be the name of a key that signed, and the same throughout */
+	for (i = 0; i < c->nvkeys; i++)
+		if (status[i] == NOTE_SIG_GOOD &&
+		    strcmp(c->vkeys[i]->name, cp->origin) == 0)
+			break;
+	if (i == c->nvkeys) {
+		r = say(c, CUSTODY_E_SIG_VERIFY,
+		    "%s: its origin '%s' is not the name of a key that "
+		    "signed it",
+		    rel, cp->origin);
+		goto out;
+	}
+	if (c->origin[0] == '\0')
+		snprintf(c->origin, sizeof(c->origin), "%s", cp->origin);
+	else if (strcmp(c->origin, cp->origin) != 0) {
+		r = say(c, CUSTODY_E_PROOF,
+		    "%s: its origin '%s' is not the log's, '%s'", rel,
+		    cp->origin, c->origin);
+		goto out;
+	}
 	out->size = cp->size;
 	memcpy(out->root, cp->root, MERKLE_HASH_LEN);
 out:
@@ -541,7 +588,8 @@ load_checkpoints(struct vctx *c, struct signed_cp *top)
 		closedir(d);
 	if (r != 0)
 		return r;
-	qsort(c->cps, c->ncps, sizeof(*c->cps), cp_cmp);
+	if (c->ncps > 1)
+		qsort(c->cps, c->ncps, sizeof(*c->cps), cp_cmp);
 	top->in_dir = 0;
 	if (c->ncps > 0 && c->cps[c->ncps - 1].size > top->size)
 		return say(c, CUSTODY_E_PROOF,

@@ -1378,14 +1378,16 @@ store_leaf_count(struct store *st, uint64_t *np)
 	 * 'custody audit verify', which read every leaf.)
 	 */
 	if (n > 0 && ((r = store_leaf_get(st, n - 1, &data, &len, leaf)) != 0 ||
-			 (r = store_node_get(st, 0, n - 1, node)) != 0 ||
-			 memcmp(leaf, node, 32) != 0)) {
+			 (r = store_node_get(st, 0, n - 1, node)) != 0)) {
 		free(data);
+		return r; /* a missing node is logged as such */
+	}
+	free(data);
+	if (n > 0 && memcmp(leaf, node, 32) != 0) {
 		log_error_f("leaf %llu is not the last leaf of the stored tree",
 		    (unsigned long long)n - 1);
 		return CUSTODY_E_STORE;
 	}
-	free(data);
 	s = st->stmt[S_NODE_GET];
 	sqlite3_bind_int64(s, 1, 0);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)n);

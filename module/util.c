@@ -267,7 +267,9 @@ util_read_file(const char *path, size_t max, uint8_t **bufp, size_t *lenp)
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    path != NULL && max < SIZE_MAX && bufp != NULL && lenp != NULL,
 	    CUSTODY_E_INVALID_ARG);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+	/* O_NONBLOCK: a FIFO put in place of a file must not hang us */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) <
+	    0) {
 		if (errno == ENOENT)
 			return CUSTODY_E_NOT_FOUND;
 		log_error_f("%s: %s", path, strerror(errno));

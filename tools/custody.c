@@ -1433,9 +1433,27 @@ signed_checkpoint(struct ctx *c, uint64_t size, uint64_t *sizep,
 		      c->st, size - 1, sizep, root, notep, lenp)) == 0 &&
 		 *sizep != size) {
 		free(*notep);
+		*notep = NULL;
 		r = CUSTODY_E_NOT_FOUND;
 	}
 	return r;
+}
+
+/* Are the stored leaf bytes those of their hash? */
+static int
+leaf_bytes_check(const uint8_t *leaf, size_t len, const uint8_t hash[32])
+{
+	uint8_t again[MERKLE_HASH_LEN];
+
+	merkle_leaf_hash(leaf, len, again);
+	if (memcmp(again, hash, sizeof(again)) != 0) {
+		fprintf(stderr,
+		    "%s: the leaf's bytes do not match its hash: "
+		    "the database was altered\n",
+		    progname);
+		return CUSTODY_E_PROOF;
+	}
+	return 0;
 }
 
 static json_t *
@@ -1541,6 +1559,7 @@ cmd_audit_prove(struct ctx *c, int argc, char **argv)
 	 * a damaged store gives an error, not a wrong proof */
 	if (have_index &&
 	    ((r = store_leaf_get(c->st, index, &leaf, &leaflen, hash)) != 0 ||
+		(r = leaf_bytes_check(leaf, leaflen, hash)) != 0 ||
 		(r = merkle_inclusion_proof(&ms, index, size, proof, &plen)) !=
 		    0 ||
 		(r = merkle_verify_inclusion(hash, index, size,

@@ -84,6 +84,9 @@ for i in 0 255 256 700 $((size - 1)); do
 done
 C audit prove --from 602 --json >from.json
 check "prove --from 602 verifies in python3" TLOG prove from.json vkeys-both
+C audit prove --from 700 --json >from700.json
+check "prove --from a size never signed (no older checkpoint shown)" \
+	$PY -c "import json; d = json.load(open('from700.json')); assert d['from'] == 700 and 'from_checkpoint' not in d"
 C audit prove --index 10 --size 902 --json >old.json
 check "prove --size: against an older checkpoint" TLOG prove old.json vkeys-both
 sed 's/"inclusion": \[/"inclusion": ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",/' old.json >bad.json
@@ -143,6 +146,12 @@ tamper && cp t/checkpoints/602 t/checkpoints/912
 # shellcheck disable=SC2086
 expect_fail "a checkpoint under another size" 1 "checkpoints/912: holds the checkpoint of size 602" \
 	"$CUSTODY" audit verify t $V
+tamper && rm -r t/checkpoints
+check "an export without checkpoints/ verifies against its checkpoint" "$CUSTODY" audit verify t $V
+tamper && rm t/checkpoints/602 && mkfifo t/checkpoints/602
+# shellcheck disable=SC2086
+expect_fail "a FIFO in place of a file does not hang verify" 1 "checkpoints/602: cannot be read" \
+	timeout 20 "$CUSTODY" audit verify t $V
 expect_fail "a bad vkey is a usage error" 2 "bad verifier key" "$CUSTODY" audit verify ex --vkey nonsense
 expect_fail "verify needs a vkey" 2 "give the verifier keys" "$CUSTODY" audit verify ex
 
@@ -155,6 +164,21 @@ expect_fail "a flipped byte in a stored leaf: export names it" 1 "leaf 300: its 
 	C audit export ex2
 check "  and writes nothing" test ! -e ex2
 cp db.good "$DB"
+$PY - "$DB" <<'PY'
+import hashlib, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+d = db.execute("SELECT data FROM audit_leaves WHERE seq = 300").fetchone()[0].replace(b"credential", b"credentia1")
+db.execute("UPDATE audit_leaves SET data = ?, hash = ? WHERE seq = 300", (d, hashlib.sha256(b"\0" + d).digest()))
+db.commit()
+PY
+expect_fail "  and one altered with its hash: export names it too" 1 "leaf 300: its bytes and hash are not the tree's" \
+	C audit export ex2
+cp db.good "$DB"
+sql "UPDATE audit_leaves SET data = CAST(replace(CAST(data AS TEXT), '\"seq\":5', '\"seq\":6') AS BLOB) WHERE seq = 5"
+expect_fail "  prove refuses an altered leaf" 1 "the leaf's bytes do not match its hash" C audit prove --index 5
+cp db.good "$DB"
+check "export into DIR/ (a trailing slash)" C audit export ex3/
+check "  makes DIR" test -f ex3/checkpoint
 sql "DELETE FROM audit_leaves WHERE seq = 17"
 expect_fail "a deleted leaf: export names it" 1 "leaf 17 is missing from the database" C audit export ex2
 cp db.good "$DB"
