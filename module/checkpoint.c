@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,75 +122,44 @@ follows(const struct merkle_store *ms, uint64_t osize, const uint8_t oroot[32],
 static int
 write_atomic(const char *path, const char *buf, size_t len)
 {
-	char tmp[4096], dirbuf[4096];
-	int fd = -1, dfd = -1, r = CUSTODY_E_IO;
-	ssize_t w;
-	size_t off = 0;
+	char tmp[4096];
+	int fd;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp) ||
-	    snprintf(dirbuf, sizeof(dirbuf), "%s", path) >= (int)sizeof(dirbuf))
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return CUSTODY_E_INVALID_ARG;
 	(void)unlink(tmp);
 	fd = open(
 	    tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto out;
-	while (off < len) {
-		if ((w = write(fd, buf + off, len - off)) < 0) {
-			if (errno == EINTR)
-				continue;
-			goto out;
-		}
-		off += (size_t)w;
+	if (fd < 0 || util_write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
+		log_error_f("writing %s: %s", tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return CUSTODY_E_IO;
 	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0)
-		goto out;
-	if ((dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) <
-		0 ||
-	    fsync(dfd) != 0)
-		goto out;
-	r = 0;
-out:
-	if (r != 0)
+	if (close(fd) != 0 || rename(tmp, path) != 0) {
 		log_error_f("writing %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (dfd >= 0)
-		close(dfd);
-	return r;
+		return CUSTODY_E_IO;
+	}
+	return util_sync_parent(path);
 }
 
 /* The checkpoint kept outside the store, if there is one. */
 static int
 read_outside(const char *path, uint64_t *sizep, uint8_t root[32], int *havep)
 {
-	char buf[65536];
+	uint8_t *buf = NULL;
 	size_t n;
-	FILE *f;
 	int r;
 
 	*havep = 0;
-	if ((f = fopen(path, "re")) == NULL) {
-		if (errno == ENOENT)
-			return 0;
-		log_error_f("%s: %s", path, strerror(errno));
-		return CUSTODY_E_IO;
-	}
-	n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	if (n == sizeof(buf))
-		return CUSTODY_E_TOO_LARGE;
-	if ((r = note_size_root(buf, n, sizep, root)) != 0) {
+	if ((r = util_read_file(path, NOTE_MAX_LEN, &buf, &n)) != 0)
+		return r == CUSTODY_E_NOT_FOUND ? 0 : r;
+	if ((r = note_size_root((const char *)buf, n, sizep, root)) != 0)
 		log_error_f("%s is not a checkpoint", path);
-		return r;
-	}
-	*havep = 1;
-	return 0;
+	else
+		*havep = 1;
+	free(buf);
+	return r;
 }
 
 /* The label of the token's copy for origin: one per log on a token. */

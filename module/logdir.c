@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -299,13 +298,8 @@ logdir_export(
 		goto out;
 	}
 	made = 0;
-	/* the new name on disk too */
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s", dir) < sizeof(tmp) &&
-	    (fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >=
-		0) {
-		(void)fsync(fd);
-		close(fd);
-	}
+	/* the new name on disk too; the export is complete either way */
+	(void)util_sync_parent(dir);
 	stats.size = size;
 	stats.unsigned_leaves = total - size;
 	*statsp = stats;

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -514,32 +513,6 @@ pragma_int(struct store *st, const char *sql, int64_t *vp)
 	return pragma(st, sql, NULL, 0, vp);
 }
 
-/* fsync the directory holding path, so that a new name in it is durable. */
-static int
-dir_sync(const char *path)
-{
-	char *copy = NULL;
-	int fd = -1, r;
-
-	if ((copy = strdup(path)) == NULL) {
-		r = CUSTODY_E_NOMEM;
-		goto out;
-	}
-	if ((fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
-		-1 ||
-	    fsync(fd) == -1) {
-		log_error_f("sync directory of %s: %s", path, strerror(errno));
-		r = CUSTODY_E_IO;
-		goto out;
-	}
-	r = 0;
-out:
-	if (fd != -1)
-		close(fd);
-	free(copy);
-	return r;
-}
-
 /*
  * Create the database file with mode 0600 if it is absent. SQLite would
  * create it 0644 & ~umask, and gives the -wal and -shm files the mode of the
@@ -580,7 +553,7 @@ file_create(const char *path)
 		return CUSTODY_E_IO;
 	}
 	/* The new name must be durable before anything is committed. */
-	return dir_sync(path);
+	return util_sync_parent(path);
 }
 
 static int

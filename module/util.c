@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -331,4 +332,26 @@ util_write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)w;
 	}
 	return 0;
+}
+
+int
+util_sync_parent(const char *path)
+{
+	char *copy = NULL;
+	int fd = -1, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(path != NULL, CUSTODY_E_INVALID_ARG);
+	if ((copy = strdup(path)) == NULL)
+		return CUSTODY_E_NOMEM;
+	if ((fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) ==
+		-1 ||
+	    fsync(fd) == -1) {
+		log_error_f("sync directory of %s: %s", path, strerror(errno));
+		r = CUSTODY_E_IO;
+	} else
+		r = 0;
+	if (fd != -1)
+		close(fd);
+	free(copy);
+	return r;
 }

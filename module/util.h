@@ -59,4 +59,8 @@ int util_read_file(const char *path, size_t max, uint8_t **bufp, size_t *lenp);
  * (errno kept) on failure. */
 int util_write_all(int fd, const void *buf, size_t len);
 
+/* fsync the directory holding path, so that a new name in it is durable;
+ * CUSTODY_E_IO (logged) on failure. */
+int util_sync_parent(const char *path);
+
 #endif

@@ -76,6 +76,15 @@ log_stderr(int level, const char *func, const char *msg, void *arg)
 		fprintf(stderr, "%s: error: %s: %s\n", progname, func, msg);
 }
 
+/* "custody-bench: " + prefix + message, on stderr. */
+static void
+vsay(const char *prefix, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: %s", progname, prefix);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 static void errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
@@ -83,11 +92,9 @@ errorx(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: error: ", progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay("error: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* Report a custody error; returns it. */
@@ -106,11 +113,9 @@ progress(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "%s: ", progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay("", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static uint64_t

@@ -458,11 +458,10 @@ remove_store_files(const char *path)
 
 /* Rename the finished store into place and make the rename durable. */
 static int
-commit_store(const char *tmp, const char *path, const char *dir)
+commit_store(const char *tmp, const char *path)
 {
 	char wal[4096];
 	struct stat sb;
-	int fd, r = 0;
 
 	/* SQLite checkpoints and deletes the WAL when its last connection
 	 * closes; a WAL still there would be left behind by the rename */
@@ -477,15 +476,7 @@ commit_store(const char *tmp, const char *path, const char *dir)
 		    strerror(errno));
 		return CUSTODY_E_IO;
 	}
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-	    fsync(fd) != 0) {
-		fprintf(stderr, "%s: fsync %s: %s\n", progname, dir,
-		    strerror(errno));
-		r = CUSTODY_E_IO;
-	}
-	if (fd >= 0)
-		close(fd);
-	return r;
+	return util_sync_parent(path);
 }
 
 static int
@@ -637,7 +628,7 @@ cmd_init(struct ctx *c, int argc, char **argv)
 	c->a = NULL;
 	store_close(c->st);
 	c->st = NULL;
-	if ((r = commit_store(tmp_path, store_path, c->cfg->data_dir)) != 0) {
+	if ((r = commit_store(tmp_path, store_path)) != 0) {
 		fail("store", r);
 		goto out;
 	}
