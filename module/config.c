@@ -16,6 +16,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -533,6 +535,10 @@ config_parse(const char *name, const char *text, size_t len,
 	}
 	if ((r = apply_defaults(&p)) != 0)
 		goto out;
+	if (SHA256((const unsigned char *)text, len, p.cfg->sha256) == NULL) {
+		r = CUSTODY_E_CRYPTO;
+		goto out;
+	}
 	*cfgp = p.cfg;
 	p.cfg = NULL;
 out:

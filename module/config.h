@@ -42,6 +42,7 @@ struct config {
 	 * loaded (SOFTHSM2_CONF, TPM2_PKCS11_STORE, ...). */
 	struct config_env env[CONFIG_MAX_ENV];
 	size_t nenv;
+	uint8_t sha256[32]; /* of the file's bytes (service.start leaves) */
 };
 
 /*

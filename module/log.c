@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <stdarg.h>
 #include <stdio.h>
+#include <syslog.h>
 
 #include "log.h"
 
@@ -32,4 +33,29 @@ custody_log(
 	if (n >= 0 && errstr != NULL && (size_t)n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", errstr);
 	log_fn(level, func, msg, log_arg);
+}
+
+void
+custody_log_stderr(int level, const char *func, const char *msg, void *arg)
+{
+	const char *prog = arg != NULL ? arg : "custody";
+
+	if (level >= LOG_DEBUG)
+		fprintf(stderr, "%s: debug: %s: %s\n", prog, func, msg);
+	else if (level >= LOG_INFO)
+		fprintf(stderr, "%s: %s\n", prog, msg);
+	else if (level >= LOG_WARNING)
+		fprintf(stderr, "%s: warning: %s\n", prog, msg);
+	else
+		fprintf(stderr, "%s: error: %s\n", prog, msg);
+}
+
+void
+custody_log_syslog(int level, const char *func, const char *msg, void *arg)
+{
+	(void)arg;
+	if (level >= LOG_DEBUG)
+		syslog(LOG_DEBUG, "%s: %s", func, msg);
+	else
+		syslog(level, "%s", msg);
 }

@@ -16,6 +16,17 @@ typedef void (*custody_log_fn)(
 /* Install fn (NULL: drop everything) with the most verbose level passed. */
 void custody_log_set(custody_log_fn fn, int max_level, void *arg);
 
+/*
+ * Handlers for programs. custody_log_stderr: "PROG: msg" on stderr, with
+ * "warning: ", "error: " or "debug: FUNC: " before msg; arg is PROG (a
+ * string that outlives the handler). custody_log_syslog: syslog(3) at the
+ * message's level (openlog() first).
+ */
+void custody_log_stderr(
+    int level, const char *func, const char *msg, void *arg);
+void custody_log_syslog(
+    int level, const char *func, const char *msg, void *arg);
+
 void custody_log(int level, const char *func, const char *errstr,
     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

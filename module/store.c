@@ -106,6 +106,16 @@ static const char *const migrations[] = {
     "CREATE TRIGGER checkpoints_grow BEFORE INSERT ON checkpoints"
     "  WHEN NEW.size <= (SELECT ifnull(max(size), 0) FROM checkpoints)"
     "  BEGIN SELECT RAISE(ABORT, 'checkpoint sizes only grow'); END;",
+    /*
+     * 5: the run marker of custodyd: one row from its service.start leaf
+     * to its service.stop leaf, each written in the same transaction as
+     * the leaf, so a row found at start means the last run did not stop.
+     */
+    "CREATE TABLE service_run ("
+    "  id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),"
+    "  pid INTEGER NOT NULL CHECK (pid > 0),"
+    "  started_at INTEGER NOT NULL CHECK (started_at > 0)"
+    ") STRICT;",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -163,6 +173,9 @@ enum stmt_id {
 	S_CKPT_PUT,
 	S_CKPT_LAST,
 	S_CKPT_NEXT,
+	S_RUN_GET,
+	S_RUN_BEGIN,
+	S_RUN_END,
 	S_COUNT
 };
 
@@ -203,6 +216,10 @@ static const char *const stmt_sql[S_COUNT] = {
 		    " ORDER BY size DESC LIMIT 1",
     [S_CKPT_NEXT] = "SELECT size, root, note FROM checkpoints"
 		    " WHERE size > ?1 ORDER BY size LIMIT 1",
+    [S_RUN_GET] = "SELECT pid, started_at FROM service_run WHERE id = 1",
+    [S_RUN_BEGIN] = "INSERT OR REPLACE INTO service_run (id, pid, started_at)"
+		    " VALUES (1, ?1, ?2)",
+    [S_RUN_END] = "DELETE FROM service_run WHERE id = 1",
     [S_NODE_GET] =
 	"SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
 };
@@ -1590,4 +1607,50 @@ store_checkpoint_next(struct store *st, uint64_t after, uint64_t *sizep,
 		return sqlerr(st, sqlite3_errcode(st->db), "bind");
 	}
 	return checkpoint_row(st, s, sizep, root, notep, lenp);
+}
+
+int
+store_run_get(struct store *st, struct store_run *runp)
+{
+	sqlite3_stmt *s;
+	int rc, r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && runp != NULL, CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_RUN_GET];
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		runp->pid = sqlite3_column_int64(s, 0);
+		runp->started_at = sqlite3_column_int64(s, 1);
+	} else if (rc == SQLITE_DONE)
+		r = CUSTODY_E_NOT_FOUND;
+	else
+		r = sqlerr(st, rc, "read the run marker");
+	stmt_done(s);
+	return r;
+}
+
+int
+store_run_begin(struct store *st, const struct store_run *rm)
+{
+	sqlite3_stmt *s;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && rm != NULL, CUSTODY_E_INVALID_ARG);
+	if (rm->pid <= 0 || rm->started_at <= 0)
+		return CUSTODY_E_INVALID_ARG;
+	s = st->stmt[S_RUN_BEGIN];
+	sqlite3_bind_int64(s, 1, rm->pid);
+	sqlite3_bind_int64(s, 2, rm->started_at);
+	return run(st, s);
+}
+
+int
+store_run_end(struct store *st)
+{
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL, CUSTODY_E_INVALID_ARG);
+	if ((r = run(st, st->stmt[S_RUN_END])) != 0)
+		return r;
+	return sqlite3_changes(st->db) == 1 ? 0 : CUSTODY_E_NOT_FOUND;
 }

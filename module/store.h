@@ -191,6 +191,23 @@ int store_checkpoint_last(struct store *st, uint64_t *sizep, uint8_t root[32],
 int store_checkpoint_next(struct store *st, uint64_t after, uint64_t *sizep,
     uint8_t root[32], char **notep, size_t *lenp);
 
+/*
+ * The run marker of the service (custodyd): written with its service.start
+ * leaf, removed with its service.stop leaf, so one found at start means that
+ * the last run did not stop cleanly. At most one.
+ */
+struct store_run {
+	int64_t pid;	    /* of the process that started */
+	int64_t started_at; /* Unix seconds */
+};
+
+/* The marker, or CUSTODY_E_NOT_FOUND. */
+int store_run_get(struct store *st, struct store_run *runp);
+/* Set the marker (replacing any). */
+int store_run_begin(struct store *st, const struct store_run *rm);
+/* Remove the marker; CUSTODY_E_NOT_FOUND if there was none. */
+int store_run_end(struct store *st);
+
 void store_key_free(struct store_key *k);
 void store_key_list_free(struct store_key **keys, size_t n);
 

@@ -1914,7 +1914,7 @@ token_data_put(
 	}
 	if (r != 0)
 		goto out;
-	log_info_f("data object '%s' stored (%zu bytes)", label, len);
+	log_debug_f("data object '%s' stored (%zu bytes)", label, len);
 	for (attempt = 0; attempt < 2; attempt++) {
 		if ((r = session_get(t, &s)) != 0)
 			break;

@@ -3,6 +3,8 @@
 #define _GNU_SOURCE 1 /* gmtime_r */
 #endif
 
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -354,4 +356,14 @@ util_sync_parent(const char *path)
 		close(fd);
 	free(copy);
 	return r;
+}
+
+void
+util_harden(void)
+{
+	struct rlimit rl = {0, 0};
+
+	(void)setrlimit(RLIMIT_CORE, &rl);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	umask(077);
 }

@@ -63,4 +63,10 @@ int util_write_all(int fd, const void *buf, size_t len);
  * CUSTODY_E_IO (logged) on failure. */
 int util_sync_parent(const char *path);
 
+/*
+ * For a process that holds a PIN (G8): no core dumps, no ptrace by other
+ * processes of the same user, and files created private (umask 077).
+ */
+void util_harden(void);
+
 #endif

@@ -3,8 +3,6 @@
  * custody: the command-line tool. In direct mode it opens the token and the
  * store itself, under a lock on the data directory.
  */
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -32,6 +30,7 @@
 #include "merkle.h"
 #include "note.h"
 #include "secret.h"
+#include "service.h"
 #include "softhsm2_template.h"
 #include "store.h"
 #include "token.h"
@@ -43,7 +42,8 @@ struct ctx {
 	const char *conf_path; /* from -c, or NULL */
 	int json;
 	struct config *cfg;
-	int lockfd;
+	struct service *sv; /* open_ctx(): what follows belongs to it */
+	int lockfd;	    /* init: the lock taken without a service */
 	struct store *st;
 	struct audit *a; /* the writer of registry changes and leaves */
 	struct token *tok;
@@ -60,20 +60,6 @@ env_of(struct ctx *c)
 }
 
 static const char *progname = "custody";
-
-static void
-log_stderr(int level, const char *func, const char *msg, void *arg)
-{
-	(void)arg;
-	if (level >= LOG_DEBUG)
-		fprintf(stderr, "%s: debug: %s: %s\n", progname, func, msg);
-	else if (level >= LOG_INFO)
-		fprintf(stderr, "%s: %s\n", progname, msg);
-	else if (level >= LOG_WARNING)
-		fprintf(stderr, "%s: warning: %s\n", progname, msg);
-	else
-		fprintf(stderr, "%s: error: %s\n", progname, msg);
-}
 
 /* Say what failed and what to do; returns the exit status. */
 static int
@@ -133,101 +119,58 @@ store_path_exists(const struct ctx *c, char **pathp)
 	return stat(*pathp, &sb) == 0;
 }
 
-/* The token of the configuration, opened with the PIN of pin-file. */
-static int
-open_token(struct ctx *c)
-{
-	struct token_opts o;
-	struct secret *pin = NULL;
-	int r;
-
-	if (c->cfg->pkcs11_module == NULL) {
-		fprintf(stderr, "%s: %s: pkcs11-module is not set\n", progname,
-		    c->cfg->path);
-		return EXIT_FAILURE;
-	}
-	if ((r = config_apply_env(c->cfg)) != 0)
-		return fail("pkcs11-env", r);
-	if ((r = secret_read_file(c->cfg->pin_file, &pin)) != 0)
-		return fail(c->cfg->pin_file, r);
-	o.module = c->cfg->pkcs11_module;
-	o.uri = c->cfg->token;
-	o.pin = pin;
-	r = token_open(&o, &c->tok);
-	secret_free(pin);
-	if (r != 0)
-		return fail("token", r);
-	return 0;
-}
-
 /*
  * Config, lock, store (which must exist), and, if need_token, the token and
- * the audit log's writer. The store is checked against the last checkpoint
- * (G3) before anything is written: against the copy in the token too when
- * the command opens it, which every command that writes does.
+ * the audit log's writer (service_open(): the store is checked against the
+ * last checkpoint, G3, before anything is written, and against the copy in
+ * the token when the command opens it, which every command that writes does).
  */
 static int
 open_ctx(struct ctx *c, int need_token)
 {
-	char *path = NULL;
 	int r, ex;
 
 	if ((ex = load_config(c)) != 0)
 		return ex;
-	if ((r = store_path_exists(c, &path)) < 0)
-		return fail("store", r);
-	if (r == 0) {
+	r = service_open(c->cfg, need_token ? SERVICE_TOKEN : 0, &c->sv);
+	switch (r) {
+	case 0:
+		c->st = service_store(c->sv);
+		c->tok = service_token(c->sv);
+		c->a = service_audit(c->sv);
+		return 0;
+	case CUSTODY_E_NOT_INITIALIZED:
 		fprintf(stderr, "%s: %s is not initialised (no %s)\n", progname,
 		    c->cfg->data_dir, DATADIR_STORE_FILE);
 		fprintf(stderr, "%s: hint: run '%s init' first\n", progname,
 		    progname);
-		free(path);
 		return EXIT_FAILURE;
-	}
-	if ((r = datadir_lock(c->cfg->data_dir, &c->lockfd)) != 0) {
-		free(path);
-		return fail("data directory", r);
-	}
-	r = store_open(path, &c->st);
-	free(path);
-	if (r != 0)
-		return fail("store", r);
-	if (need_token && (ex = open_token(c)) != 0)
-		return ex;
-	/* a database restored from an older copy is refused before use (G3) */
-	if ((path = datadir_path(c->cfg->data_dir, "checkpoint")) == NULL)
-		return fail("store", CUSTODY_E_NOMEM);
-	r = checkpoint_check(c->st, c->tok, c->cfg->log_origin, path);
-	if (r == CUSTODY_E_STATE || r == CUSTODY_E_PROOF) {
+	case CUSTODY_E_STATE:
+	case CUSTODY_E_PROOF:
 		fprintf(stderr,
 		    "%s: the audit log in %s is older than, or not "
 		    "consistent with, a checkpoint signed before: refusing "
 		    "to use it\n"
-		    "%s: hint: restore the database that goes with %s, or "
-		    "ask the auditors (see custody(1), AUDIT LOG)\n",
-		    progname, c->cfg->data_dir, progname, path);
-		free(path);
+		    "%s: hint: restore the database that goes with "
+		    "%s/checkpoint, or ask the auditors (see custody(1), "
+		    "AUDIT LOG)\n",
+		    progname, c->cfg->data_dir, progname, c->cfg->data_dir);
 		return EXIT_FAILURE;
+	default:
+		return fail("cannot open the data directory", r);
 	}
-	if (r == 0 && need_token) {
-		free(path);
-		if ((path = datadir_path(
-			 c->cfg->data_dir, DATADIR_STORE_FILE)) == NULL)
-			return fail("store", CUSTODY_E_NOMEM);
-		r = audit_open(path, &c->a);
-	}
-	free(path);
-	if (r != 0)
-		return fail("audit log", r);
-	return 0;
 }
 
 static void
 close_ctx(struct ctx *c)
 {
-	audit_close(c->a);
-	token_close(c->tok);
-	store_close(c->st);
+	if (c->sv != NULL)
+		service_close(c->sv); /* closes what follows too */
+	else {
+		audit_close(c->a);
+		token_close(c->tok);
+		store_close(c->st);
+	}
 	datadir_unlock(c->lockfd);
 	config_free(c->cfg);
 }
@@ -1708,17 +1651,6 @@ static const char main_help[] =
     "  --version     print the version\n"
     "  --help        this text; 'custody COMMAND --help' for a command\n";
 
-/* No core dumps and no ptrace: this process holds a PIN (G8). */
-static void
-harden(void)
-{
-	struct rlimit rl = {0, 0};
-
-	(void)setrlimit(RLIMIT_CORE, &rl);
-	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	umask(077);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -1730,7 +1662,7 @@ main(int argc, char **argv)
 	struct ctx c;
 	int ch, verbose = 0, ex;
 
-	harden();
+	util_harden();
 	memset(&c, 0, sizeof(c));
 	c.lockfd = -1;
 	/* '+': stop at the command word; its options are its own */
@@ -1753,11 +1685,11 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	custody_log_set(log_stderr,
+	custody_log_set(custody_log_stderr,
 	    verbose >= 2   ? LOG_DEBUG
 	    : verbose == 1 ? LOG_INFO
 			   : LOG_WARNING,
-	    NULL);
+	    (void *)progname);
 	if (optind >= argc) {
 		fputs(main_help, stderr);
 		return EXIT_USAGE;

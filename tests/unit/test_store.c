@@ -27,8 +27,8 @@
 #include "testutil.h"
 
 /* the schema version this program writes (store.c's migrations) */
-#define SCHEMA_NOW     4
-#define SCHEMA_NOW_STR "4"
+#define SCHEMA_NOW     5
+#define SCHEMA_NOW_STR "5"
 
 #define ID_A "k_0123456789abcdef"
 #define ID_B "k_fedcba9876543210"
@@ -343,6 +343,32 @@ test_reopen_keeps_data(void **state)
 	assert_int_equal(store_key_get(f->st, ID_A, &got), 0);
 	assert_key_equal(&k, got);
 	store_key_free(got);
+}
+
+static void
+test_run_marker(void **state)
+{
+	struct fixture *f = *state;
+	struct store_run rm = {4242, 1700000000}, got;
+
+	open_store(f);
+	assert_int_equal(store_run_get(f->st, &got), CUSTODY_E_NOT_FOUND);
+	assert_int_equal(store_run_end(f->st), CUSTODY_E_NOT_FOUND);
+	assert_int_equal(store_run_begin(f->st, &rm), 0);
+	/* a crash leaves it: it is there after a reopen */
+	reopen_store(f);
+	assert_int_equal(store_run_get(f->st, &got), 0);
+	assert_int_equal(got.pid, 4242);
+	assert_int_equal(got.started_at, 1700000000);
+	/* the next start replaces it; there is only ever one */
+	rm.pid = 7;
+	assert_int_equal(store_run_begin(f->st, &rm), 0);
+	assert_int_equal(store_run_get(f->st, &got), 0);
+	assert_int_equal(got.pid, 7);
+	assert_int_equal(store_run_end(f->st), 0);
+	assert_int_equal(store_run_get(f->st, &got), CUSTODY_E_NOT_FOUND);
+	rm.pid = 0;
+	assert_int_equal(store_run_begin(f->st, &rm), CUSTODY_E_INVALID_ARG);
 }
 
 static void
@@ -961,7 +987,8 @@ test_migration_from_v1(void **state)
 	/* take it back to what version 1 wrote */
 	db = raw_open(f);
 	assert_int_equal(sqlite3_exec(db,
-			     "DROP TABLE checkpoints; DROP TABLE audit_leaves;"
+			     "DROP TABLE service_run; DROP TABLE checkpoints;"
+			     "DROP TABLE audit_leaves;"
 			     "DROP TABLE merkle_nodes;"
 			     "PRAGMA user_version = 1",
 			     NULL, NULL, NULL),
@@ -1189,6 +1216,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_corrupt_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_null_safe, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_run_marker, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * custodyd: the custody service. It holds the data directory (its lock, the
+ * store, the token), records its run in the audit log (service.start,
+ * service.stop, unclean shutdowns) and signs a checkpoint of the log every
+ * checkpoint-interval when the log has grown, and a last one when it stops.
+ *
+ * Signals are blocked in every thread and taken by the main thread with
+ * sigwait(): SIGTERM and SIGINT stop the service, SIGHUP is logged.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "service.h"
+#include "token.h"
+#include "util.h"
+
+#define EXIT_USAGE 2
+
+static const char *progname = "custodyd";
+
+static const char help[] =
+    "usage: custodyd [-c FILE] [--daemon [--pid-file FILE]] [-v]\n"
+    "\n"
+    "The custody service: holds the data directory, its token and its audit\n"
+    "log; signs a checkpoint of the log every checkpoint-interval when it\n"
+    "has grown, and a last one when it stops (SIGTERM or SIGINT).\n"
+    "\n"
+    "Options:\n"
+    "  -c FILE           configuration file [$CUSTODY_CONF, "
+    "else " CONFIG_DEFAULT_PATH "]\n"
+    "  -d, --daemon      detach once ready (log to syslog); the default is\n"
+    "                    to stay in the foreground and log to stderr\n"
+    "  --pid-file FILE   with --daemon: write the pid there once ready\n"
+    "  -v                more diagnostics (-vv: every PKCS#11 call)\n"
+    "  --version         print the version\n"
+    "  --help            this text\n"
+    "\n"
+    "See custodyd(8) and custody.conf(5).\n";
+
+/*
+ * Detach: fork twice (the service is no session leader and has no
+ * terminal) and return in the grandchild; the original process waits for
+ * one status byte on the pipe (0: ready) and exits with it, so that the
+ * caller of custodyd --daemon learns whether the service started. *fdp is
+ * the pipe's write end, for ready().
+ */
+static int
+daemonize(int *fdp)
+{
+	int p[2];
+	pid_t pid;
+	ssize_t n;
+	unsigned char st = 1;
+
+	if (pipe2(p, O_CLOEXEC) != 0) {
+		fprintf(stderr, "%s: pipe: %s\n", progname, strerror(errno));
+		return -1;
+	}
+	if ((pid = fork()) < 0) {
+		fprintf(stderr, "%s: fork: %s\n", progname, strerror(errno));
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		do
+			n = read(p[0], &st, 1);
+		while (n < 0 && errno == EINTR);
+		_exit(n == 1 ? st : 1);
+	}
+	close(p[0]);
+	if (setsid() < 0 || (pid = fork()) < 0)
+		_exit(1);
+	if (pid > 0)
+		_exit(0); /* the first child; the grandchild holds the pipe */
+	if (chdir("/") != 0)
+		_exit(1);
+	*fdp = p[1];
+	return 0;
+}
+
+/* Tell the waiting parent (status 0: ready) and leave the terminal. */
+static void
+ready(int fd, unsigned char status)
+{
+	int null;
+
+	if (fd < 0)
+		return;
+	if (status == 0 && (null = open("/dev/null", O_RDWR)) >= 0) {
+		(void)dup2(null, STDIN_FILENO);
+		(void)dup2(null, STDOUT_FILENO);
+		(void)dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	(void)util_write_all(fd, &status, 1);
+	close(fd);
+}
+
+/* Write the pid atomically (a temporary file renamed into place). */
+static int
+write_pid_file(const char *path)
+{
+	char tmp[4096], buf[32];
+	int fd, n, r;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return CUSTODY_E_INVALID_ARG;
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) <
+	    0) {
+		log_error_f("%s: %s", tmp, strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	r = util_write_all(fd, buf, (size_t)n);
+	if (close(fd) != 0 && r == 0)
+		r = CUSTODY_E_IO;
+	if (r == 0 && rename(tmp, path) != 0) {
+		log_error_f("%s: %s", path, strerror(errno));
+		r = CUSTODY_E_IO;
+	}
+	if (r != 0)
+		(void)unlink(tmp);
+	return r;
+}
+
+/* Say why the service cannot start, with what to do about it. */
+static void
+start_error(const struct config *cfg, const char *what, int r)
+{
+	const char *hint = custody_errhint(r);
+
+	if (r == CUSTODY_E_STATE || r == CUSTODY_E_PROOF) {
+		log_error_f("the audit log in %s is older than, or not "
+			    "consistent with, a checkpoint signed before: "
+			    "refusing to use it (restore the database that "
+			    "goes with %s/checkpoint, or ask the auditors)",
+		    cfg->data_dir, cfg->data_dir);
+		return;
+	}
+	log_error_f("%s: %s%s%s", what, custody_strerror(r),
+	    hint != NULL ? ". " : "", hint != NULL ? hint : "");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"daemon", no_argument, NULL, 'd'},
+	    {"pid-file", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *conf_path = NULL, *pid_file = NULL;
+	struct config *cfg = NULL;
+	struct service *sv = NULL;
+	struct service_run_info info;
+	struct service_checkpoints cps;
+	sigset_t sigs;
+	char err[512];
+	uint64_t size = 0;
+	int ch, verbose = 0, detach = 0, readyfd = -1, sig, r, ex = 1;
+	int failed = 0;
+
+	util_harden();
+	while ((ch = getopt_long(argc, argv, "c:dvh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 'd':
+			detach = 1;
+			break;
+		case 'p':
+			pid_file = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			fputs(help, stdout);
+			return 0;
+		case 'V':
+			printf("custodyd %s\n", CUSTODY_VERSION);
+			return 0;
+		default:
+			fputs(help, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", progname,
+		    argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (pid_file != NULL && (!detach || pid_file[0] != '/')) {
+		fprintf(stderr,
+		    "%s: --pid-file needs --daemon and an absolute path\n",
+		    progname);
+		return EXIT_USAGE;
+	}
+	custody_log_set(custody_log_stderr, verbose >= 2 ? LOG_DEBUG : LOG_INFO,
+	    (void *)progname);
+	conf_path = config_choose_path(conf_path);
+	if (config_load(conf_path, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", progname, err);
+		return 1;
+	}
+	/* before any thread and before the token: PKCS#11 is initialised
+	 * after daemonising, and every thread inherits the blocked signals */
+	if (detach && daemonize(&readyfd) != 0)
+		goto out;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((r = service_open(cfg, SERVICE_TOKEN, &sv)) != 0) {
+		if (r == CUSTODY_E_NOT_INITIALIZED)
+			log_error_f("%s is not initialised: run 'custody "
+				    "init' first",
+			    cfg->data_dir);
+		else
+			start_error(cfg, "cannot open the data directory", r);
+		goto out;
+	}
+	if ((r = service_start(
+		 sv, CUSTODY_VERSION, (int64_t)time(NULL), &info)) != 0) {
+		start_error(cfg, "cannot start", r);
+		goto out;
+	}
+	if (pid_file != NULL && write_pid_file(pid_file) != 0) {
+		pid_file = NULL;
+		failed = 1;
+		goto stop;
+	}
+	log_info_f("ready: %s on token '%s' (%s), log of %llu leaves, "
+		   "checkpoints every %llds",
+	    cfg->data_dir, token_label(service_token(sv)),
+	    token_backend(service_token(sv)),
+	    (unsigned long long)info.start_seq + 1,
+	    (long long)cfg->checkpoint_interval);
+	if (detach) {
+		openlog(progname, LOG_PID, LOG_DAEMON);
+		custody_log_set(custody_log_syslog,
+		    verbose >= 2 ? LOG_DEBUG : LOG_INFO, NULL);
+		ready(readyfd, 0);
+		readyfd = -1;
+	}
+	for (;;) {
+		if ((r = sigwait(&sigs, &sig)) != 0) {
+			log_error_f("sigwait: %s", strerror(r));
+			break;
+		}
+		if (sig == SIGHUP) {
+			log_info_f("SIGHUP: nothing to reload (no policy is "
+				   "in use yet)");
+			continue;
+		}
+		log_info_f("%s: stopping", strsignal(sig));
+		break;
+	}
+stop:
+	if ((r = service_stop(sv, (int64_t)time(NULL), &size)) == 0) {
+		service_checkpoints(sv, &cps);
+		log_info_f("stopped: final checkpoint at %llu leaves (%llu "
+			   "signed during the run)",
+		    (unsigned long long)size, (unsigned long long)cps.made);
+		ex = failed;
+	}
+	if (pid_file != NULL)
+		(void)unlink(pid_file);
+out:
+	service_close(sv);
+	ready(readyfd, 1);
+	config_free(cfg);
+	return ex;
+}
