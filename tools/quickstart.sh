@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # custody quick start: install what custody needs (Debian 12), build it,
-# initialise a private SoftHSM2 token under a data directory and show
-# custody keeping keys in it.
+# initialise a private SoftHSM2 token under a data directory, show custody
+# keeping keys in it, run the custodyd service (which records its start and
+# stop in the audit log and signs checkpoints), and verify the log as an
+# auditor would.
 #
 # usage: tools/quickstart.sh [DATA_DIR]      (default: var/quickstart)
 #
@@ -22,6 +24,7 @@ echo "== building custody"
 cmake -S "$top" -B build >/dev/null
 cmake --build build -j "$(nproc)" >/dev/null
 custody=$top/build/tools/custody
+custodyd=$top/build/module/custodyd
 
 mkdir -p "$data"
 chmod 700 "$data"
@@ -60,8 +63,22 @@ else
 fi
 echo "== custody key list"
 C key list
-echo "== custody audit checkpoint (the audit log's state, signed in the token)"
-C audit checkpoint
+echo "== custodyd --daemon (returns once its service.start leaf is durable)"
+pidfile=$data/custodyd.pid
+"$custodyd" -c "$conf" --daemon --pid-file "$pidfile"
+echo "custodyd is running as pid $(cat "$pidfile"); the CLI's direct mode waits for it:"
+C key list 2>&1 | sed 's/^/  | /' || true
+sleep 2
+echo "== the checkpoint custodyd signed over its start (DATA/checkpoint)"
+cat "$data/checkpoint"
+echo "== stopping custodyd (SIGTERM: service.stop, then a final checkpoint)"
+kill -TERM "$(cat "$pidfile")"
+for _ in $(seq 100); do [ -e "$pidfile" ] || break; sleep 0.1; done
+if [ -e "$pidfile" ]; then
+	echo "custodyd did not stop; see the system log (journalctl -t custodyd)" >&2
+	exit 1
+fi
+cat "$data/checkpoint"
 echo "== custody audit vkey (what an auditor verifies it with)"
 C audit vkey | tee "$data/vkeys"
 echo "== custody audit export and verify (an auditor's check, offline)"
@@ -78,5 +95,6 @@ cat <<MSG
 custody is set up in $data.
   configuration: $conf
   try:           $custody -c $conf key --help
+                 $custodyd -c $conf        (foreground; stop it with Ctrl-C)
   tests:         tools/test.sh
 MSG
