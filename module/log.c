@@ -42,7 +42,7 @@ custody_log_stderr(int level, const char *func, const char *msg, void *arg)
 
 	if (level >= LOG_DEBUG)
 		fprintf(stderr, "%s: debug: %s: %s\n", prog, func, msg);
-	else if (level >= LOG_INFO)
+	else if (level >= LOG_NOTICE)
 		fprintf(stderr, "%s: %s\n", prog, msg);
 	else if (level >= LOG_WARNING)
 		fprintf(stderr, "%s: warning: %s\n", prog, msg);

@@ -34,9 +34,10 @@ void custody_log(int level, const char *func, const char *errstr,
 #define log_error_f(...) custody_log(3, __func__, NULL, __VA_ARGS__)
 #define log_error_fr(r, ...)                                                   \
 	custody_log(3, __func__, custody_strerror(r), __VA_ARGS__)
-#define log_warn_f(...)	 custody_log(4, __func__, NULL, __VA_ARGS__)
-#define log_info_f(...)	 custody_log(6, __func__, NULL, __VA_ARGS__)
-#define log_debug_f(...) custody_log(7, __func__, NULL, __VA_ARGS__)
+#define log_warn_f(...)	  custody_log(4, __func__, NULL, __VA_ARGS__)
+#define log_notice_f(...) custody_log(5, __func__, NULL, __VA_ARGS__)
+#define log_info_f(...)	  custody_log(6, __func__, NULL, __VA_ARGS__)
+#define log_debug_f(...)  custody_log(7, __func__, NULL, __VA_ARGS__)
 
 /*
  * Precondition check in the style of p11-kit's return_val_if_fail: a

@@ -112,7 +112,10 @@ ready(int fd, unsigned char status)
 	close(fd);
 }
 
-/* Write the pid atomically (a temporary file renamed into place). */
+/*
+ * Write the pid atomically: a new temporary file (never through a link an
+ * attacker left in a shared directory), mode 0644, renamed into place.
+ */
 static int
 write_pid_file(const char *path)
 {
@@ -121,13 +124,17 @@ write_pid_file(const char *path)
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
 		return CUSTODY_E_INVALID_ARG;
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) <
+	(void)unlink(tmp);
+	if ((fd = open(tmp,
+		 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) <
 	    0) {
 		log_error_f("%s: %s", tmp, strerror(errno));
 		return CUSTODY_E_IO;
 	}
 	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 	r = util_write_all(fd, buf, (size_t)n);
+	if (r == 0 && fchmod(fd, 0644) != 0)
+		r = CUSTODY_E_IO;
 	if (close(fd) != 0 && r == 0)
 		r = CUSTODY_E_IO;
 	if (r == 0 && rename(tmp, path) != 0) {
@@ -137,6 +144,15 @@ write_pid_file(const char *path)
 	if (r != 0)
 		(void)unlink(tmp);
 	return r;
+}
+
+/* --daemon: stderr until ready (then /dev/null), and syslog throughout;
+ * one handler from the start, so no thread ever sees it change. */
+static void
+log_both(int level, const char *func, const char *msg, void *arg)
+{
+	custody_log_stderr(level, func, msg, arg);
+	custody_log_syslog(level, func, msg, arg);
 }
 
 /* Say why the service cannot start, with what to do about it. */
@@ -175,8 +191,9 @@ main(int argc, char **argv)
 	sigset_t sigs;
 	char err[512];
 	uint64_t size = 0;
+	const char *stage = NULL;
 	int ch, verbose = 0, detach = 0, readyfd = -1, sig, r, ex = 1;
-	int failed = 0;
+	int pid_written = 0;
 
 	util_harden();
 	while ((ch = getopt_long(argc, argv, "c:dvh", opts, NULL)) != -1) {
@@ -215,7 +232,12 @@ main(int argc, char **argv)
 		    progname);
 		return EXIT_USAGE;
 	}
-	custody_log_set(custody_log_stderr, verbose >= 2 ? LOG_DEBUG : LOG_INFO,
+	if (detach)
+		openlog(progname, LOG_PID, LOG_DAEMON);
+	custody_log_set(detach ? log_both : custody_log_stderr,
+	    verbose >= 2   ? LOG_DEBUG
+	    : verbose == 1 ? LOG_INFO
+			   : LOG_NOTICE,
 	    (void *)progname);
 	conf_path = config_choose_path(conf_path);
 	if (config_load(conf_path, &cfg, err, sizeof(err)) != 0) {
@@ -233,35 +255,35 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((r = service_open(cfg, SERVICE_TOKEN, &sv)) != 0) {
+	if ((r = service_open(cfg, SERVICE_TOKEN, &sv, &stage)) != 0) {
 		if (r == CUSTODY_E_NOT_INITIALIZED)
 			log_error_f("%s is not initialised: run 'custody "
 				    "init' first",
 			    cfg->data_dir);
-		else
-			start_error(cfg, "cannot open the data directory", r);
+		else if (r != CUSTODY_E_CONFIG) /* CONFIG: logged already */
+			start_error(cfg, stage, r);
 		goto out;
+	}
+	/* the pid is known: a pid file that cannot be written stops us
+	 * before anything is in the log */
+	if (pid_file != NULL) {
+		if (write_pid_file(pid_file) != 0)
+			goto out;
+		pid_written = 1;
 	}
 	if ((r = service_start(
 		 sv, CUSTODY_VERSION, (int64_t)time(NULL), &info)) != 0) {
-		start_error(cfg, "cannot start", r);
+		if (r != CUSTODY_E_CONFIG)
+			start_error(cfg, "cannot start", r);
 		goto out;
 	}
-	if (pid_file != NULL && write_pid_file(pid_file) != 0) {
-		pid_file = NULL;
-		failed = 1;
-		goto stop;
-	}
-	log_info_f("ready: %s on token '%s' (%s), log of %llu leaves, "
-		   "checkpoints every %llds",
+	log_notice_f("ready: %s on token '%s' (%s), log of %llu leaves, "
+		     "checkpoints every %llds",
 	    cfg->data_dir, token_label(service_token(sv)),
 	    token_backend(service_token(sv)),
 	    (unsigned long long)info.start_seq + 1,
 	    (long long)cfg->checkpoint_interval);
 	if (detach) {
-		openlog(progname, LOG_PID, LOG_DAEMON);
-		custody_log_set(custody_log_syslog,
-		    verbose >= 2 ? LOG_DEBUG : LOG_INFO, NULL);
 		ready(readyfd, 0);
 		readyfd = -1;
 	}
@@ -271,25 +293,26 @@ main(int argc, char **argv)
 			break;
 		}
 		if (sig == SIGHUP) {
-			log_info_f("SIGHUP: nothing to reload (no policy is "
-				   "in use yet)");
+			log_notice_f("SIGHUP: nothing to reload (no policy is "
+				     "in use yet)");
 			continue;
 		}
-		log_info_f("%s: stopping", strsignal(sig));
+		log_notice_f("%s: stopping", strsignal(sig));
 		break;
 	}
-stop:
 	if ((r = service_stop(sv, (int64_t)time(NULL), &size)) == 0) {
 		service_checkpoints(sv, &cps);
-		log_info_f("stopped: final checkpoint at %llu leaves (%llu "
-			   "signed during the run)",
+		log_notice_f("stopped: final checkpoint at %llu leaves (%llu "
+			     "signed by this run)",
 		    (unsigned long long)size, (unsigned long long)cps.made);
-		ex = failed;
+		ex = 0;
 	}
-	if (pid_file != NULL)
-		(void)unlink(pid_file);
 out:
+	/* the lock is released here: only then is the pid file gone, so
+	 * whoever waits for it finds the data directory free */
 	service_close(sv);
+	if (pid_written)
+		(void)unlink(pid_file);
 	ready(readyfd, 1);
 	config_free(cfg);
 	return ex;

@@ -40,7 +40,9 @@ struct service {
 	struct store_run run;
 	char *version;
 
-	/* the checkpointer */
+	/* the checkpointer, with a connection of its own (the main one
+	 * belongs to the main thread) */
+	struct store *cst;
 	pthread_t thread;
 	int thread_running;
 	pthread_mutex_t mu;
@@ -64,10 +66,8 @@ service_token_open(const struct config *cfg, struct token **tp)
 	}
 	if ((r = config_apply_env(cfg)) != 0)
 		return r;
-	if ((r = secret_read_file(cfg->pin_file, &pin)) != 0) {
-		log_error_fr(r, "%s", cfg->pin_file);
+	if ((r = secret_read_file(cfg->pin_file, &pin)) != 0)
 		return r;
-	}
 	o.module = cfg->pkcs11_module;
 	o.uri = cfg->token;
 	o.pin = pin;
@@ -79,14 +79,21 @@ service_token_open(const struct config *cfg, struct token **tp)
 /* Lock, store, (token), G3 check, (log). */
 static int
 open_with(const struct config *cfg, unsigned flags, struct token *t,
-    struct service **svp)
+    struct service **svp, const char **stagep)
 {
+	const char *stage_unused;
 	struct service *sv;
 	struct stat sb;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(
-	    cfg != NULL && svp != NULL, CUSTODY_E_INVALID_ARG);
+	if (stagep == NULL)
+		stagep = &stage_unused;
+	*stagep = "data directory";
+	if (cfg == NULL || svp == NULL) {
+		log_error_f("precondition failed: cfg != NULL && svp != NULL");
+		token_close(t);
+		return CUSTODY_E_INVALID_ARG;
+	}
 	if ((sv = calloc(1, sizeof(*sv))) == NULL) {
 		token_close(t);
 		return CUSTODY_E_NOMEM;
@@ -131,9 +138,10 @@ out:
 }
 
 int
-service_open(const struct config *cfg, unsigned flags, struct service **svp)
+service_open(const struct config *cfg, unsigned flags, struct service **svp,
+    const char **stagep)
 {
-	return open_with(cfg, flags, NULL, svp);
+	return open_with(cfg, flags, NULL, svp, stagep);
 }
 
 int
@@ -141,7 +149,7 @@ service_open_token(
     const struct config *cfg, struct token *t, struct service **svp)
 {
 	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL, CUSTODY_E_INVALID_ARG);
-	return open_with(cfg, SERVICE_TOKEN, t, svp);
+	return open_with(cfg, SERVICE_TOKEN, t, svp, NULL);
 }
 
 struct store *
@@ -218,19 +226,8 @@ static void *
 checkpointer(void *arg)
 {
 	struct service *sv = arg;
-	struct store *st = NULL;
 	struct timespec until;
-	int r;
 
-	/* a connection of its own: the main one belongs to another thread */
-	if ((r = store_open(sv->store_path, &st)) != 0) {
-		log_error_fr(r, "the checkpointer cannot open the store");
-		pthread_mutex_lock(&sv->mu);
-		sv->cp.last_error = r;
-		sv->cp.failures++;
-		pthread_mutex_unlock(&sv->mu);
-		return NULL;
-	}
 	pthread_mutex_lock(&sv->mu);
 	while (!sv->stopping) {
 		clock_gettime(CLOCK_MONOTONIC, &until);
@@ -241,11 +238,10 @@ checkpointer(void *arg)
 		if (sv->stopping)
 			break;
 		pthread_mutex_unlock(&sv->mu);
-		checkpoint_once(sv, st);
+		checkpoint_once(sv, sv->cst);
 		pthread_mutex_lock(&sv->mu);
 	}
 	pthread_mutex_unlock(&sv->mu);
-	store_close(st);
 	return NULL;
 }
 
@@ -253,11 +249,15 @@ static int
 checkpointer_start(struct service *sv)
 {
 	pthread_condattr_t ca;
-	int e;
+	int e, r;
 
 	if (sv->cfg->checkpoint_interval <= 0) {
 		log_error_f("checkpoint-interval must be positive");
 		return CUSTODY_E_CONFIG;
+	}
+	if ((r = store_open(sv->store_path, &sv->cst)) != 0) {
+		log_error_fr(r, "the checkpointer cannot open the store");
+		return r;
 	}
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -265,11 +265,15 @@ checkpointer_start(struct service *sv)
 	pthread_condattr_destroy(&ca);
 	if (e != 0) {
 		log_error_f("pthread_cond_init: %s", strerror(e));
+		store_close(sv->cst);
+		sv->cst = NULL;
 		return CUSTODY_E_IO;
 	}
 	sv->stopping = 0;
 	if ((e = pthread_create(&sv->thread, NULL, checkpointer, sv)) != 0) {
 		pthread_cond_destroy(&sv->wake);
+		store_close(sv->cst);
+		sv->cst = NULL;
 		log_error_f("pthread_create: %s", strerror(e));
 		return CUSTODY_E_IO;
 	}
@@ -288,6 +292,8 @@ checkpointer_stop(struct service *sv)
 	pthread_mutex_unlock(&sv->mu);
 	pthread_join(sv->thread, NULL);
 	pthread_cond_destroy(&sv->wake);
+	store_close(sv->cst);
+	sv->cst = NULL;
 	sv->thread_running = 0;
 }
 
@@ -396,19 +402,23 @@ service_start(struct service *sv, const char *version, int64_t now,
 			goto out;
 		}
 	}
-	if ((r = audit_append(sv->a, o, op_run_begin, &sv->run, &info.start_seq,
-		 NULL, NULL)) != 0)
+	if (store_checkpoint_last(sv->st, &sv->cp.size, root, &note, &len) == 0)
+		free(note);
+	/* everything that can fail comes before the leaf: a start is in
+	 * the log with its checkpointer running, or left no trace */
+	if ((r = checkpointer_start(sv)) != 0)
 		goto out;
+	if ((r = audit_append(sv->a, o, op_run_begin, &sv->run, &info.start_seq,
+		 NULL, NULL)) != 0) {
+		checkpointer_stop(sv);
+		goto out;
+	}
 	if (info.unclean)
 		log_warn_f("the last run (pid %lld, started %s) did not stop "
 			   "cleanly; recorded in leaf %llu",
 		    (long long)info.previous.pid, t,
 		    (unsigned long long)info.start_seq);
 	sv->started = 1;
-	if (store_checkpoint_last(sv->st, &sv->cp.size, root, &note, &len) == 0)
-		free(note);
-	if ((r = checkpointer_start(sv)) != 0)
-		goto out;
 	if (infop != NULL)
 		*infop = info;
 out:
@@ -432,8 +442,10 @@ service_stop(struct service *sv, int64_t now, uint64_t *sizep)
 	checkpointer_stop(sv);
 	sv->started = 0;
 	if ((o = run_leaf(sv, "service.stop", sv->version)) == NULL)
-		return CUSTODY_E_NOMEM;
-	r = audit_append(sv->a, o, op_run_end, &sv->run, &seq, NULL, NULL);
+		r = CUSTODY_E_NOMEM;
+	else
+		r = audit_append(
+		    sv->a, o, op_run_end, &sv->run, &seq, NULL, NULL);
 	json_decref(o);
 	if (r != 0) {
 		log_error_fr(r, "cannot log service.stop: the next start will "

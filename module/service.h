@@ -32,14 +32,17 @@ struct service;
 
 /*
  * Open cfg's data directory (cfg is borrowed and must outlive the service).
- * Errors: CUSTODY_E_NOT_INITIALIZED (no store: run custody init),
- * CUSTODY_E_LOCKED (another process holds the directory), CUSTODY_E_STATE
- * or CUSTODY_E_PROOF (the database is older than, or inconsistent with, a
- * checkpoint signed before: refused), CUSTODY_E_CONFIG (pkcs11-module not
- * set), and the store's, token's and PIN file's errors. *svp is new.
+ * *stagep (if stagep is not NULL) names what was being opened when it
+ * failed: "data directory", "store", "token" or "audit log" (the
+ * rolled-back check and the log's writer). Errors: CUSTODY_E_NOT_INITIALIZED
+ * (no store: run custody init), CUSTODY_E_LOCKED (another process holds the
+ * directory), CUSTODY_E_STATE or CUSTODY_E_PROOF (the database is older than,
+ * or inconsistent with, a checkpoint signed before: refused), CUSTODY_E_CONFIG
+ * (pkcs11-module not set), and the store's, token's and PIN file's errors. *svp
+ * is new.
  */
-int service_open(
-    const struct config *cfg, unsigned flags, struct service **svp);
+int service_open(const struct config *cfg, unsigned flags, struct service **svp,
+    const char **stagep);
 
 /*
  * As service_open() with SERVICE_TOKEN, on a token the caller opened (the
@@ -85,7 +88,7 @@ int service_start(struct service *sv, const char *version, int64_t now,
 int service_stop(struct service *sv, int64_t now, uint64_t *sizep);
 
 struct service_checkpoints {
-	uint64_t size;	   /* of the last checkpoint this run signed, or 0 */
+	uint64_t size;	   /* of the last checkpoint (this run's or older) */
 	uint64_t made;	   /* checkpoints this run signed */
 	uint64_t failures; /* attempts that failed in a row */
 	int last_error;	   /* error of the last attempt, or 0 */

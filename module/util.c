@@ -210,6 +210,72 @@ util_format_duration(int64_t seconds, char *buf, size_t bufsz)
 	snprintf(buf, bufsz, "%llds", (long long)seconds);
 }
 
+/* n decimal digits at s, exactly; -1 if any is not a digit. */
+static int
+digits(const char *s, int n)
+{
+	int v = 0, i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+int
+util_parse_time(const char *s, int64_t *tp)
+{
+	static const int mdays[] = {
+	    31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	struct tm tm;
+	const char *p;
+	int y, mo, d, h, mi, sec, leap, off = 0, oh, om;
+	time_t t;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(s != NULL && tp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' ||
+	    (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
+		return CUSTODY_E_PARSE;
+	y = digits(s, 4);
+	mo = digits(s + 5, 2);
+	d = digits(s + 8, 2);
+	h = digits(s + 11, 2);
+	mi = digits(s + 14, 2);
+	sec = digits(s + 17, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 ||
+	    mi < 0 || mi > 59 || sec < 0 || sec > 59)
+		return CUSTODY_E_PARSE;
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (d > mdays[mo - 1] + (mo == 2 && leap))
+		return CUSTODY_E_PARSE;
+	p = s + 19;
+	if (*p == '.') /* fractions are allowed and dropped */
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+		off = 0;
+	else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':' &&
+		 (oh = digits(p + 1, 2)) >= 0 && oh <= 23 &&
+		 (om = digits(p + 4, 2)) >= 0 && om <= 59)
+		off = (*p == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+	else
+		return CUSTODY_E_PARSE;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	if ((t = timegm(&tm)) == (time_t)-1 && y != 1969)
+		return CUSTODY_E_PARSE;
+	*tp = (int64_t)t - off;
+	return 0;
+}
+
 void
 util_format_time(int64_t t, char *buf, size_t bufsz)
 {

@@ -39,6 +39,13 @@ int util_parse_duration(const char *s, int64_t *secondsp);
  */
 void util_format_duration(int64_t seconds, char *buf, size_t bufsz);
 
+/*
+ * Parse an RFC 3339 date-time ("2026-11-23T10:00:00Z", with optional
+ * fractional seconds, dropped, and a "Z" or "+HH:MM" offset) into Unix
+ * seconds. No leap seconds (":60" is refused). CUSTODY_E_PARSE if malformed.
+ */
+int util_parse_time(const char *s, int64_t *tp);
+
 /* Unix seconds to RFC 3339 UTC ("2026-11-23T10:00:00Z"); buf >= 21 bytes. */
 void util_format_time(int64_t t, char *buf, size_t bufsz);
 

@@ -29,6 +29,7 @@
 #include "logdir.h"
 #include "merkle.h"
 #include "note.h"
+#include "policy.h"
 #include "secret.h"
 #include "service.h"
 #include "softhsm2_template.h"
@@ -128,11 +129,13 @@ store_path_exists(const struct ctx *c, char **pathp)
 static int
 open_ctx(struct ctx *c, int need_token)
 {
+	const char *stage = NULL;
 	int r, ex;
 
 	if ((ex = load_config(c)) != 0)
 		return ex;
-	r = service_open(c->cfg, need_token ? SERVICE_TOKEN : 0, &c->sv);
+	r = service_open(
+	    c->cfg, need_token ? SERVICE_TOKEN : 0, &c->sv, &stage);
 	switch (r) {
 	case 0:
 		c->st = service_store(c->sv);
@@ -156,8 +159,10 @@ open_ctx(struct ctx *c, int need_token)
 		    "AUDIT LOG)\n",
 		    progname, c->cfg->data_dir, progname, c->cfg->data_dir);
 		return EXIT_FAILURE;
+	case CUSTODY_E_CONFIG: /* the line at fault was logged */
+		return EXIT_FAILURE;
 	default:
-		return fail("cannot open the data directory", r);
+		return fail(stage, r);
 	}
 }
 
@@ -1625,6 +1630,353 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 /* ---- main -----------------------------------------------------------------
  */
 
+/* ---- custody policy ... ------------------------------------------------- */
+
+static const char policy_help[] =
+    "usage: custody policy COMMAND ...\n"
+    "\n"
+    "Policies offline (no configuration, no token, no store):\n"
+    "  check FILE         load FILE strictly and say what is wrong with it\n"
+    "  test FILE CASES    decide every request of CASES with FILE and\n"
+    "                     compare with the decisions expected\n"
+    "\n"
+    "The language: docs/POLICY.md, custody-policy(5).\n";
+
+static const char policy_check_help[] =
+    "usage: custody policy check FILE [--json]\n"
+    "\n"
+    "Load a policy as custodyd would: duplicate keys, unknown fields, wrong\n"
+    "types and unknown names are errors that give the line and column (for\n"
+    "syntax) or a JSON Pointer to the value at fault. Prints the number of\n"
+    "rules and the SHA-256 of the file (what audit leaves record).\n";
+
+static int
+load_policy(const char *path, struct policy **pp)
+{
+	char err[512];
+	int r;
+
+	if ((r = policy_load(path, pp, err, sizeof(err))) != 0) {
+		fprintf(stderr, "%s: %s\n", progname,
+		    err[0] ? err : custody_strerror(r));
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static int
+cmd_policy_check(struct ctx *c, int argc, char **argv)
+{
+	struct policy *p = NULL;
+	char hex[65];
+	int ex, done;
+
+	if ((ex = json_only_opts(c, "policy check", policy_check_help, argc,
+		 argv, 1, &done)) != 0 ||
+	    done)
+		return ex;
+	if ((ex = load_policy(argv[optind], &p)) != 0)
+		return ex;
+	util_hex_encode(policy_sha256(p), 32, hex);
+	if (c->json)
+		print_json(json_pack("{s:s, s:b, s:I, s:s}", "file",
+		    argv[optind], "ok", 1, "rules",
+		    (json_int_t)policy_nrules(p), "sha256", hex));
+	else
+		printf("%s: ok, %zu rules, sha256 %s\n", argv[optind],
+		    policy_nrules(p), hex);
+	policy_free(p);
+	return 0;
+}
+
+static const char policy_test_help[] =
+    "usage: custody policy test FILE CASES [--json]\n"
+    "\n"
+    "Decide each request of CASES (a JSON file: {\"cases\": [...]}) with the\n"
+    "policy FILE, print a table, and exit 1 if any decision differs from the\n"
+    "one expected. Cases run in order and share rate-limit buckets. The\n"
+    "format is in docs/POLICY.md (Testing a policy).\n";
+
+/* Strings of a case, owned by its JSON (borrowed). */
+struct policy_case {
+	struct policy_request q;
+	struct policy_key k;
+	const char *auds[64], *claims[64];
+	const char *name;
+	long repeat;
+	const char *decision, *rule, *reason;
+	int64_t ttl;
+	int has_ttl, rate_limited; /* rate_limited -1: not given */
+};
+
+/* Report a bad case at its JSON Pointer; returns EXIT_FAILURE. */
+static int case_error(const char *file, size_t i, const char *where,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+case_error(const char *file, size_t i, const char *where, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: %s: /cases/%zu%s: ", progname, file, i, where);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_FAILURE;
+}
+
+static int
+case_strings(const char *file, size_t i, const char *where, json_t *v,
+    const char **out, size_t max, size_t *np)
+{
+	size_t j;
+	json_t *e;
+
+	if (!json_is_array(v) || json_array_size(v) > max)
+		return case_error(file, i, where,
+		    "must be an array of at most %zu strings", max);
+	json_array_foreach(v, j, e)
+	{
+		if (!json_is_string(e))
+			return case_error(
+			    file, i, where, "item %zu is not a string", j);
+		out[j] = json_string_value(e);
+	}
+	*np = json_array_size(v);
+	return 0;
+}
+
+static int
+case_parse(const char *file, size_t i, json_t *o, struct policy_case *pc)
+{
+	json_t *rq, *key = NULL, *auds = NULL, *claims = NULL, *exp;
+	json_t *created = NULL, *keyttl = NULL, *rate = NULL;
+	const char *action, *time_s, *ttl = NULL, *exp_ttl = NULL;
+	const char *created_s = NULL, *keyttl_s = NULL;
+	json_error_t e;
+	json_int_t repeat = 1;
+	int64_t t;
+	int act = 0;
+
+	memset(pc, 0, sizeof(*pc));
+	if (json_unpack_ex(o, &e, JSON_STRICT, "{s?s, s:o, s?I, s:o}", "name",
+		&pc->name, "request", &rq, "repeat", &repeat, "expect",
+		&exp) != 0)
+		return case_error(file, i, "", "%s", e.text);
+	if (repeat < 1 || repeat > 100000)
+		return case_error(file, i, "/repeat", "from 1 to 100000");
+	pc->repeat = (long)repeat;
+	if (json_unpack_ex(rq, &e, JSON_STRICT,
+		"{s:s, s:s, s:s, s?o, s?s, s?o, s?s, s?o, s?b, s?s, s?s}",
+		"principal", &pc->q.principal, "action", &action, "time",
+		&time_s, "key", &key, "ttl", &ttl, "audiences", &auds, "sub",
+		&pc->q.sub, "claims", &claims, "act", &act, "csr_key",
+		&pc->q.csr_key, "event", &pc->q.event) != 0)
+		return case_error(file, i, "/request", "%s", e.text);
+	if ((pc->q.action = policy_action_parse(action)) < 0)
+		return case_error(
+		    file, i, "/request/action", "unknown action '%s'", action);
+	if (util_parse_time(time_s, &t) != 0)
+		return case_error(
+		    file, i, "/request/time", "not an RFC 3339 time");
+	pc->q.now_ms = t * 1000;
+	pc->q.act = act;
+	if (ttl != NULL && util_parse_duration(ttl, &pc->q.ttl) != 0)
+		return case_error(file, i, "/request/ttl", "not a duration");
+	if (auds != NULL && case_strings(file, i, "/request/audiences", auds,
+				pc->auds, 64, &pc->q.naudiences) != 0)
+		return EXIT_FAILURE;
+	pc->q.audiences = pc->auds;
+	if (claims != NULL && case_strings(file, i, "/request/claims", claims,
+				  pc->claims, 64, &pc->q.nclaims) != 0)
+		return EXIT_FAILURE;
+	pc->q.claims = pc->claims;
+	if (key != NULL) {
+		if (json_unpack_ex(key, &e, JSON_STRICT,
+			"{s:s, s:s, s:s, s:s, s?s, s?o, s?o, s?s}", "agent",
+			&pc->k.agent, "owner", &pc->k.owner, "purpose",
+			&pc->k.purpose, "alg", &pc->k.alg, "task", &pc->k.task,
+			"created", &created, "ttl", &keyttl, "id",
+			&pc->k.id) != 0)
+			return case_error(
+			    file, i, "/request/key", "%s", e.text);
+		created_s = json_string_value(created);
+		keyttl_s = json_string_value(keyttl);
+		if (created != NULL &&
+		    (created_s == NULL ||
+			util_parse_time(created_s, &pc->k.created_at) != 0))
+			return case_error(file, i, "/request/key/created",
+			    "not an RFC 3339 time");
+		if (keyttl != NULL &&
+		    (keyttl_s == NULL ||
+			util_parse_duration(keyttl_s, &pc->k.ttl) != 0))
+			return case_error(
+			    file, i, "/request/key/ttl", "not a duration");
+		pc->q.key = &pc->k;
+	}
+	pc->rate_limited = -1;
+	if (json_unpack_ex(exp, &e, JSON_STRICT, "{s:s, s?s, s?s, s?o, s?s}",
+		"decision", &pc->decision, "rule", &pc->rule, "ttl", &exp_ttl,
+		"rate_limited", &rate, "reason", &pc->reason) != 0)
+		return case_error(file, i, "/expect", "%s", e.text);
+	if (strcmp(pc->decision, "allow") != 0 &&
+	    strcmp(pc->decision, "deny") != 0)
+		return case_error(
+		    file, i, "/expect/decision", "\"allow\" or \"deny\"");
+	if (exp_ttl != NULL) {
+		if (util_parse_duration(exp_ttl, &pc->ttl) != 0)
+			return case_error(
+			    file, i, "/expect/ttl", "not a duration");
+		pc->has_ttl = 1;
+	}
+	if (rate != NULL) {
+		if (!json_is_boolean(rate))
+			return case_error(file, i, "/expect/rate_limited",
+			    "must be true or false");
+		pc->rate_limited = json_is_true(rate);
+	}
+	return 0;
+}
+
+/* Does d meet what pc expects? what names the first difference. */
+static int
+case_ok(const struct policy_case *pc, const struct policy_decision *d,
+    char *what, size_t whatsz)
+{
+	char a[24], b[24];
+
+	if ((strcmp(pc->decision, "allow") == 0) != d->allow) {
+		snprintf(what, whatsz, "decision");
+		return 0;
+	}
+	if (pc->rule != NULL && strcmp(pc->rule, d->rule) != 0) {
+		snprintf(what, whatsz, "rule: expected %s", pc->rule);
+		return 0;
+	}
+	if (pc->has_ttl && pc->ttl != d->ttl) {
+		util_format_duration(pc->ttl, a, sizeof(a));
+		util_format_duration(d->ttl, b, sizeof(b));
+		snprintf(what, whatsz, "ttl: expected %s, got %s", a, b);
+		return 0;
+	}
+	if (pc->rate_limited >= 0 && pc->rate_limited != d->rate_limited) {
+		snprintf(what, whatsz, "rate_limited: expected %s",
+		    pc->rate_limited ? "true" : "false");
+		return 0;
+	}
+	if (pc->reason != NULL && strstr(d->reason, pc->reason) == NULL) {
+		snprintf(
+		    what, whatsz, "reason: expected '%.64s' in it", pc->reason);
+		return 0;
+	}
+	return 1;
+}
+
+static int
+cmd_policy_test(struct ctx *c, int argc, char **argv)
+{
+	struct policy *p = NULL;
+	struct policy_decision d;
+	struct policy_case pc;
+	json_error_t e;
+	json_t *root = NULL, *cases, *o, *out = NULL;
+	const char *file, *cfile;
+	char what[128], ttl[24];
+	size_t i, nfail = 0;
+	long k;
+	int ex, done, ok;
+
+	if ((ex = json_only_opts(c, "policy test", policy_test_help, argc, argv,
+		 2, &done)) != 0 ||
+	    done)
+		return ex;
+	file = argv[optind];
+	cfile = argv[optind + 1];
+	if ((ex = load_policy(file, &p)) != 0)
+		return ex;
+	ex = EXIT_FAILURE;
+	if ((root = json_load_file(cfile, JSON_REJECT_DUPLICATES, &e)) ==
+	    NULL) {
+		fprintf(stderr, "%s: %s:%d:%d: %s\n", progname, cfile, e.line,
+		    e.column, e.text);
+		goto out;
+	}
+	if (json_unpack_ex(root, &e, JSON_STRICT, "{s:o}", "cases", &cases) !=
+		0 ||
+	    !json_is_array(cases) || json_array_size(cases) == 0) {
+		fprintf(stderr,
+		    "%s: %s: expected {\"cases\": [...]} with at "
+		    "least one case\n",
+		    progname, cfile);
+		goto out;
+	}
+	if (c->json)
+		out = json_array();
+	else
+		printf("%-6s %-8s %-8s %-24s %s\n", "RESULT", "EXPECTED", "GOT",
+		    "RULE", "CASE");
+	json_array_foreach(cases, i, o)
+	{
+		if (case_parse(cfile, i, o, &pc) != 0)
+			goto out;
+		for (k = 0; k < pc.repeat; k++)
+			policy_eval(p, &pc.q, &d);
+		ok = case_ok(&pc, &d, what, sizeof(what));
+		nfail += !ok;
+		if (c->json) {
+			json_t *r = json_pack("{s:I, s:s?, s:b, s:s, s:s, s:s}",
+			    "index", (json_int_t)i, "name", pc.name, "ok", ok,
+			    "decision", d.allow ? "allow" : "deny", "rule",
+			    d.rule, "reason", d.reason);
+
+			if (d.ttl > 0) {
+				util_format_duration(d.ttl, ttl, sizeof(ttl));
+				json_object_set_new(r, "ttl", json_string(ttl));
+			}
+			if (d.rate_limited)
+				json_object_set_new(
+				    r, "rate_limited", json_true());
+			if (!ok)
+				json_object_set_new(
+				    r, "mismatch", json_string(what));
+			json_array_append_new(out, r);
+			continue;
+		}
+		printf("%-6s %-8s %-8s %-24s %s\n", ok ? "ok" : "FAIL",
+		    pc.decision, d.allow ? "allow" : "deny", d.rule,
+		    pc.name ? pc.name : "");
+		if (!ok)
+			printf("       %s; reason: %s\n", what, d.reason);
+	}
+	if (c->json) {
+		print_json(json_pack("{s:s, s:I, s:I, s:o}", "policy", file,
+		    "cases", (json_int_t)json_array_size(cases), "failed",
+		    (json_int_t)nfail, "results", out));
+		out = NULL;
+	} else
+		printf(
+		    "%zu cases, %zu failed\n", json_array_size(cases), nfail);
+	ex = nfail == 0 ? 0 : EXIT_FAILURE;
+out:
+	json_decref(out);
+	json_decref(root);
+	policy_free(p);
+	return ex;
+}
+
+static int
+cmd_policy(struct ctx *c, int argc, char **argv)
+{
+	static const struct subcmd cmds[] = {
+	    {"check", cmd_policy_check},
+	    {"test", cmd_policy_test},
+	};
+
+	return dispatch(c, "policy", cmds, sizeof(cmds) / sizeof(cmds[0]),
+	    policy_help, argc, argv);
+}
+
 static const char main_help[] =
     "usage: custody [-c FILE] [-v] COMMAND [options]\n"
     "\n"
@@ -1643,6 +1995,8 @@ static const char main_help[] =
     "  audit export  write the log in the C2SP tlog-tiles layout\n"
     "  audit verify  check an export offline (no configuration, no token)\n"
     "  audit prove   inclusion and consistency proofs\n"
+    "  policy check  check a policy file (offline)\n"
+    "  policy test   run a policy's test cases (offline)\n"
     "\n"
     "Options:\n"
     "  -c FILE       configuration file [$CUSTODY_CONF, "
@@ -1705,6 +2059,8 @@ main(int argc, char **argv)
 		ex = cmd_key(&c, argc, argv);
 	else if (strcmp(argv[0], "audit") == 0)
 		ex = cmd_audit(&c, argc, argv);
+	else if (strcmp(argv[0], "policy") == 0)
+		ex = cmd_policy(&c, argc, argv);
 	else {
 		fprintf(
 		    stderr, "%s: unknown command '%s'\n", progname, argv[0]);

@@ -65,11 +65,16 @@ echo "== custody key list"
 C key list
 echo "== custodyd --daemon (returns once its service.start leaf is durable)"
 pidfile=$data/custodyd.pid
+ckpt_size() { sed -n 2p "$data/checkpoint" 2>/dev/null || echo 0; }
+size0=$(ckpt_size)
 "$custodyd" -c "$conf" --daemon --pid-file "$pidfile"
-echo "custodyd is running as pid $(cat "$pidfile"); the CLI's direct mode waits for it:"
+echo "custodyd is running as pid $(cat "$pidfile"); the CLI's direct mode refuses to run beside it:"
 C key list 2>&1 | sed 's/^/  | /' || true
-sleep 2
 echo "== the checkpoint custodyd signed over its start (DATA/checkpoint)"
+for _ in $(seq 100); do
+	[ "$(ckpt_size)" -gt "$size0" ] && break
+	sleep 0.1
+done
 cat "$data/checkpoint"
 echo "== stopping custodyd (SIGTERM: service.stop, then a final checkpoint)"
 kill -TERM "$(cat "$pidfile")"

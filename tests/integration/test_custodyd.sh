@@ -45,7 +45,8 @@ for (data,) in db.execute("SELECT data FROM audit_leaves ORDER BY seq"):
 PY
 }
 nleaves() { leaves 1 | wc -l; }
-gone() { ! kill -0 "$1" 2>/dev/null; }
+# gone PID: exited (a zombie has an empty cmdline; the daemon is not our child)
+gone() { ! grep -q custodyd "/proc/$1/cmdline" 2>/dev/null; }
 ckpt_size() { sed -n 2p "$T/d/checkpoint" 2>/dev/null || echo 0; }
 ckpt_at_least() { test "$(ckpt_size)" -ge "$1"; }
 # wait_for WHAT COMMAND...: poll for up to 60 s
@@ -109,7 +110,7 @@ start_seq=$before
 check "service.start is leaf $start_seq" \
 	test "$(leaves 'l["seq"]' 'l["event"]' | tail -1)" = "$start_seq service.start"
 wait_for "the first checkpoint" ckpt_at_least $((start_seq + 1))
-check "a checkpoint over the start leaf, signed within the interval" \
+check "the checkpointer signed one over the start leaf" \
 	test "$(ckpt_size)" = $((start_seq + 1))
 expect_fail "the CLI refuses while custodyd runs" 1 "in use by another process" C key list
 expect_fail "so does a second custodyd" 1 "in use by another process" "$DAEMON" -c "$CONF"
@@ -157,6 +158,8 @@ check "a start after a clean stop is clean again" \
 rc=0
 "$DAEMON" -c "$CONF" --daemon --pid-file "$T/custodyd.pid" 2>daemon.err || rc=$?
 check "--daemon returns 0 once ready" test "$rc" = 0
+check "  when its start leaf is durable already" \
+	test "$(leaves 'l["event"]' | tail -1)" = "service.start"
 pid=$(cat "$T/custodyd.pid" 2>/dev/null || echo 0)
 pids+=("$pid")
 check "  the pid file names a running custodyd" \
@@ -172,6 +175,11 @@ check "SIGTERM stops the daemon" wait_for "the daemon to exit" gone "$pid"
 check "  and removes its pid file" test ! -e "$T/custodyd.pid"
 check "  after service.stop and a final checkpoint over it" \
 	test "$(leaves 'l["event"]' | tail -1) $(ckpt_size)" = "service.stop $(nleaves)"
+
+before=$(nleaves)
+expect_fail "a pid file that cannot be written: refused" 1 "/nonexistent/dir/x.pid" \
+	"$DAEMON" -c "$CONF" --daemon --pid-file /nonexistent/dir/x.pid
+check "  before anything is logged" test "$(nleaves)" = "$before"
 
 # ---- a rolled-back database ------------------------------------------------------
 cp "$DB" old.db

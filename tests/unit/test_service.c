@@ -349,7 +349,8 @@ test_refusals_write_nothing(void **state)
 	assert_int_equal(
 	    service_start(sv, "9.9.9", NOW, NULL), CUSTODY_E_CONFIG);
 	/* a second service on the same directory */
-	assert_int_equal(service_open(f->cfg, 0, &other), CUSTODY_E_LOCKED);
+	assert_int_equal(
+	    service_open(f->cfg, 0, &other, NULL), CUSTODY_E_LOCKED);
 	assert_null(other);
 	service_close(sv);
 	/* no checkpoint key */
@@ -363,7 +364,7 @@ test_refusals_write_nothing(void **state)
 }
 
 static void
-test_stop_reports_a_failed_log(void **state)
+test_stop_reports_a_failed_checkpoint(void **state)
 {
 	struct fixture *f = *state;
 	struct service_run_info info;
@@ -383,6 +384,47 @@ test_stop_reports_a_failed_log(void **state)
 	assert_int_equal(leaf_count(f), 3);
 }
 
+/* The stop leaf cannot be written (its marker is gone): the final
+ * checkpoint is still signed over what is durable, and stop fails. */
+static void
+test_stop_without_its_leaf(void **state)
+{
+	struct fixture *f = *state;
+	struct service *sv;
+	struct store *st = NULL;
+	uint64_t size = 0;
+
+	init_store(f, 1);
+	sv = open_service(f->cfg);
+	assert_int_equal(service_start(sv, "9.9.9", NOW, NULL), 0);
+	assert_int_equal(store_open(f->db, &st), 0);
+	assert_int_equal(store_run_end(st), 0);
+	store_close(st);
+	assert_int_equal(service_stop(sv, NOW + 1, &size), CUSTODY_E_STATE);
+	assert_int_equal(size, 2);
+	service_close(sv);
+	assert_int_equal(leaf_count(f), 2);
+}
+
+/* A start that fails after its checks leaves no leaf and no marker. */
+static void
+test_failed_start_leaves_no_trace(void **state)
+{
+	struct fixture *f = *state;
+	struct service *sv;
+	struct store_run rm;
+
+	init_store(f, 1);
+	sv = open_service(f->cfg);
+	f->cfg->checkpoint_interval = 0; /* what the parser never gives */
+	assert_int_equal(
+	    service_start(sv, "9.9.9", NOW, NULL), CUSTODY_E_CONFIG);
+	assert_int_equal(
+	    store_run_get(service_store(sv), &rm), CUSTODY_E_NOT_FOUND);
+	service_close(sv);
+	assert_int_equal(leaf_count(f), 1);
+}
+
 int
 main(void)
 {
@@ -395,7 +437,11 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_refusals_write_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
-		test_stop_reports_a_failed_log, setup, teardown),
+		test_stop_reports_a_failed_checkpoint, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_stop_without_its_leaf, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_failed_start_leaves_no_trace, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
