@@ -234,8 +234,8 @@ util_parse_time(const char *s, int64_t *tp)
 	int y, mo, d, h, mi, sec, leap, off = 0, oh, om;
 	time_t t;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(s != NULL && tp != NULL,
-	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    s != NULL && tp != NULL, CUSTODY_E_INVALID_ARG);
 	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' ||
 	    (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
 		return CUSTODY_E_PARSE;
@@ -245,8 +245,8 @@ util_parse_time(const char *s, int64_t *tp)
 	h = digits(s + 11, 2);
 	mi = digits(s + 14, 2);
 	sec = digits(s + 17, 2);
-	if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 ||
-	    mi < 0 || mi > 59 || sec < 0 || sec > 59)
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 ||
+	    mi > 59 || sec < 0 || sec > 59)
 		return CUSTODY_E_PARSE;
 	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 	if (d > mdays[mo - 1] + (mo == 2 && leap))
