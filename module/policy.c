@@ -118,12 +118,13 @@ struct rule {
 	int sub_any;
 	char **claims;
 	size_t nclaims;
-	int act;
+	int act, has_act, has_claims;
 	int has_x509;
 	unsigned csr_keys, eku, ku;
 	int64_t max_key_age;
 	int has_time;
-	int64_t after, before;	  /* 0: none */
+	int has_after, has_before;
+	int64_t after, before;
 	unsigned days;		  /* bits of tm_wday; 0: any */
 	int hours_from, hours_to; /* minutes of the day; -1: any */
 	unsigned events;	  /* 0: any */
@@ -136,6 +137,7 @@ struct rule {
 struct ientry {
 	struct ientry *next;
 	uint64_t hash;
+	int action;
 	size_t len;
 	uint32_t *rules;
 	size_t n, cap;
@@ -384,10 +386,12 @@ glob_match(const char *pat, const char *s)
 			any = p[1] == '*';
 			if (any)
 				p++;
-			nx[0] = m[0];
+			/* '*': one or more bytes, no '/'; '**': any run */
+			nx[0] = any && m[0];
 			for (j = 1; j <= n; j++)
-				nx[j] = m[j] ||
-					(nx[j - 1] && (any || s[j - 1] != '/'));
+				nx[j] = (any && m[j]) ||
+					((m[j - 1] || nx[j - 1]) &&
+					    (any || s[j - 1] != '/'));
 		} else {
 			nx[0] = 0;
 			for (j = 1; j <= n; j++)
@@ -515,14 +519,15 @@ hash_step(uint64_t h, unsigned char c)
 }
 
 static struct ientry *
-index_find(const struct index *ix, uint64_t h, const char *key, size_t len)
+index_find(
+    const struct index *ix, int action, uint64_t h, const char *key, size_t len)
 {
 	struct ientry *e;
 
 	if (ix->cap == 0)
 		return NULL;
 	for (e = ix->tab[h & (ix->cap - 1)]; e != NULL; e = e->next)
-		if (e->hash == h && e->len == len &&
+		if (e->hash == h && e->action == action && e->len == len &&
 		    memcmp(e->key, key, len) == 0)
 			return e;
 	return NULL;
@@ -559,12 +564,13 @@ index_add(
 
 	for (i = 0; i < len; i++)
 		h = hash_step(h, (unsigned char)key[i]);
-	if ((e = index_find(ix, h, key, len)) == NULL) {
+	if ((e = index_find(ix, action, h, key, len)) == NULL) {
 		if (ix->n + 1 > ix->cap / 2 && index_grow(ix) != 0)
 			return CUSTODY_E_NOMEM;
 		if ((e = calloc(1, sizeof(*e) + len + 1)) == NULL)
 			return CUSTODY_E_NOMEM;
 		e->hash = h;
+		e->action = action;
 		e->len = len;
 		memcpy(e->key, key, len);
 		e->next = ix->tab[h & (ix->cap - 1)];
@@ -654,6 +660,7 @@ parse_time_window(struct loader *l, json_t *o, struct rule *ru)
 			return r;
 		if (util_parse_time(s, &ru->after) != 0)
 			return fail(l, "not an RFC 3339 time");
+		ru->has_after = 1;
 		pop(l, saved);
 	}
 	if ((v = json_object_get(o, "before")) != NULL) {
@@ -662,6 +669,7 @@ parse_time_window(struct loader *l, json_t *o, struct rule *ru)
 			return r;
 		if (util_parse_time(s, &ru->before) != 0)
 			return fail(l, "not an RFC 3339 time");
+		ru->has_before = 1;
 		if (json_object_get(o, "after") != NULL &&
 		    ru->before <= ru->after)
 			return fail(l, "not after 'after'");
@@ -839,19 +847,20 @@ parse_claims(struct loader *l, json_t *v, struct rule *ru)
 static const struct {
 	const char *name;
 	unsigned actions;
+	int on_deny; /* has a meaning on a deny rule (deny_holds()) */
 } condition_table[] = {
-    {"max_ttl", A_CREDENTIAL},
-    {"audiences", A(POLICY_CREDENTIAL_JWT)},
-    {"sub", A(POLICY_CREDENTIAL_JWT)},
-    {"claims", A(POLICY_CREDENTIAL_JWT)},
-    {"act", A(POLICY_CREDENTIAL_JWT)},
-    {"x509", A(POLICY_CREDENTIAL_X509)},
-    {"max_key_age", A_WITH_KEY & ~A(POLICY_KEY_CREATE)},
-    {"time", A_ALL},
-    {"events", A(POLICY_LIFECYCLE_EVENT)},
-    {"task", A(POLICY_KEY_CREATE)},
-    {"max_key_ttl", A(POLICY_KEY_CREATE)},
-    {"rate", A_ALL},
+    {"max_ttl", A_CREDENTIAL, 0},
+    {"audiences", A(POLICY_CREDENTIAL_JWT), 1},
+    {"sub", A(POLICY_CREDENTIAL_JWT), 0},
+    {"claims", A(POLICY_CREDENTIAL_JWT), 1},
+    {"act", A(POLICY_CREDENTIAL_JWT), 1},
+    {"x509", A(POLICY_CREDENTIAL_X509), 0},
+    {"max_key_age", A_WITH_KEY & ~A(POLICY_KEY_CREATE), 0},
+    {"time", A_ALL, 1},
+    {"events", A(POLICY_LIFECYCLE_EVENT), 1},
+    {"task", A(POLICY_KEY_CREATE), 0},
+    {"max_key_ttl", A(POLICY_KEY_CREATE), 0},
+    {"rate", A_ALL, 0},
 };
 #define NCONDITIONS (sizeof(condition_table) / sizeof(condition_table[0]))
 
@@ -875,6 +884,10 @@ parse_conditions(struct loader *l, json_t *o, struct rule *ru)
 			return fail(l, "unknown condition");
 		if (!(condition_table[i].actions & ru->actions))
 			return fail(l, "applies to none of the rule's actions");
+		if (ru->deny && !condition_table[i].on_deny)
+			return fail(l,
+			    "not a condition of deny rules (time, events, "
+			    "audiences, claims, act)");
 		if (strcmp(k, "max_ttl") == 0)
 			r = get_duration(l, v, &ru->max_ttl);
 		else if (strcmp(k, "audiences") == 0) {
@@ -887,11 +900,13 @@ parse_conditions(struct loader *l, json_t *o, struct rule *ru)
 				else if (strcmp(s, "agent") != 0)
 					r = fail(l, "\"agent\" or \"any\"");
 			}
-		} else if (strcmp(k, "claims") == 0)
+		} else if (strcmp(k, "claims") == 0) {
 			r = parse_claims(l, v, ru);
-		else if (strcmp(k, "act") == 0)
+			ru->has_claims = 1;
+		} else if (strcmp(k, "act") == 0) {
 			r = get_bool(l, v, &ru->act);
-		else if (strcmp(k, "x509") == 0)
+			ru->has_act = 1;
+		} else if (strcmp(k, "x509") == 0)
 			r = parse_x509(l, v, ru);
 		else if (strcmp(k, "max_key_age") == 0)
 			r = get_duration(l, v, &ru->max_key_age);
@@ -1127,8 +1142,9 @@ parse_lifecycle(struct loader *l, json_t *o)
 		saved = push(l, "retired_keep");
 		if ((r = get_string(l, v, &s)) != 0)
 			return r;
-		if (strcmp(s, "0s") == 0)
-			l->p->retired_keep = 0;
+		if (strspn(s, "0") > 0 && strspn(s, "0") == strlen(s) - 1 &&
+		    strchr("smhd", s[strlen(s) - 1]) != NULL)
+			l->p->retired_keep = 0; /* "0s", "0d": keep none */
 		else if ((r = get_duration(l, v, &l->p->retired_keep)) != 0)
 			return r;
 		pop(l, saved);
@@ -1350,7 +1366,7 @@ policy_parse(const char *name, const uint8_t *buf, size_t len,
 
 			for (j = 0; id[j] != '\0'; j++)
 				h = hash_step(h, (unsigned char)id[j]);
-			if (index_find(&ids, h, id, j) != NULL) {
+			if (index_find(&ids, -1, h, id, j) != NULL) {
 				saved = push(&l, "rules");
 				push_index(&l, i);
 				push(&l, "id");
@@ -1533,7 +1549,8 @@ candidates(
 
 	for (i = 0;; i++) {
 		/* every prefix of the principal, the empty one included */
-		if ((e = index_find(&p->prefix, h, principal, i)) != NULL) {
+		if ((e = index_find(&p->prefix, action, h, principal, i)) !=
+		    NULL) {
 			for (j = 0; j < e->n; j++) {
 				ru = &p->rules[e->rules[j]];
 				for (k = 0; k < ru->principals.n; k++)
@@ -1551,7 +1568,7 @@ candidates(
 		h = hash_step(h, (unsigned char)principal[i]);
 	}
 	/* h is now the hash of the whole principal */
-	if ((e = index_find(&p->exact, h, principal, len)) != NULL &&
+	if ((e = index_find(&p->exact, action, h, principal, len)) != NULL &&
 	    cands_add(c, e->rules, e->n) != 0)
 		return -1;
 	qsort(c->v, c->n, sizeof(*c->v), cmp_u32);
@@ -1563,13 +1580,13 @@ candidates(
 }
 
 static int
-key_match(const struct rule *ru, const struct policy_key *k)
+key_match(const struct rule *ru, int action, const struct policy_key *k)
 {
 	int i;
 
 	if (!ru->has_keys)
 		return 1;
-	if (k == NULL)
+	if (k == NULL || !(A(action) & A_WITH_KEY))
 		return 0;
 	if (ru->agents.n > 0 &&
 	    (k->agent == NULL || !globs_match(&ru->agents, k->agent)))
@@ -1599,11 +1616,11 @@ in_window(const struct rule *ru, int64_t now_ms, char *why, size_t whysz)
 	struct tm tm;
 	int min;
 
-	if (ru->after != 0 && now < ru->after) {
+	if (ru->has_after && now < ru->after) {
 		snprintf(why, whysz, "before the rule's time window opens");
 		return 0;
 	}
-	if (ru->before != 0 && now >= ru->before) {
+	if (ru->has_before && now >= ru->before) {
 		snprintf(why, whysz, "after the rule's time window closed");
 		return 0;
 	}
@@ -1715,6 +1732,58 @@ conditions_hold(const struct rule *ru, const struct policy_request *q,
 			return 0;
 		}
 	}
+	return 1;
+}
+
+/* Is name one of list? */
+static int
+listed(const char *name, char *const *list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < n; i++)
+		if (strcmp(name, list[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Does a deny rule apply? Its conditions scope it: it applies when the
+ * request is inside every one it gives (a time window; an event listed;
+ * some audience or custom claim asked for listed; "act": true, an act
+ * claim asked for). A deny rule without conditions always applies.
+ */
+static int
+deny_holds(const struct rule *ru, const struct policy_request *q)
+{
+	unsigned a = A(q->action);
+	char why[160];
+	size_t i;
+	int hit, x;
+
+	if (ru->has_time && !in_window(ru, q->now_ms, why, sizeof(why)))
+		return 0;
+	if (ru->events != 0 && (a & A(POLICY_LIFECYCLE_EVENT)) &&
+	    (q->event == NULL || (x = name_index(event_names, q->event)) < 0 ||
+		!(ru->events & (1u << x))))
+		return 0;
+	if (!(a & A(POLICY_CREDENTIAL_JWT)))
+		return 1;
+	if (ru->has_audiences) {
+		for (hit = 0, i = 0; !hit && i < q->naudiences; i++)
+			hit = q->audiences[i] != NULL &&
+			      globs_match(&ru->audiences, q->audiences[i]);
+		if (!hit)
+			return 0;
+	}
+	if (ru->has_claims) {
+		for (hit = 0, i = 0; !hit && i < q->nclaims; i++)
+			hit = listed(q->claims[i], ru->claims, ru->nclaims);
+		if (!hit)
+			return 0;
+	}
+	if (ru->has_act && ru->act && !q->act)
+		return 0;
 	return 1;
 }
 
@@ -1931,15 +2000,14 @@ policy_eval(
 	/* deny wins, whatever the order */
 	for (i = 0; i < c.n; i++) {
 		ru = &p->rules[c.v[i]];
-		if (ru->deny && key_match(ru, q->key) &&
-		    conditions_hold(ru, q, why, sizeof(why))) {
+		if (ru->deny && key_match(ru, a, q->key) && deny_holds(ru, q)) {
 			decide(d, 0, ru->id, "denied by rule %s", ru->id);
 			goto out;
 		}
 	}
 	for (i = 0; i < c.n; i++) {
 		ru = &p->rules[c.v[i]];
-		if (ru->deny || !key_match(ru, q->key))
+		if (ru->deny || !key_match(ru, a, q->key))
 			continue;
 		if (!conditions_hold(ru, q, why, sizeof(why))) {
 			if (first[0] == '\0')
