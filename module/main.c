@@ -293,8 +293,10 @@ main(int argc, char **argv)
 			break;
 		}
 		if (sig == SIGHUP) {
-			log_notice_f("SIGHUP: nothing to reload (no policy is "
-				     "in use yet)");
+			if (service_policy_reload(sv, err, sizeof(err)) != 0)
+				log_error_f("SIGHUP: %s; the policy in force "
+					    "stays",
+				    err);
 			continue;
 		}
 		log_notice_f("%s: stopping", strsignal(sig));

@@ -19,6 +19,7 @@
 #include "datadir.h"
 #include "err.h"
 #include "log.h"
+#include "policy.h"
 #include "secret.h"
 #include "service.h"
 #include "util.h"
@@ -34,6 +35,10 @@ struct service {
 	struct store *st;
 	struct token *tok;
 	struct audit *a;
+
+	/* the policy in force (NULL: none, every request refused) */
+	pthread_mutex_t pmu;
+	struct policy *policy;
 
 	/* the run */
 	int started;
@@ -102,6 +107,7 @@ open_with(const struct config *cfg, unsigned flags, struct token *t,
 	sv->lockfd = -1;
 	sv->tok = t;
 	pthread_mutex_init(&sv->mu, NULL);
+	pthread_mutex_init(&sv->pmu, NULL);
 	if ((sv->store_path =
 		    datadir_path(cfg->data_dir, DATADIR_STORE_FILE)) == NULL ||
 	    (sv->checkpoint_path = datadir_path(cfg->data_dir, "checkpoint")) ==
@@ -305,6 +311,93 @@ service_checkpoints(struct service *sv, struct service_checkpoints *out)
 	pthread_mutex_unlock(&sv->mu);
 }
 
+/* ---- the policy in force ------------------------------------------------- */
+
+/* Parse cfg's policy file; *pp NULL when none is configured. */
+static int
+policy_read(struct service *sv, struct policy **pp, char *err, size_t errsz)
+{
+	*pp = NULL;
+	if (err != NULL && errsz > 0)
+		err[0] = '\0';
+	if (sv->cfg->policy == NULL)
+		return 0;
+	return policy_load(sv->cfg->policy, pp, err, errsz);
+}
+
+/* Log p as the policy in force (a policy.load leaf), then put it in force;
+ * p is taken over either way. */
+static int
+policy_install(struct service *sv, struct policy *p)
+{
+	char principal[32], digest[65];
+	struct policy *old;
+	uint64_t seq;
+	json_t *o;
+	int r;
+
+	snprintf(principal, sizeof(principal), "unix:uid=%lu",
+	    (unsigned long)geteuid());
+	util_hex_encode(policy_sha256(p), 32, digest);
+	o = json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:I, s:s}}", "event",
+	    "policy.load", "principal", principal, "policy", "sha256", digest,
+	    "detail", "sha256", digest, "rules", (json_int_t)policy_nrules(p),
+	    "file", policy_name(p));
+	if (o == NULL) {
+		policy_free(p);
+		return CUSTODY_E_NOMEM;
+	}
+	r = audit_append(sv->a, o, NULL, NULL, &seq, NULL, NULL);
+	json_decref(o);
+	if (r != 0) {
+		policy_free(p);
+		return r;
+	}
+	pthread_mutex_lock(&sv->pmu);
+	old = sv->policy;
+	sv->policy = p;
+	pthread_mutex_unlock(&sv->pmu);
+	policy_free(old);
+	log_notice_f("policy %s in force: %zu rules, sha256 %s (leaf %llu)",
+	    policy_name(p), policy_nrules(p), digest, (unsigned long long)seq);
+	return 0;
+}
+
+int
+service_policy_reload(struct service *sv, char *err, size_t errsz)
+{
+	struct policy *p = NULL;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    sv != NULL && sv->started, CUSTODY_E_INVALID_ARG);
+	if (sv->cfg->policy == NULL) {
+		if (err != NULL && errsz > 0)
+			snprintf(err, errsz,
+			    "no policy file is configured (every request is "
+			    "refused)");
+		return CUSTODY_E_CONFIG;
+	}
+	/* a bad new policy changes nothing: the old one stays in force */
+	if ((r = policy_read(sv, &p, err, errsz)) != 0)
+		return r;
+	if ((r = policy_install(sv, p)) != 0 && err != NULL && errsz > 0)
+		snprintf(err, errsz, "cannot log the new policy: %s",
+		    custody_strerror(r));
+	return r;
+}
+
+struct policy *
+service_policy(struct service *sv)
+{
+	struct policy *p;
+
+	pthread_mutex_lock(&sv->pmu);
+	p = policy_ref(sv->policy);
+	pthread_mutex_unlock(&sv->pmu);
+	return p;
+}
+
 /* ---- start and stop ------------------------------------------------------ */
 
 /* The leaf of service.start or service.stop: who, what runs, and how. */
@@ -350,8 +443,9 @@ service_start(struct service *sv, const char *version, int64_t now,
     struct service_run_info *infop)
 {
 	struct service_run_info info;
+	struct policy *pol = NULL;
 	json_t *o = NULL, *d;
-	char *vkeys = NULL, t[32];
+	char *vkeys = NULL, t[32], perr[512];
 	uint8_t root[32];
 	char *note = NULL;
 	size_t len;
@@ -373,6 +467,16 @@ service_start(struct service *sv, const char *version, int64_t now,
 	/* a checkpoint key must be there before the first leaf is */
 	if ((r = checkpoint_vkeys(sv->st, sv->cfg->log_origin, &vkeys)) != 0)
 		goto out;
+	/* and the policy must load: a service never starts on a bad one */
+	if ((r = policy_read(sv, &pol, perr, sizeof(perr))) != 0) {
+		log_error_f("%s", perr[0] ? perr : custody_strerror(r));
+		r = CUSTODY_E_CONFIG;
+		goto out;
+	}
+	if (pol == NULL)
+		log_warn_f("%s: no policy is configured: every request will "
+			   "be refused",
+		    sv->cfg->path);
 	memset(&info, 0, sizeof(info));
 	if ((r = store_run_get(sv->st, &info.previous)) == 0)
 		info.unclean = 1;
@@ -421,7 +525,17 @@ service_start(struct service *sv, const char *version, int64_t now,
 	sv->started = 1;
 	if (infop != NULL)
 		*infop = info;
+	if (pol != NULL) {
+		r = policy_install(sv, pol);
+		pol = NULL;
+		if (r != 0) {
+			/* the start is in the log: end it there too */
+			log_error_fr(r, "cannot log the policy");
+			(void)service_stop(sv, now, NULL);
+		}
+	}
 out:
+	policy_free(pol);
 	json_decref(o);
 	free(vkeys);
 	return r;
@@ -488,6 +602,8 @@ service_close(struct service *sv)
 	if (sv->lockfd >= 0)
 		datadir_unlock(sv->lockfd);
 	pthread_mutex_destroy(&sv->mu);
+	policy_free(sv->policy);
+	pthread_mutex_destroy(&sv->pmu);
 	free(sv->store_path);
 	free(sv->checkpoint_path);
 	free(sv->version);

@@ -63,6 +63,22 @@ struct audit *service_audit(struct service *sv);
 /* DATA/checkpoint: the outside copy of the last checkpoint. */
 const char *service_checkpoint_path(const struct service *sv);
 
+/*
+ * The policy in force, with a reference of its own (policy_free() it), or
+ * NULL when none is (every request is then refused, policy_eval(NULL)).
+ */
+struct policy *service_policy(struct service *sv);
+
+/*
+ * Load the configured policy file again (SIGHUP). A policy that does not
+ * load changes nothing: the one in force stays, and the reason is in err
+ * (the file's line and column, or a JSON Pointer). A good one is appended as
+ * a policy.load leaf (SHA-256 of the file, rule count, file name) and then
+ * put in force, atomically for every caller of service_policy(). Errors:
+ * the policy's (CUSTODY_E_PARSE, CUSTODY_E_CONFIG, ...), the log's.
+ */
+int service_policy_reload(struct service *sv, char *err, size_t errsz);
+
 struct service_run_info {
 	uint64_t start_seq;	   /* the service.start leaf */
 	int unclean;		   /* the last run did not stop cleanly */
@@ -70,8 +86,10 @@ struct service_run_info {
 };
 
 /*
- * Start the run: needs SERVICE_TOKEN, log-origin and an active checkpoint
- * key (CUSTODY_E_CONFIG, CUSTODY_E_KEY_NOT_FOUND: nothing is written). Appends
+ * Start the run: needs SERVICE_TOKEN, log-origin, an active checkpoint key
+ * and, if one is configured, a policy that loads (CUSTODY_E_CONFIG,
+ * CUSTODY_E_KEY_NOT_FOUND: nothing is written). Then appends a policy.load
+ * leaf after the start leaf (if that fails, the run is stopped again). Appends
  * service.start (version, SHA-256 of the configuration file, pid, and
  * unclean_shutdown when a marker was found, which is also logged) and starts
  * the checkpointer. *infop, if not NULL, says what was found.

@@ -181,6 +181,41 @@ expect_fail "a pid file that cannot be written: refused" 1 "/nonexistent/dir/x.p
 	"$DAEMON" -c "$CONF" --daemon --pid-file /nonexistent/dir/x.pid
 check "  before anything is logged" test "$(nleaves)" = "$before"
 
+# ---- the policy: loaded at start, reloaded on SIGHUP ------------------------------
+POLICIES=$HERE/../../policies
+cp "$CONF" "$CONF.nopolicy"
+echo "policy $T/pol.json" >>"$CONF"
+printf '{"version": 1, "rules": [\n  {"id": "x",}\n]}\n' >pol.json
+before=$(nleaves)
+expect_fail "a policy that does not load: refused at start" 1 "pol.json:2:" "$DAEMON" -c "$CONF"
+check "  before anything is logged" test "$(nleaves)" = "$before"
+cp "$POLICIES/default.json" pol.json
+start run6
+check "start, then policy.load with the file's SHA-256, rule count and name" \
+	test "$(leaves 'l["event"]' 'l.get("policy", {}).get("sha256")' \
+		'l["detail"].get("sha256")' 'l["detail"].get("rules")' 'l["detail"].get("file")' |
+		tail -2 | tr '\n' ' ')" = \
+	"service.start None None None None policy.load $(sha256sum pol.json | cut -d' ' -f1) $(sha256sum pol.json | cut -d' ' -f1) 1 $T/pol.json "
+n=$(nleaves)
+printf '{"version": 1, "rules": [], "colour": "blue"}\n' >pol.json
+kill -HUP "$pid"
+wait_for "the refusal of the bad policy" grep -q "the policy in force stays" run6.err
+check "SIGHUP with a bad policy: refused, naming the place" grep -q "pol.json: /colour: unknown field" run6.err
+check "  nothing logged" test "$(nleaves)" = "$n"
+check "  and the service still runs" kill -0 "$pid"
+cp "$POLICIES/quickstart.json" pol.json
+kill -HUP "$pid"
+has_leaves() { test "$(nleaves)" -ge "$1"; }
+wait_for "the new policy's leaf" has_leaves $((n + 1))
+check "SIGHUP with a good policy: a policy.load leaf for it" \
+	test "$(leaves 'l["event"]' 'l["detail"].get("sha256")' | tail -1)" = \
+	"policy.load $(sha256sum pol.json | cut -d' ' -f1)"
+check "  and it says so" grep -q "policy $T/pol.json in force: 2 rules" run6.err
+stop TERM
+check "  then a clean stop" test "$rc" = 0
+check "export with policy leaves: verified" export_verify ex3
+cp "$CONF.nopolicy" "$CONF"
+
 # ---- a rolled-back database ------------------------------------------------------
 cp "$DB" old.db
 start run5
