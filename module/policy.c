@@ -278,7 +278,7 @@ get_string(struct loader *l, json_t *v, const char **sp)
 static int
 get_duration(struct loader *l, json_t *v, int64_t *dp)
 {
-	const char *s;
+	const char *s = NULL;
 	int r;
 
 	if ((r = get_string(l, v, &s)) != 0)
@@ -316,7 +316,7 @@ static int
 get_names(struct loader *l, json_t *v, const char *const *names,
     const char *what, unsigned *maskp)
 {
-	const char *s;
+	const char *s = NULL;
 	size_t i, saved;
 	json_t *e;
 	int r, k;
@@ -472,7 +472,7 @@ principal_check(struct loader *l, const char *s)
 static int
 get_globs(struct loader *l, json_t *v, int principals, struct globs *g)
 {
-	const char *s, *why;
+	const char *s = NULL, *why = NULL;
 	size_t i, saved;
 	json_t *e;
 	int r;
@@ -641,7 +641,7 @@ parse_time_window(struct loader *l, json_t *o, struct rule *ru)
 {
 	static const char *const fields[] = {
 	    "after", "before", "days", "hours", NULL};
-	const char *s;
+	const char *s = NULL;
 	size_t saved;
 	json_t *v;
 	int r;
@@ -813,7 +813,7 @@ parse_x509(struct loader *l, json_t *o, struct rule *ru)
 static int
 parse_claims(struct loader *l, json_t *v, struct rule *ru)
 {
-	const char *s;
+	const char *s = NULL;
 	size_t i, j, saved;
 	json_t *e;
 	int r;
@@ -867,7 +867,7 @@ static const struct {
 static int
 parse_conditions(struct loader *l, json_t *o, struct rule *ru)
 {
-	const char *k, *s;
+	const char *k, *s = NULL;
 	size_t saved, i;
 	json_t *v;
 	int r;
@@ -987,7 +987,7 @@ parse_rule(struct loader *l, json_t *o, struct rule *ru)
 {
 	static const char *const fields[] = {"id", "description", "effect",
 	    "principals", "actions", "keys", "conditions", NULL};
-	const char *s;
+	const char *s = NULL;
 	size_t saved, i;
 	json_t *v, *e;
 	int r, a;
@@ -1129,7 +1129,7 @@ parse_lifecycle(struct loader *l, json_t *o)
 {
 	static const char *const fields[] = {"events", "retired_keep", NULL};
 	static const char *const efields[] = {"action", "purposes", NULL};
-	const char *k, *s;
+	const char *k, *s = NULL;
 	size_t saved, s2, s3;
 	json_t *v, *ev, *a;
 	int r, e, act;
@@ -1254,7 +1254,7 @@ policy_parse(const char *name, const uint8_t *buf, size_t len,
 	struct policy *p = NULL;
 	json_error_t jerr;
 	json_t *root = NULL, *v, *e;
-	const char *s;
+	const char *s = NULL;
 	size_t i, j, saved;
 	static const char *const fields[] = {
 	    "version", "description", "rules", "lifecycle", NULL};

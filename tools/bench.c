@@ -8,6 +8,8 @@
  *                         raw fdatasync and one-row SQLite commits measured
  *                         on the same filesystem; then restart, root and
  *                         proof times on a log of a million leaves
+ *   custody-bench policy  policy_eval() time for policies of 10 to 100,000
+ *                         rules, next to a linear scan in the same run
  *
  * Only correctness is checked: every append must succeed, the big log must
  * hold exactly the leaves appended, and every proof must verify; any failure
@@ -21,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -42,6 +45,7 @@
 #include "err.h"
 #include "log.h"
 #include "merkle.h"
+#include "policy.h"
 #include "store.h"
 #include "util.h"
 
@@ -1826,6 +1830,336 @@ out:
 	return ex;
 }
 
+/* ---- policy: evaluation time by policy size ------------------------------
+ */
+
+#define POLICY_SIZES_MAX 8
+
+struct policy_opts {
+	size_t sizes[POLICY_SIZES_MAX];
+	size_t nsizes;
+	unsigned requests; /* evaluations per size */
+	int json;
+};
+
+struct policy_result {
+	size_t rules;
+	size_t bytes;
+	double load_ms;
+	struct dist allow, deny; /* policy_eval, per call */
+	struct dist scan;	 /* fnmatch over every rule's principal */
+	unsigned allowed, denied;
+};
+
+/*
+ * A policy of n rules as a large deployment might have: one rule per broker
+ * (literal principals) and one per team (globs), each for its own agents,
+ * JWTs with an audience, a TTL and a claim; and one deny rule.
+ */
+static char *
+policy_make(size_t n, size_t *lenp)
+{
+	size_t cap = 256 + n * 420, len = 0, i;
+	char *b = malloc(cap);
+	int w;
+
+	if (b == NULL)
+		return NULL;
+	len += (size_t)snprintf(b, cap,
+	    "{\"version\": 1, \"rules\": [\n"
+	    "{\"id\": \"no-act\", \"effect\": \"deny\", \"principals\": "
+	    "[\"spiffe://example.org/**\"], \"actions\": "
+	    "[\"credential.jwt\"], \"conditions\": {\"act\": true}}");
+	for (i = 0; i < n - 1; i++) {
+		if (i % 2 == 0)
+			w = snprintf(b + len, cap - len,
+			    ",\n{\"id\": \"broker-%zu\", \"effect\": "
+			    "\"allow\", "
+			    "\"principals\": [\"spiffe://example.org/broker/"
+			    "b%zu\"], \"actions\": [\"credential.jwt\"], "
+			    "\"keys\": {\"agent\": [\"spiffe://example.org/"
+			    "agent/b%zu/*\"], \"purpose\": [\"jwt\"]}, "
+			    "\"conditions\": {\"max_ttl\": \"5m\", "
+			    "\"audiences\": "
+			    "[\"https://api.example.org\"], \"claims\": "
+			    "[\"scope\"]}}",
+			    i, i, i);
+		else
+			w = snprintf(b + len, cap - len,
+			    ",\n{\"id\": \"team-%zu\", \"effect\": \"allow\", "
+			    "\"principals\": [\"spiffe://example.org/team%zu/"
+			    "*\"], \"actions\": [\"credential.jwt\"], "
+			    "\"keys\": "
+			    "{\"agent\": [\"spiffe://example.org/agent/team%zu/"
+			    "**\"]}, \"conditions\": {\"max_ttl\": \"15m\", "
+			    "\"audiences\": [\"https://*.example.org\"]}}",
+			    i, i, i);
+		if (w < 0 || (size_t)w >= cap - len) {
+			free(b);
+			return NULL;
+		}
+		len += (size_t)w;
+	}
+	len += (size_t)snprintf(b + len, cap - len, "\n]}\n");
+	*lenp = len;
+	return b;
+}
+
+/* What a linear scan costs: every rule's principal pattern, fnmatch(3)
+ * (FNM_PATHNAME: '*' stops at '/', like the policy's '*'). */
+static int
+scan_all(char **pats, size_t n, const char *principal)
+{
+	size_t i;
+	int hits = 0;
+
+	for (i = 0; i < n; i++)
+		hits += fnmatch(pats[i], principal, FNM_PATHNAME) == 0;
+	return hits;
+}
+
+static int
+policy_one(size_t n, unsigned requests, struct policy_result *res)
+{
+	struct samples allow = {NULL, 0, 0}, deny = {NULL, 0, 0},
+		       scan = {NULL, 0, 0};
+	struct policy *p = NULL;
+	struct policy_decision d;
+	struct policy_request q;
+	struct policy_key k;
+	const char *aud[] = {"https://api.example.org"}, *cl[] = {"scope"};
+	char principal[96], agent[96], err[512], **pats = NULL;
+	char *text = NULL;
+	uint64_t rng = BENCH_SEED, t;
+	size_t len = 0, i, j, nb;
+	unsigned u, scan_every;
+	int r = CUSTODY_E_NOMEM, hits = 0;
+
+	memset(res, 0, sizeof(*res));
+	res->rules = n;
+	if ((text = policy_make(n, &len)) == NULL) {
+		errorx("out of memory");
+		goto out;
+	}
+	res->bytes = len;
+	t = now_ns();
+	if ((r = policy_parse("bench.json", (const uint8_t *)text, len, &p, err,
+		 sizeof(err))) != 0) {
+		errorx("%s", err);
+		goto out;
+	}
+	res->load_ms = (double)(now_ns() - t) / 1e6;
+	if (policy_nrules(p) != n) {
+		errorx("%zu rules loaded, %zu made", policy_nrules(p), n);
+		r = CUSTODY_E_INTERNAL;
+		goto out;
+	}
+	if ((pats = calloc(n, sizeof(*pats))) == NULL)
+		goto nomem;
+	for (i = 0; i < n; i++)
+		if (asprintf(&pats[i],
+			i % 2 ? "spiffe://example.org/team%zu/*"
+			      : "spiffe://example.org/broker/b%zu",
+			i) < 0) {
+			pats[i] = NULL;
+			goto nomem;
+		}
+	nb = n > 1 ? n - 1 : 1;
+	scan_every = requests / 1000 > 1 ? requests / 1000 : 1;
+	for (u = 0; u < requests; u++) {
+		/* a broker or team that has a rule, asking for its own agent
+		 * (allowed), or one with no rule at all (refused) */
+		i = (size_t)(rng_next(&rng) % nb);
+		if (i % 2 == 0) {
+			snprintf(principal, sizeof(principal),
+			    "spiffe://example.org/broker/b%zu", i);
+			snprintf(agent, sizeof(agent),
+			    "spiffe://example.org/agent/b%zu/planner", i);
+		} else {
+			snprintf(principal, sizeof(principal),
+			    "spiffe://example.org/team%zu/broker-1", i);
+			snprintf(agent, sizeof(agent),
+			    "spiffe://example.org/agent/team%zu/a/b", i);
+		}
+		if (u % 2)
+			snprintf(principal, sizeof(principal),
+			    "spiffe://example.org/stranger/s%zu", i);
+		k = (struct policy_key){agent, "team", "jwt", "ecdsa-p256",
+		    NULL, 1795000000, 0, NULL};
+		q = (struct policy_request){principal, POLICY_CREDENTIAL_JWT,
+		    &k, 1795000000000LL + u, 600, aud, 1, NULL, cl, i % 2 == 0,
+		    0, NULL, NULL};
+		t = now_ns();
+		policy_eval(p, &q, &d);
+		t = now_ns() - t;
+		/* correct first: the index must find what a scan finds */
+		if (d.allow != !(u % 2)) {
+			errorx("%s: %s by %s (%s)", principal,
+			    d.allow ? "allowed" : "refused", d.rule, d.reason);
+			r = CUSTODY_E_INTERNAL;
+			goto out;
+		}
+		if ((r = samples_add(d.allow ? &allow : &deny, t)) != 0)
+			goto nomem;
+		d.allow ? res->allowed++ : res->denied++;
+		if (u % scan_every == 0) { /* slow: 1,000 samples do */
+			t = now_ns();
+			hits += scan_all(pats, n, principal);
+			if ((r = samples_add(&scan, now_ns() - t)) != 0)
+				goto nomem;
+		}
+	}
+	(void)hits;
+	res->allow = samples_dist(&allow);
+	res->deny = samples_dist(&deny);
+	res->scan = samples_dist(&scan);
+	r = 0;
+	goto out;
+nomem:
+	errorx("out of memory");
+	r = CUSTODY_E_NOMEM;
+out:
+	if (pats != NULL)
+		for (j = 0; j < n; j++)
+			free(pats[j]);
+	free(pats);
+	free(allow.v);
+	free(deny.v);
+	free(scan.v);
+	free(text);
+	policy_free(p);
+	return r;
+}
+
+static const char policy_help[] =
+    "usage: custody-bench policy [--sizes N,N,...] [--requests N] [--json]\n"
+    "\n"
+    "Load policies of N rules (default 10,1000,100000) and time policy_eval()\n"
+    "on JWT requests, half allowed and half refused, next to a linear scan of\n"
+    "every rule's principal pattern with fnmatch(3) in the same run. Checks\n"
+    "that every decision is the one expected.\n";
+
+static int
+policy_opts_parse(int argc, char **argv, struct policy_opts *o)
+{
+	static const struct option opts[] = {
+	    {"sizes", required_argument, NULL, 's'},
+	    {"requests", required_argument, NULL, 'n'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	char *s, *tok, *save = NULL, *end;
+	unsigned long v;
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->sizes[0] = 10;
+	o->sizes[1] = 1000;
+	o->sizes[2] = 100000;
+	o->nsizes = 3;
+	o->requests = 200000;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			o->nsizes = 0;
+			s = optarg;
+			while ((tok = strtok_r(s, ",", &save)) != NULL) {
+				s = NULL;
+				errno = 0;
+				v = strtoul(tok, &end, 10);
+				if (errno || *end || v < 2 || v > 1000000 ||
+				    o->nsizes == POLICY_SIZES_MAX) {
+					errorx("--sizes: up to %d numbers "
+					       "from 2 to 1000000",
+					    POLICY_SIZES_MAX);
+					return EXIT_USAGE;
+				}
+				o->sizes[o->nsizes++] = v;
+			}
+			if (o->nsizes == 0) {
+				errorx("--sizes: no size");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'n':
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || v < 100 || v > 100000000) {
+				errorx("--requests: from 100 to 100000000");
+				return EXIT_USAGE;
+			}
+			o->requests = (unsigned)v;
+			break;
+		case 'j':
+			o->json = 1;
+			break;
+		case 'h':
+			fputs(policy_help, stdout);
+			return -1;
+		default:
+			fputs(policy_help, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fputs(policy_help, stderr);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static int
+cmd_policy(int argc, char **argv)
+{
+	struct policy_opts o;
+	struct policy_result res[POLICY_SIZES_MAX];
+	json_t *arr = NULL;
+	size_t i;
+	int r;
+
+	if ((r = policy_opts_parse(argc, argv, &o)) != 0)
+		return r < 0 ? 0 : r;
+	for (i = 0; i < o.nsizes; i++) {
+		progress("policy of %zu rules: %u evaluations", o.sizes[i],
+		    o.requests);
+		if (policy_one(o.sizes[i], o.requests, &res[i]) != 0)
+			return EXIT_FAILURE;
+	}
+	if (o.json) {
+		arr = json_array();
+		for (i = 0; i < o.nsizes; i++)
+			json_array_append_new(
+			    arr, json_pack("{s:I, s:I, s:f, s:o, s:o, s:o}",
+				     "rules", (json_int_t)res[i].rules, "bytes",
+				     (json_int_t)res[i].bytes, "load_ms",
+				     res[i].load_ms, "allowed",
+				     dist_json(&res[i].allow), "refused",
+				     dist_json(&res[i].deny), "linear_scan",
+				     dist_json(&res[i].scan)));
+		r = json_dumpf(json_pack("{s:s, s:o}", "custody",
+				   CUSTODY_VERSION, "policy", arr),
+		    stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		return r == 0 ? 0 : EXIT_FAILURE;
+	}
+	printf("custody-bench policy: custody %s, %u evaluations per size "
+	       "(half allowed, half refused)\n\n",
+	    CUSTODY_VERSION, o.requests);
+	printf("  %8s %9s %9s | %-23s | %-23s | %-20s\n", "rules", "file",
+	    "load", "policy_eval, allowed", "policy_eval, refused",
+	    "linear scan (fnmatch)");
+	printf("  %8s %9s %9s | %11s %11s | %11s %11s | %9s %10s\n", "", "KiB",
+	    "ms", "p50 us", "p99 us", "p50 us", "p99 us", "p50 us", "p99 us");
+	for (i = 0; i < o.nsizes; i++)
+		printf("  %8zu %9.0f %9.1f | %11.2f %11.2f | %11.2f %11.2f | "
+		       "%9.1f %10.1f\n",
+		    res[i].rules, (double)res[i].bytes / 1024.0, res[i].load_ms,
+		    res[i].allow.p50, res[i].allow.p99, res[i].deny.p50,
+		    res[i].deny.p99, res[i].scan.p50, res[i].scan.p99);
+	return 0;
+}
+
 /* ---- main -----------------------------------------------------------------
  */
 
@@ -1837,6 +2171,7 @@ struct command {
 
 static const struct command commands[] = {
     {"audit", "durable audit log appends, restart and proofs", cmd_audit},
+    {"policy", "policy evaluation time by policy size", cmd_policy},
 };
 
 static void
