@@ -254,6 +254,54 @@ test_random(void **state)
 	assert_int_equal(util_random(a, 0), 0);
 }
 
+static void
+test_parse_time(void **state)
+{
+	static const struct {
+		const char *in;
+		int64_t want; /* -1: refused */
+	} cases[] = {
+	    {"1970-01-01T00:00:00Z", 0},
+	    {"2026-11-23T10:00:00Z", 1795428000},
+	    {"2026-11-23t10:00:00z", 1795428000},
+	    {"2026-11-23T10:00:00.999Z", 1795428000},
+	    {"2026-11-23T11:30:00+01:30", 1795428000},
+	    {"2026-11-23T08:00:00-02:00", 1795428000},
+	    {"2024-02-29T00:00:00Z", 1709164800},
+	    {"2025-02-29T00:00:00Z", -1}, /* not a leap year */
+	    {"2100-02-29T00:00:00Z", -1}, /* nor is 2100 */
+	    {"2026-11-31T00:00:00Z", -1},
+	    {"2026-13-01T00:00:00Z", -1},
+	    {"2026-11-23T24:00:00Z", -1},
+	    {"2026-11-23T10:60:00Z", -1},
+	    {"2026-11-23T10:00:60Z", -1}, /* no leap seconds */
+	    {"2026-11-23T10:00:00", -1},  /* no zone */
+	    {"2026-11-23 10:00:00Z", -1},
+	    {"2026-11-23T10:00:00+0100", -1},
+	    {"2026-11-23T10:00:00Z ", -1},
+	    {"+026-11-23T10:00:00Z", -1},
+	    {"", -1},
+	};
+	size_t i;
+	int64_t t;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		t = -42;
+		if (cases[i].want < 0) {
+			if (util_parse_time(cases[i].in, &t) != CUSTODY_E_PARSE)
+				fail_msg("'%s' was accepted", cases[i].in);
+			assert_int_equal(t, -42);
+		} else {
+			if (util_parse_time(cases[i].in, &t) != 0)
+				fail_msg("'%s' was refused", cases[i].in);
+			if (t != cases[i].want)
+				fail_msg("'%s': %lld, not %lld", cases[i].in,
+				    (long long)t, (long long)cases[i].want);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -267,6 +315,7 @@ main(void)
 	    cmocka_unit_test(test_duration_bad),
 	    cmocka_unit_test(test_duration_format),
 	    cmocka_unit_test(test_format_time),
+	    cmocka_unit_test(test_parse_time),
 	    cmocka_unit_test(test_random),
 	};
 
