@@ -1917,11 +1917,13 @@ rate_take(struct policy *p, const struct rule *ru,
 	if (ok) {
 		if (bp != NULL) {
 			bp->tokens = tp - 1.0;
-			bp->at_ms = q->now_ms;
+			bp->at_ms =
+			    q->now_ms > bp->at_ms ? q->now_ms : bp->at_ms;
 		}
 		if (bk != NULL) {
 			bk->tokens = tk - 1.0;
-			bk->at_ms = q->now_ms;
+			bk->at_ms =
+			    q->now_ms > bk->at_ms ? q->now_ms : bk->at_ms;
 		}
 	} else
 		snprintf(why, whysz, "rate limited (%s)",
