@@ -23,6 +23,7 @@
 #include "err.h"
 #include "keys.h"
 #include "mock_p11.h"
+#include "policy.h"
 #include "secret.h"
 #include "service.h"
 #include "store.h"
@@ -425,6 +426,83 @@ test_failed_start_leaves_no_trace(void **state)
 	assert_int_equal(leaf_count(f), 1);
 }
 
+static void
+write_text(const char *path, const char *text)
+{
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* The policy: loaded at start with a policy.load leaf; a bad reload keeps
+ * the one in force; a good one is logged, then swapped in, while a request
+ * that holds the old one can still use it. */
+static void
+test_policy_reload(void **state)
+{
+	struct fixture *f = *state;
+	struct config *cfg;
+	struct service *sv;
+	struct policy *p0, *p1;
+	struct policy_decision d;
+	struct policy_request q = {.principal = "unix:uid=0",
+	    .action = POLICY_AUDIT_READ,
+	    .now_ms = (int64_t)NOW * 1000};
+	char path[128], text[512], err[512];
+	json_t *o;
+
+	snprintf(path, sizeof(path), "%s/policy.json", f->dir);
+	write_text(path, "{\"version\": 1, \"rules\": [{\"id\": \"r0\", "
+			 "\"effect\": \"allow\", \"principals\": "
+			 "[\"unix:uid=0\"], \"actions\": [\"audit.read\"]}]}");
+	snprintf(text, sizeof(text),
+	    "data-dir %s\ncheckpoint-interval 1s\nlog-origin s.test/log\n"
+	    "policy %s\n",
+	    f->dir, path);
+	assert_int_equal(
+	    config_parse("t.conf", text, strlen(text), &cfg, NULL, 0), 0);
+	init_store(f, 1);
+	sv = open_service(cfg);
+	assert_int_equal(service_start(sv, "9.9.9", NOW, NULL), 0);
+	o = leaf(f, 2);
+	assert_string_equal(event_of(o), "policy.load");
+	assert_int_equal(
+	    json_integer_value(json_object_get(detail_of(o), "rules")), 1);
+	json_decref(o);
+	p0 = service_policy(sv);
+	assert_non_null(p0);
+	policy_eval(p0, &q, &d);
+	assert_true(d.allow);
+	assert_string_equal(d.rule, "r0");
+
+	write_text(path, "{\"version\": 1, \"rules\": [], \"x\": 1}");
+	assert_int_equal(
+	    service_policy_reload(sv, err, sizeof(err)), CUSTODY_E_CONFIG);
+	assert_non_null(strstr(err, "/x: unknown field"));
+	p1 = service_policy(sv);
+	assert_ptr_equal(p1, p0); /* the old one stays in force */
+	policy_free(p1);
+	assert_int_equal(leaf_count(f), 3);
+
+	write_text(path, "{\"version\": 1, \"rules\": []}");
+	assert_int_equal(service_policy_reload(sv, err, sizeof(err)), 0);
+	assert_int_equal(leaf_count(f), 4);
+	p1 = service_policy(sv);
+	assert_ptr_not_equal(p1, p0);
+	policy_eval(p1, &q, &d);
+	assert_false(d.allow);
+	/* a request that started before the swap still has its policy */
+	policy_eval(p0, &q, &d);
+	assert_true(d.allow);
+	policy_free(p0);
+	policy_free(p1);
+	assert_int_equal(service_stop(sv, NOW + 1, NULL), 0);
+	service_close(sv);
+	config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -442,6 +520,8 @@ main(void)
 		test_stop_without_its_leaf, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_failed_start_leaves_no_trace, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_policy_reload, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
