@@ -339,6 +339,9 @@ struct vctx {
 };
 
 /* Say what is wrong (the first sentence only); returns r. */
+static int say(struct vctx *c, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int
 say(struct vctx *c, int r, const char *fmt, ...)
 {

@@ -15,6 +15,8 @@ PACKAGES=(
 	# tests: tools custody did not write
 	opensc openssl xxd util-linux python3 python3-cryptography python3-jwcrypto
 	clang-format
+	# tests: the libFuzzer targets (tests/fuzz) need Clang
+	clang
 )
 
 missing=()
