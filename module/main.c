@@ -281,7 +281,7 @@ main(int argc, char **argv)
 		     "checkpoints every %llds",
 	    cfg->data_dir, token_label(service_token(sv)),
 	    token_backend(service_token(sv)),
-	    (unsigned long long)info.start_seq + 1,
+	    (unsigned long long)audit_size(service_audit(sv)),
 	    (long long)cfg->checkpoint_interval);
 	if (detach) {
 		ready(readyfd, 0);

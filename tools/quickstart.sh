@@ -42,7 +42,13 @@ pin-file $data/user.pin
 pkcs11-env SOFTHSM2_CONF=$data/softhsm2/softhsm2.conf
 # the audit log's checkpoint origin: a name unique to this log
 log-origin custody-quickstart.example/log
+# who may do what (custody-policy(5)); custodyd reloads it on SIGHUP
+policy $top/policies/quickstart.json
 CONF
+fi
+if ! grep -q '^policy ' "$conf"; then
+	# a configuration written before policies existed
+	echo "policy $top/policies/quickstart.json" >>"$conf"
 fi
 for f in user.pin so.pin; do
 	if [ ! -f "$data/$f" ]; then
@@ -63,6 +69,9 @@ else
 fi
 echo "== custody key list"
 C key list
+echo "== custody policy check and test (the policy custodyd will enforce, offline)"
+C policy check "$top/policies/quickstart.json"
+C policy test "$top/policies/quickstart.json" "$top/policies/quickstart.cases.json" | tail -1
 echo "== custodyd --daemon (returns once its service.start leaf is durable)"
 pidfile=$data/custodyd.pid
 ckpt_size() { sed -n 2p "$data/checkpoint" 2>/dev/null || echo 0; }
