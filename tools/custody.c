@@ -1627,9 +1627,6 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 	    audit_help, argc, argv);
 }
 
-/* ---- main -----------------------------------------------------------------
- */
-
 /* ---- custody policy ... ------------------------------------------------- */
 
 static const char policy_help[] =
@@ -1976,6 +1973,9 @@ cmd_policy(struct ctx *c, int argc, char **argv)
 	return dispatch(c, "policy", cmds, sizeof(cmds) / sizeof(cmds[0]),
 	    policy_help, argc, argv);
 }
+
+/* ---- main -----------------------------------------------------------------
+ */
 
 static const char main_help[] =
     "usage: custody [-c FILE] [-v] COMMAND [options]\n"
