@@ -500,6 +500,39 @@ get_globs(struct loader *l, json_t *v, int principals, struct globs *g)
 	return 0;
 }
 
+/* Member field of o, if present, as a list of names (get_names()). */
+static int
+opt_names(struct loader *l, json_t *o, const char *field,
+    const char *const *names, const char *what, unsigned *maskp)
+{
+	json_t *v = json_object_get(o, field);
+	size_t saved;
+	int r;
+
+	if (v == NULL)
+		return 0;
+	saved = push(l, field);
+	if ((r = get_names(l, v, names, what, maskp)) == 0)
+		pop(l, saved);
+	return r;
+}
+
+/* Member field of o, if present, as a list of globs (get_globs()). */
+static int
+opt_globs(struct loader *l, json_t *o, const char *field, struct globs *g)
+{
+	json_t *v = json_object_get(o, field);
+	size_t saved;
+	int r;
+
+	if (v == NULL)
+		return 0;
+	saved = push(l, field);
+	if ((r = get_globs(l, v, 0, g)) == 0)
+		pop(l, saved);
+	return r;
+}
+
 /* ---- the index
  * ---------------------------------------------------------------- */
 
@@ -675,13 +708,9 @@ parse_time_window(struct loader *l, json_t *o, struct rule *ru)
 			return fail(l, "not after 'after'");
 		pop(l, saved);
 	}
-	if ((v = json_object_get(o, "days")) != NULL) {
-		saved = push(l, "days");
-		if ((r = get_names(
-			 l, v, day_names, "day (mon ... sun)", &ru->days)) != 0)
-			return r;
-		pop(l, saved);
-	}
+	if ((r = opt_names(
+		 l, o, "days", day_names, "day (mon ... sun)", &ru->days)) != 0)
+		return r;
 	if ((v = json_object_get(o, "hours")) != NULL) {
 		saved = push(l, "hours");
 		if ((r = get_string(l, v, &s)) != 0)
@@ -794,19 +823,11 @@ parse_x509(struct loader *l, json_t *o, struct rule *ru)
 		 l, v, csr_key_names, "CSR key type", &ru->csr_keys)) != 0)
 		return r;
 	pop(l, saved);
-	if ((v = json_object_get(o, "eku")) != NULL) {
-		saved = push(l, "eku");
-		if ((r = get_names(
-			 l, v, eku_names, "extended key usage", &ru->eku)) != 0)
-			return r;
-		pop(l, saved);
-	}
-	if ((v = json_object_get(o, "key_usage")) != NULL) {
-		saved = push(l, "key_usage");
-		if ((r = get_names(l, v, ku_names, "key usage", &ru->ku)) != 0)
-			return r;
-		pop(l, saved);
-	}
+	if ((r = opt_names(l, o, "eku", eku_names, "extended key usage",
+		 &ru->eku)) != 0 ||
+	    (r = opt_names(
+		 l, o, "key_usage", ku_names, "key usage", &ru->ku)) != 0)
+		return r;
 	return 0;
 }
 
@@ -947,32 +968,13 @@ parse_keys(struct loader *l, json_t *o, struct rule *ru)
 		return fail(l, "none of the rule's actions is about a key");
 	ru->has_keys = 1;
 	ru->task_sel = -1;
-	if ((v = json_object_get(o, "agent")) != NULL) {
-		saved = push(l, "agent");
-		if ((r = get_globs(l, v, 0, &ru->agents)) != 0)
-			return r;
-		pop(l, saved);
-	}
-	if ((v = json_object_get(o, "owner")) != NULL) {
-		saved = push(l, "owner");
-		if ((r = get_globs(l, v, 0, &ru->owners)) != 0)
-			return r;
-		pop(l, saved);
-	}
-	if ((v = json_object_get(o, "purpose")) != NULL) {
-		saved = push(l, "purpose");
-		if ((r = get_names(
-			 l, v, purpose_names, "purpose", &ru->purposes)) != 0)
-			return r;
-		pop(l, saved);
-	}
-	if ((v = json_object_get(o, "alg")) != NULL) {
-		saved = push(l, "alg");
-		if ((r = get_names(l, v, alg_names, "algorithm", &ru->algs)) !=
-		    0)
-			return r;
-		pop(l, saved);
-	}
+	if ((r = opt_globs(l, o, "agent", &ru->agents)) != 0 ||
+	    (r = opt_globs(l, o, "owner", &ru->owners)) != 0 ||
+	    (r = opt_names(l, o, "purpose", purpose_names, "purpose",
+		 &ru->purposes)) != 0 ||
+	    (r = opt_names(l, o, "alg", alg_names, "algorithm", &ru->algs)) !=
+		0)
+		return r;
 	if ((v = json_object_get(o, "task")) != NULL) {
 		saved = push(l, "task");
 		if ((r = get_bool(l, v, &ru->task_sel)) != 0)
@@ -1387,6 +1389,8 @@ policy_parse(const char *name, const uint8_t *buf, size_t len,
 	p = NULL;
 	r = 0;
 out:
+	if (r == CUSTODY_E_NOMEM && err != NULL && errsz > 0)
+		snprintf(err, errsz, "%s: out of memory", l.name);
 	policy_free(p);
 	json_decref(root);
 	return r;
