@@ -15,12 +15,19 @@
 /* Appends taken into one transaction at most, to bound its latency. */
 #define BATCH_MAX 1024
 
-/* One queued append; it lives on its caller's stack until done is set. */
+/*
+ * One queued append. A synchronous one lives on its caller's stack until
+ * done is set; an asynchronous one (cb set) is the log's, freed after its
+ * callback.
+ */
 struct item {
 	json_t *fields;
 	audit_op_fn op;
 	void *arg;
 	int want_leaf;
+	audit_done_fn cb;
+	void *cbarg;
+	struct item *cbnext; /* the batch's asynchronous items */
 	/* results, written by the writer before done */
 	int r;
 	uint64_t seq;
@@ -212,12 +219,20 @@ fail:
 	return size;
 }
 
-static void
+/*
+ * Set every item's result (a->lock held) and return the asynchronous ones,
+ * linked by cbnext: once done is set, a synchronous item may vanish.
+ */
+static struct item *
 finish(struct item *batch, int failed)
 {
-	struct item *it;
+	struct item *it, *cbs = NULL, **tail = &cbs;
 
 	for (it = batch; it != NULL; it = it->next) {
+		if (it->cb != NULL) {
+			*tail = it;
+			tail = &it->cbnext;
+		}
 		if (failed) {
 			it->r = CUSTODY_E_LOG_FAILED;
 			free(it->leaf);
@@ -228,6 +243,7 @@ finish(struct item *batch, int failed)
 		}
 		it->done = 1;
 	}
+	return cbs;
 }
 
 static void *
@@ -259,7 +275,7 @@ writer_main(void *arg)
 			size = commit_batch(a, batch, size, &failed);
 
 		pthread_mutex_lock(&a->lock);
-		finish(batch, failed);
+		batch = finish(batch, failed);
 		if (failed)
 			a->failed = 1;
 		else {
@@ -267,6 +283,17 @@ writer_main(void *arg)
 			a->commits++;
 		}
 		pthread_cond_broadcast(&a->done);
+		pthread_mutex_unlock(&a->lock);
+		/* callbacks run unlocked (they may append again), in log
+		 * order */
+		while (batch != NULL) {
+			it = batch;
+			batch = it->cbnext;
+			it->cb(it->cbarg, it->r, it->seq);
+			json_decref(it->fields);
+			free(it);
+		}
+		pthread_mutex_lock(&a->lock);
 	}
 	pthread_mutex_unlock(&a->lock);
 	return NULL;
@@ -320,6 +347,48 @@ audit_close(struct audit *a)
 	free(a);
 }
 
+/* Queue it (a->lock held), unless the log has failed or is stopping. */
+static int
+enqueue(struct audit *a, struct item *it)
+{
+	if (a->failed || a->stop)
+		return CUSTODY_E_LOG_FAILED;
+	if (a->tail != NULL)
+		a->tail->next = it;
+	else
+		a->head = it;
+	a->tail = it;
+	pthread_cond_signal(&a->work);
+	return 0;
+}
+
+int
+audit_append_async(struct audit *a, json_t *fields, audit_op_fn op, void *arg,
+    audit_done_fn done, void *donearg)
+{
+	struct item *it;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    a != NULL && json_is_object(fields) && done != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((it = calloc(1, sizeof(*it))) == NULL)
+		return CUSTODY_E_NOMEM;
+	it->fields = json_incref(fields);
+	it->op = op;
+	it->arg = arg;
+	it->cb = done;
+	it->cbarg = donearg;
+	pthread_mutex_lock(&a->lock);
+	r = enqueue(a, it);
+	pthread_mutex_unlock(&a->lock);
+	if (r != 0) {
+		json_decref(it->fields);
+		free(it);
+	}
+	return r;
+}
+
 int
 audit_append(struct audit *a, json_t *fields, audit_op_fn op, void *arg,
     uint64_t *seqp, uint8_t **leafp, size_t *leaflenp)
@@ -336,16 +405,10 @@ audit_append(struct audit *a, json_t *fields, audit_op_fn op, void *arg,
 	it.arg = arg;
 	it.want_leaf = leafp != NULL;
 	pthread_mutex_lock(&a->lock);
-	if (a->failed || a->stop) {
+	if (enqueue(a, &it) != 0) {
 		pthread_mutex_unlock(&a->lock);
 		return CUSTODY_E_LOG_FAILED;
 	}
-	if (a->tail != NULL)
-		a->tail->next = &it;
-	else
-		a->head = &it;
-	a->tail = &it;
-	pthread_cond_signal(&a->work);
 	while (!it.done)
 		pthread_cond_wait(&a->done, &a->lock);
 	pthread_mutex_unlock(&a->lock);

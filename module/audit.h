@@ -62,6 +62,25 @@ typedef int (*audit_op_fn)(struct store *st, void *arg);
 int audit_append(struct audit *a, json_t *fields, audit_op_fn op, void *arg,
     uint64_t *seqp, uint8_t **leafp, size_t *leaflenp);
 
+/*
+ * Called once an asynchronous append is finished: r is 0 and seq the leaf's
+ * index once it is durable, or the error (as audit_append() returns it). It
+ * runs on the log's writer thread, after the transaction: it must be quick
+ * (hand the work to another thread) and must not wait for the log.
+ */
+typedef void (*audit_done_fn)(void *arg, int r, uint64_t seq);
+
+/*
+ * Append as audit_append() does, without waiting: fields gets a reference
+ * of the log's (the caller may drop its own) and op's arg must live until
+ * done is called. Returns 0 when queued: done(donearg, ...) is then called
+ * exactly once, also when the log fails or is closed. Returns
+ * CUSTODY_E_LOG_FAILED (the log has failed or is closing), CUSTODY_E_NOMEM or
+ * CUSTODY_E_INVALID_ARG without queueing: done is not called.
+ */
+int audit_append_async(struct audit *a, json_t *fields, audit_op_fn op,
+    void *arg, audit_done_fn done, void *donearg);
+
 /* Number of durable leaves (the tree size). */
 uint64_t audit_size(struct audit *a);
 

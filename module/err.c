@@ -91,6 +91,12 @@ static const struct {
     {CUSTODY_E_UNSUPPORTED, "not supported by the token",
 	"The token refuses this kind of object or call; custody uses its "
 	"fallback where it has one (a file in the data directory)."},
+    {CUSTODY_E_NOT_RUNNING, "custodyd is not running",
+	"Nothing listens on the configured listen-unix socket: start "
+	"custodyd (custodyd(8)), or check listen-unix in the "
+	"configuration."},
+    {CUSTODY_E_PROTOCOL, "malformed HTTP exchange", NULL},
+    {CUSTODY_E_TIMEOUT, "timed out", NULL},
 };
 
 static int

@@ -45,7 +45,10 @@
 #define CUSTODY_E_NOT_FOUND	     -33 /* no such record */
 #define CUSTODY_E_LOG_FAILED	     -34 /* the audit log stopped (fail closed) */
 #define CUSTODY_E_UNSUPPORTED	     -35 /* the token does not support this */
-#define CUSTODY_E_ERR_MIN	     -35
+#define CUSTODY_E_NOT_RUNNING	     -36 /* custodyd is not listening */
+#define CUSTODY_E_PROTOCOL	     -37 /* a malformed HTTP exchange */
+#define CUSTODY_E_TIMEOUT	     -38 /* no answer in time */
+#define CUSTODY_E_ERR_MIN	     -38
 
 /* A short description of r ("PIN incorrect"); never NULL. */
 const char *custody_strerror(int r);

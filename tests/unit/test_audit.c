@@ -334,6 +334,194 @@ test_group_commit(void **state)
 	assert_int_equal(audit_commits(f->a), 2);
 }
 
+/* What the asynchronous appends' callbacks saw. */
+struct async_seen {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int calls[64]; /* callbacks per append */
+	uint64_t seq[64];
+	int r[64];
+	int n;
+};
+
+struct async_arg {
+	struct async_seen *seen;
+	int i;
+};
+
+static void
+async_done(void *arg, int r, uint64_t seq)
+{
+	struct async_arg *aa = arg;
+	struct async_seen *s = aa->seen;
+
+	pthread_mutex_lock(&s->lock);
+	s->calls[aa->i]++;
+	s->seq[aa->i] = seq;
+	s->r[aa->i] = r;
+	s->n++;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Holds the writer inside its batch until the test opens the gate. */
+static int gate_open, gate_entered;
+
+static int
+gate_op(struct store *st, void *arg)
+{
+	int open_;
+
+	(void)st;
+	(void)arg;
+	do {
+		pthread_mutex_lock(&waiting_lock);
+		gate_entered = 1;
+		open_ = gate_open;
+		pthread_mutex_unlock(&waiting_lock);
+		usleep(5000);
+		pthread_mutex_lock(&waiting_lock);
+		pthread_mutex_unlock(&waiting_lock);
+	} while (!open_);
+	return 0;
+}
+
+static void *
+gated_append(void *arg)
+{
+	struct audit *a = arg;
+	json_t *e = event("service.start");
+	uint64_t seq;
+
+	if (audit_append(a, e, gate_op, NULL, &seq, NULL, NULL) != 0)
+		fail_msg("gated append failed");
+	json_decref(e);
+	return NULL;
+}
+
+static int
+refuse_op(struct store *st, void *arg)
+{
+	(void)st;
+	(void)arg;
+	return CUSTODY_E_EXISTS;
+}
+
+/*
+ * Asynchronous appends: queued behind a held writer, they commit in one
+ * transaction, each callback runs once, in log order, with its seq; one
+ * whose operation fails gets that error alone; the fields may be dropped as
+ * soon as the call returns; audit_close() finishes what is queued.
+ */
+static void
+test_async_appends(void **state)
+{
+	struct fixture *f = *state;
+	struct async_seen seen;
+	struct async_arg args[64];
+	pthread_t held;
+	json_t *e;
+	int i, n = 40;
+
+	memset(&seen, 0, sizeof(seen));
+	pthread_mutex_init(&seen.lock, NULL);
+	pthread_cond_init(&seen.cond, NULL);
+	gate_open = gate_entered = 0;
+	assert_int_equal(pthread_create(&held, NULL, gated_append, f->a), 0);
+	for (;;) { /* until the writer holds the gated batch */
+		pthread_mutex_lock(&waiting_lock);
+		i = gate_entered;
+		pthread_mutex_unlock(&waiting_lock);
+		if (i)
+			break;
+		usleep(5000);
+	}
+	for (i = 0; i < n; i++) {
+		args[i].seen = &seen;
+		args[i].i = i;
+		e = event("credential.jwt");
+		assert_int_equal(
+		    audit_append_async(f->a, e, i == 7 ? refuse_op : NULL, NULL,
+			async_done, &args[i]),
+		    0);
+		json_decref(e); /* the log holds its own reference */
+	}
+	pthread_mutex_lock(&waiting_lock);
+	gate_open = 1;
+	pthread_mutex_unlock(&waiting_lock);
+	pthread_join(held, NULL);
+	pthread_mutex_lock(&seen.lock);
+	while (seen.n < n)
+		pthread_cond_wait(&seen.cond, &seen.lock);
+	pthread_mutex_unlock(&seen.lock);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(seen.calls[i], 1);
+		if (i == 7) {
+			assert_int_equal(seen.r[i], CUSTODY_E_EXISTS);
+			continue;
+		}
+		assert_int_equal(seen.r[i], 0);
+		/* leaf 0 is the held append's; 7 took no leaf */
+		assert_int_equal(seen.seq[i], (uint64_t)(i < 7 ? i + 1 : i));
+	}
+	assert_int_equal(audit_size(f->a), (uint64_t)n);
+	assert_int_equal(audit_commits(f->a), 2);
+
+	/* queued when the log closes: still written, callbacks still run */
+	memset(seen.calls, 0, sizeof(seen.calls));
+	seen.n = 0;
+	for (i = 0; i < 5; i++) {
+		e = event("credential.jwt");
+		assert_int_equal(audit_append_async(
+				     f->a, e, NULL, NULL, async_done, &args[i]),
+		    0);
+		json_decref(e);
+	}
+	audit_close(f->a);
+	f->a = NULL;
+	assert_int_equal(seen.n, 5);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(seen.calls[i], 1);
+		assert_int_equal(seen.r[i], 0);
+		assert_int_equal(seen.seq[i], (uint64_t)(n + i));
+	}
+	pthread_mutex_destroy(&seen.lock);
+	pthread_cond_destroy(&seen.cond);
+}
+
+/* Refused without queueing: no callback. */
+static void
+test_async_refused(void **state)
+{
+	struct fixture *f = *state;
+	json_t *e = json_pack("{s:i}", "seq", 3);
+	struct async_seen seen;
+	struct async_arg arg = {&seen, 0};
+
+	memset(&seen, 0, sizeof(seen));
+	pthread_mutex_init(&seen.lock, NULL);
+	pthread_cond_init(&seen.cond, NULL);
+	assert_int_equal(
+	    audit_append_async(f->a, NULL, NULL, NULL, async_done, &arg),
+	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(audit_append_async(f->a, e, NULL, NULL, NULL, NULL),
+	    CUSTODY_E_INVALID_ARG);
+	/* fields the log sets itself are refused by the writer: the callback
+	 * says so, and nothing is written */
+	assert_int_equal(
+	    audit_append_async(f->a, e, NULL, NULL, async_done, &arg), 0);
+	pthread_mutex_lock(&seen.lock);
+	while (seen.n < 1)
+		pthread_cond_wait(&seen.cond, &seen.lock);
+	pthread_mutex_unlock(&seen.lock);
+	assert_int_equal(seen.calls[0], 1);
+	assert_int_equal(seen.r[0], CUSTODY_E_INVALID_ARG);
+	assert_int_equal(audit_size(f->a), 0);
+	json_decref(e);
+	pthread_mutex_destroy(&seen.lock);
+	pthread_cond_destroy(&seen.cond);
+}
+
 static void
 sha256(const void *a, size_t alen, const void *b, size_t blen, const void *c,
     size_t clen, uint8_t out[32])
@@ -438,6 +626,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_concurrent_appends, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_async_appends, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_async_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_tree_and_reopen, setup, teardown),
 	};
