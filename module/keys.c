@@ -14,51 +14,14 @@
 int
 keys_check_text(const char *what, const char *s, size_t maxlen)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t len, i, n;
+	const char *why = util_text_problem(s, maxlen);
 
-	if (s == NULL || (len = strlen(s)) == 0) {
-		log_error_f("%s is empty", what);
-		return CUSTODY_E_INVALID_ARG;
-	}
-	if (len > maxlen) {
+	if (why == NULL)
+		return 0;
+	if (strcmp(why, UTIL_TEXT_TOO_LONG) == 0)
 		log_error_f("%s is longer than %zu bytes", what, maxlen);
-		return CUSTODY_E_INVALID_ARG;
-	}
-	for (i = 0; i < len; i += n) {
-		unsigned c = p[i];
-		unsigned long cp;
-
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
-				goto bad;
-			n = 1;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 2, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 3, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 4, cp = c & 0x07;
-		else
-			goto bad;
-		if (i + n > len)
-			goto bad;
-		for (size_t j = 1; j < n; j++) {
-			if ((p[i + j] & 0xc0) != 0x80)
-				goto bad;
-			cp = cp << 6 | (p[i + j] & 0x3f);
-		}
-		if ((n == 3 &&
-			(cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0x80 && cp <= 0x9f))
-			goto bad;
-	}
-	return 0;
-bad:
-	log_error_f("%s must be UTF-8 text without control characters", what);
+	else
+		log_error_f("%s %s", what, why);
 	return CUSTODY_E_INVALID_ARG;
 }
 

@@ -241,6 +241,12 @@ name_index(const char *const *names, const char *s)
 	return -1;
 }
 
+int
+policy_claim_reserved(const char *name)
+{
+	return name != NULL && name_index(reserved_claims, name) >= 0;
+}
+
 /* Every member of o must be one of the NULL-terminated names. */
 static int
 only_fields(struct loader *l, json_t *o, const char *const *names)

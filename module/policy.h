@@ -104,6 +104,10 @@ void policy_free(struct policy *p);
 void policy_eval(struct policy *p, const struct policy_request *req,
     struct policy_decision *d);
 
+/* Is name a claim no request may set (iss, sub, aud, exp, nbf, iat, jti,
+ * act, may_act, cnf)? Custody sets them, or governs them itself. */
+int policy_claim_reserved(const char *name);
+
 /* SHA-256 of the file's bytes, its name (as given) and its rule count. */
 const uint8_t *policy_sha256(const struct policy *p);
 const char *policy_name(const struct policy *p);

@@ -331,16 +331,16 @@ bn_b64u(const BIGNUM *bn, size_t padto, char **outp)
  * RFC 7638 section 3 requires, then SHA-256 and base64url.
  */
 int
-pubkey_jwk_thumbprint(const struct pubkey *pk, char **kidp)
+pubkey_jwk_required(const struct pubkey *pk, char **jsonp)
 {
 	BIGNUM *a = NULL, *b = NULL;
 	char *x = NULL, *y = NULL, *json = NULL;
-	uint8_t raw[32], md[32];
+	uint8_t raw[32];
 	size_t rawlen = sizeof(raw);
 	int r, n = -1;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
-	    pk != NULL && kidp != NULL, CUSTODY_E_INVALID_ARG);
+	    pk != NULL && jsonp != NULL, CUSTODY_E_INVALID_ARG);
 	switch (pk->alg) {
 	case CUSTODY_ALG_ED25519:
 		if (!EVP_PKEY_get_raw_public_key(pk->pkey, raw, &rawlen) ||
@@ -391,20 +391,33 @@ pubkey_jwk_thumbprint(const struct pubkey *pk, char **kidp)
 		goto out;
 	}
 	if (n < 0) {
-		json = NULL;
 		r = CUSTODY_E_NOMEM;
 		goto out;
 	}
-	if (!EVP_Digest(json, strlen(json), md, NULL, EVP_sha256(), NULL)) {
-		r = crypto_error(__func__, "SHA-256");
-		goto out;
-	}
-	r = b64u(md, sizeof(md), kidp);
+	*jsonp = json;
+	r = 0;
 out:
 	BN_free(a);
 	BN_free(b);
 	free(x);
 	free(y);
+	return r;
+}
+
+int
+pubkey_jwk_thumbprint(const struct pubkey *pk, char **kidp)
+{
+	char *json = NULL;
+	uint8_t md[32];
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(kidp != NULL, CUSTODY_E_INVALID_ARG);
+	if ((r = pubkey_jwk_required(pk, &json)) != 0)
+		return r;
+	if (!EVP_Digest(json, strlen(json), md, NULL, EVP_sha256(), NULL))
+		r = crypto_error(__func__, "SHA-256");
+	else
+		r = b64u(md, sizeof(md), kidp);
 	free(json);
 	return r;
 }

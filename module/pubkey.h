@@ -41,6 +41,13 @@ enum custody_alg pubkey_alg(const struct pubkey *pk);
 /* SubjectPublicKeyInfo DER; *derp is new (free(3) it). */
 int pubkey_spki(const struct pubkey *pk, uint8_t **derp, size_t *lenp);
 
+/*
+ * The public key as the required members of its JWK (RFC 7517/7518/8037),
+ * in the form RFC 7638 hashes: lexicographic order, no white space, e.g.
+ * {"crv":"P-256","kty":"EC","x":"...","y":"..."}. *jsonp is new (free(3)).
+ */
+int pubkey_jwk_required(const struct pubkey *pk, char **jsonp);
+
 /* RFC 7638 JWK thumbprint, base64url SHA-256; *kidp is new (free(3) it). */
 int pubkey_jwk_thumbprint(const struct pubkey *pk, char **kidp);
 

@@ -433,3 +433,49 @@ util_harden(void)
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	umask(077);
 }
+
+const char *
+util_text_problem(const char *s, size_t maxlen)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len, i, n;
+
+	if (s == NULL || (len = strlen(s)) == 0)
+		return "is empty";
+	if (len > maxlen)
+		return UTIL_TEXT_TOO_LONG;
+	for (i = 0; i < len; i += n) {
+		unsigned c = p[i];
+		unsigned long cp;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f)
+				goto bad;
+			n = 1;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 2, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 3, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 4, cp = c & 0x07;
+		else
+			goto bad;
+		if (i + n > len)
+			goto bad;
+		for (size_t j = 1; j < n; j++) {
+			if ((p[i + j] & 0xc0) != 0x80)
+				goto bad;
+			cp = cp << 6 | (p[i + j] & 0x3f);
+		}
+		if ((n == 3 &&
+			(cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0x80 && cp <= 0x9f))
+			goto bad;
+	}
+	return NULL;
+bad:
+	return "must be UTF-8 text without control characters";
+}

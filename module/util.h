@@ -76,4 +76,13 @@ int util_sync_parent(const char *path);
  */
 void util_harden(void);
 
+/*
+ * Is s text custody accepts in a name or reason (an agent, owner, task,
+ * audience): 1..maxlen bytes of UTF-8 without C0 or C1 control characters?
+ * NULL if so, else what is wrong ("is empty", UTIL_TEXT_TOO_LONG, "must be
+ * UTF-8 text without control characters"), to follow the field's name.
+ */
+#define UTIL_TEXT_TOO_LONG "is too long"
+const char *util_text_problem(const char *s, size_t maxlen);
+
 #endif

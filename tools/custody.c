@@ -30,6 +30,7 @@
 #include "merkle.h"
 #include "note.h"
 #include "policy.h"
+#include "proof.h"
 #include "secret.h"
 #include "service.h"
 #include "softhsm2_template.h"
@@ -1359,55 +1360,6 @@ parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *vp)
 	return 0;
 }
 
-/* The signed checkpoint of size `size` (0: the last one). */
-static int
-signed_checkpoint(struct ctx *c, uint64_t size, uint64_t *sizep,
-    uint8_t root[32], char **notep, size_t *lenp)
-{
-	int r;
-
-	if (size == 0)
-		r = store_checkpoint_last(c->st, sizep, root, notep, lenp);
-	else if ((r = store_checkpoint_next(
-		      c->st, size - 1, sizep, root, notep, lenp)) == 0 &&
-		 *sizep != size) {
-		free(*notep);
-		*notep = NULL;
-		r = CUSTODY_E_NOT_FOUND;
-	}
-	return r;
-}
-
-/* Are the stored leaf bytes those of their hash? */
-static int
-leaf_bytes_check(const uint8_t *leaf, size_t len, const uint8_t hash[32])
-{
-	uint8_t again[MERKLE_HASH_LEN];
-
-	merkle_leaf_hash(leaf, len, again);
-	if (memcmp(again, hash, sizeof(again)) != 0) {
-		fprintf(stderr,
-		    "%s: the leaf's bytes do not match its hash: "
-		    "the database was altered\n",
-		    progname);
-		return CUSTODY_E_PROOF;
-	}
-	return 0;
-}
-
-static json_t *
-b64_json(const uint8_t *h, size_t len)
-{
-	char *s = NULL;
-	json_t *j;
-
-	if (util_base64_encode(h, len, &s) != 0)
-		return NULL;
-	j = json_string(s);
-	free(s);
-	return j;
-}
-
 static int
 cmd_audit_prove(struct ctx *c, int argc, char **argv)
 {
@@ -1419,16 +1371,13 @@ cmd_audit_prove(struct ctx *c, int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	uint8_t proof[MERKLE_MAX_PROOF][MERKLE_HASH_LEN], root[32];
-	uint8_t hash[32], oroot[32];
-	struct merkle_store ms;
-	uint64_t index = 0, from = 0, want = 0, size, osize;
-	char *note = NULL, *onote = NULL;
-	uint8_t *leaf = NULL;
-	size_t len, olen, leaflen = 0, plen = 0, i;
+	struct proof p;
+	uint64_t index = 0, from = 0, want = 0;
+	size_t i;
 	int ch, r, ex = 0, have_index = 0, have_from = 0;
 	json_t *o, *a;
 
+	memset(&p, 0, sizeof(p));
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'i':
@@ -1463,8 +1412,9 @@ cmd_audit_prove(struct ctx *c, int argc, char **argv)
 		    "audit prove", "give either --index or --from");
 	if ((ex = open_ctx(c, 0)) != 0)
 		return ex;
-	r = signed_checkpoint(c, want, &size, root, &note, &len);
-	if (r == CUSTODY_E_NOT_FOUND) {
+	r = have_index ? proof_inclusion(c->st, index, want, &p)
+		       : proof_consistency(c->st, from, want, &p);
+	if (r == CUSTODY_E_NOT_FOUND && p.note == NULL) {
 		if (want == 0)
 			fprintf(stderr,
 			    "%s: audit prove: no checkpoint was ever signed\n",
@@ -1477,95 +1427,53 @@ cmd_audit_prove(struct ctx *c, int argc, char **argv)
 		fprintf(stderr,
 		    "%s: hint: 'custody audit checkpoint' signs one\n",
 		    progname);
-		return EXIT_FAILURE;
-	}
-	if (r != 0)
-		return fail("audit prove", r);
-	store_merkle(c->st, &ms);
-	if (have_index && index >= size) {
-		ex = usage_error("audit prove",
-		    "leaf %llu is not in the tree of size %llu",
-		    (unsigned long long)index, (unsigned long long)size);
+		ex = EXIT_FAILURE;
 		goto out;
 	}
-	if (have_from && (from == 0 || from > size)) {
-		ex = usage_error("audit prove",
-		    "--from must be between 1 and the size, %llu",
-		    (unsigned long long)size);
+	if (r == CUSTODY_E_INVALID_ARG) {
+		ex = have_index ? usage_error("audit prove",
+				      "leaf %llu is not in the tree of size "
+				      "%llu",
+				      (unsigned long long)index,
+				      (unsigned long long)p.size)
+				: usage_error("audit prove",
+				      "--from must be between 1 and the size, "
+				      "%llu",
+				      (unsigned long long)p.size);
 		goto out;
 	}
-	/* each proof is checked against the signed root before it is shown:
-	 * a damaged store gives an error, not a wrong proof */
-	if (have_index &&
-	    ((r = store_leaf_get(c->st, index, &leaf, &leaflen, hash)) != 0 ||
-		(r = leaf_bytes_check(leaf, leaflen, hash)) != 0 ||
-		(r = merkle_inclusion_proof(&ms, index, size, proof, &plen)) !=
-		    0 ||
-		(r = merkle_verify_inclusion(hash, index, size,
-		     (const uint8_t(*)[MERKLE_HASH_LEN])proof, plen, root)) !=
-		    0)) {
+	if (r != 0) {
 		ex = fail("audit prove", r);
 		goto out;
 	}
-	if (have_from &&
-	    ((r = merkle_consistency_proof(&ms, from, size, proof, &plen)) !=
-		    0 ||
-		(r = merkle_root(&ms, from, oroot)) != 0 ||
-		(r = merkle_verify_consistency(from, size, oroot, root,
-		     (const uint8_t(*)[MERKLE_HASH_LEN])proof, plen)) != 0)) {
-		ex = fail("audit prove", r);
+	if ((o = proof_json(&p)) == NULL) {
+		ex = fail("audit prove", CUSTODY_E_NOMEM);
 		goto out;
 	}
-	/* the checkpoint of the older size, when one was signed */
-	if (have_from &&
-	    (r = signed_checkpoint(c, from, &osize, oroot, &onote, &olen)) !=
-		0 &&
-	    r != CUSTODY_E_NOT_FOUND) {
-		ex = fail("audit prove", r);
-		goto out;
-	}
-	o = json_object();
-	if (have_index) {
-		json_object_set_new(
-		    o, "index", json_integer((json_int_t)index));
-		json_object_set_new(o, "size", json_integer((json_int_t)size));
-		json_object_set_new(
-		    o, "leaf", json_stringn((const char *)leaf, leaflen));
-		json_object_set_new(o, "leaf_hash", b64_json(hash, 32));
-	} else {
-		json_object_set_new(o, "from", json_integer((json_int_t)from));
-		json_object_set_new(o, "size", json_integer((json_int_t)size));
-	}
-	a = json_array();
-	for (i = 0; i < plen; i++)
-		json_array_append_new(a, b64_json(proof[i], MERKLE_HASH_LEN));
-	json_object_set_new(o, have_index ? "inclusion" : "consistency", a);
-	json_object_set_new(o, "checkpoint", json_stringn(note, len));
-	if (onote != NULL)
-		json_object_set_new(
-		    o, "from_checkpoint", json_stringn(onote, olen));
 	if (c->json)
 		print_json(o);
 	else {
+		a = json_object_get(
+		    o, have_index ? "inclusion" : "consistency");
 		if (have_index)
 			printf("leaf %llu of %llu\n%s\nleaf-hash %s\n",
-			    (unsigned long long)index, (unsigned long long)size,
+			    (unsigned long long)index,
+			    (unsigned long long)p.size,
 			    json_string_value(json_object_get(o, "leaf")),
 			    json_string_value(json_object_get(o, "leaf_hash")));
 		else
 			printf("consistency of %llu with %llu\n",
-			    (unsigned long long)from, (unsigned long long)size);
-		for (i = 0; i < plen; i++)
+			    (unsigned long long)from,
+			    (unsigned long long)p.size);
+		for (i = 0; i < p.n; i++)
 			printf("%s %s\n",
 			    have_index ? "inclusion" : "consistency",
 			    json_string_value(json_array_get(a, i)));
-		printf("\n%.*s", (int)len, note);
+		printf("\n%.*s", (int)p.note_len, p.note);
 		json_decref(o);
 	}
 out:
-	free(leaf);
-	free(note);
-	free(onote);
+	proof_cleanup(&p);
 	return ex;
 }
 
