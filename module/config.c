@@ -46,6 +46,10 @@ enum config_op {
 	OP_WORKERS,
 	OP_JWT_ED25519_ALG,
 	OP_PKCS11_ENV,
+	OP_LISTEN_UNIX_MODE,
+	OP_LISTEN_UNIX_GROUP,
+	OP_MAX_CONNECTIONS,
+	OP_REQUEST_TIMEOUT,
 	OP_MAX
 };
 
@@ -73,6 +77,10 @@ static const struct {
     {"workers", OP_WORKERS, 0},
     {"jwt-ed25519-alg", OP_JWT_ED25519_ALG, 0},
     {"pkcs11-env", OP_PKCS11_ENV, KW_MULTI},
+    {"listen-unix-mode", OP_LISTEN_UNIX_MODE, 0},
+    {"listen-unix-group", OP_LISTEN_UNIX_GROUP, 0},
+    {"max-connections", OP_MAX_CONNECTIONS, 0},
+    {"request-timeout", OP_REQUEST_TIMEOUT, 0},
     {NULL, OP_MAX, 0},
 };
 
@@ -164,6 +172,8 @@ config_strp(struct config *cfg, enum config_op op)
 		return &cfg->log_origin;
 	case OP_JWT_ED25519_ALG:
 		return &cfg->jwt_ed25519_alg;
+	case OP_LISTEN_UNIX_GROUP:
+		return &cfg->listen_unix_group;
 	default:
 		return NULL;
 	}
@@ -308,6 +318,7 @@ parse_value(struct parser *p, size_t kw, char *value)
 	const char *name = keywords[kw].name, *why;
 	char **strp;
 	int n;
+	size_t i;
 
 	if (strchr(value, '\t') != NULL)
 		return parse_error(
@@ -357,6 +368,44 @@ parse_value(struct parser *p, size_t kw, char *value)
 		break;
 	case OP_PKCS11_ENV:
 		return parse_env(p, value);
+	case OP_LISTEN_UNIX_MODE:
+		/* octal, at most rw for owner, group and others */
+		for (n = 0, i = 0; value[i] >= '0' && value[i] <= '7' && i < 4;
+		     i++)
+			n = n * 8 + (value[i] - '0');
+		if (i == 0 || value[i] != '\0' || (n & ~0666) != 0 ||
+		    (n & 0600) != 0600)
+			return parse_error(p, p->lineno,
+			    "listen-unix-mode: '%s' is not an octal mode of "
+			    "read and write bits (0600, 0660, 0666)",
+			    value);
+		cfg->listen_unix_mode = n;
+		return 0;
+	case OP_LISTEN_UNIX_GROUP:
+		if (value[0] == '\0' || strlen(value) > 64 ||
+		    strspn(value, "abcdefghijklmnopqrstuvwxyz"
+				  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+			strlen(value))
+			return parse_error(p, p->lineno,
+			    "listen-unix-group: '%s' is not a group name",
+			    value);
+		break;
+	case OP_MAX_CONNECTIONS:
+		if (parse_uint(value, &n) != 0 || n < 1 ||
+		    n > CONFIG_CONNECTIONS_MAX)
+			return parse_error(p, p->lineno,
+			    "max-connections: '%s' is not a number from 1 to "
+			    "%d",
+			    value, CONFIG_CONNECTIONS_MAX);
+		cfg->max_connections = n;
+		return 0;
+	case OP_REQUEST_TIMEOUT:
+		if (util_parse_duration(value, &cfg->request_timeout) != 0 ||
+		    cfg->request_timeout < 1 || cfg->request_timeout > 3600)
+			return parse_error(p, p->lineno,
+			    "request-timeout: bad duration '%s' (1s to 1h)",
+			    value);
+		return 0;
 	default:
 		break;
 	}
@@ -471,6 +520,12 @@ apply_defaults(struct parser *p)
 		return CUSTODY_E_NOMEM;
 	if (cfg->checkpoint_interval == 0)
 		cfg->checkpoint_interval = 1;
+	if (p->first[OP_LISTEN_UNIX_MODE] == 0)
+		cfg->listen_unix_mode = 0660;
+	if (cfg->max_connections == 0)
+		cfg->max_connections = 1024;
+	if (cfg->request_timeout == 0)
+		cfg->request_timeout = 10;
 	if (cfg->workers == 0) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		if (ncpu < 1)
@@ -697,6 +752,7 @@ config_free(struct config *cfg)
 	free(cfg->issuer);
 	free(cfg->log_origin);
 	free(cfg->jwt_ed25519_alg);
+	free(cfg->listen_unix_group);
 	for (i = 0; i < cfg->nenv; i++) {
 		free(cfg->env[i].name);
 		free(cfg->env[i].value);

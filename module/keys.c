@@ -104,6 +104,11 @@ static json_t *
 leaf_start(
     const struct keys_env *env, const char *event, const struct store_key *k)
 {
+	if (env->policy_sha256 != NULL)
+		return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s}, s:s}",
+		    "event", event, "principal", env->principal, "key", "id",
+		    k->id, "kid", k->kid, "policy", "sha256",
+		    env->policy_sha256, "rule", env->rule, "decision", "allow");
 	return json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}, s:s}", "event",
 	    event, "principal", env->principal, "key", "id", k->id, "kid",
 	    k->kid, "policy", "rule", env->rule, "decision", "allow");
@@ -351,4 +356,48 @@ keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
 	    (r = check_token(t, k, cka_id)) != 0)
 		return r;
 	return token_key_open(t, cka_id, alg, k->spki, k->spki_len, tkp);
+}
+
+json_t *
+keys_json(const struct store_key *k)
+{
+	char t[32], *spki = NULL;
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", json_string(k->id));
+	json_object_set_new(o, "uri", json_string(k->token));
+	json_object_set_new(o, "agent", json_string(k->agent));
+	json_object_set_new(o, "owner", json_string(k->owner));
+	json_object_set_new(o, "purpose", json_string(k->purpose));
+	json_object_set_new(o, "alg", json_string(k->alg));
+	json_object_set_new(o, "state", json_string(k->state));
+	if (k->task != NULL)
+		json_object_set_new(o, "task", json_string(k->task));
+	util_format_time(k->created_at, t, sizeof(t));
+	json_object_set_new(o, "created_at", json_string(t));
+	if (k->retired_at) {
+		util_format_time(k->retired_at, t, sizeof(t));
+		json_object_set_new(o, "retired_at", json_string(t));
+	}
+	if (k->destroyed_at) {
+		util_format_time(k->destroyed_at, t, sizeof(t));
+		json_object_set_new(o, "destroyed_at", json_string(t));
+	}
+	if (k->max_age)
+		json_object_set_new(o, "max_age", json_integer(k->max_age));
+	if (k->ttl)
+		json_object_set_new(o, "ttl", json_integer(k->ttl));
+	if (k->predecessor != NULL)
+		json_object_set_new(
+		    o, "predecessor", json_string(k->predecessor));
+	if (k->successor != NULL)
+		json_object_set_new(o, "successor", json_string(k->successor));
+	json_object_set_new(o, "kid", json_string(k->kid));
+	if (util_base64_encode(k->spki, k->spki_len, &spki) == 0)
+		json_object_set_new(o, "spki", json_string(spki));
+	free(spki);
+	if (k->destroy_reason != NULL)
+		json_object_set_new(
+		    o, "destroy_reason", json_string(k->destroy_reason));
+	return o;
 }

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "alg.h"
 #include "audit.h"
 #include "store.h"
@@ -26,6 +28,8 @@ struct keys_env {
 	struct audit *a;       /* writes: registry changes and their leaves */
 	const char *principal; /* "unix:uid=0", "spiffe://...", ... */
 	const char *rule;      /* the policy rule that allowed it, "(direct)" */
+	const char *policy_sha256; /* hex, of the policy in force; NULL in
+				    * direct mode (no policy decided) */
 };
 
 struct keys_create_req {
@@ -68,5 +72,14 @@ int keys_open(
 
 /* Check a user-supplied text field (agent, owner, task, reason). */
 int keys_check_text(const char *what, const char *s, size_t maxlen);
+
+/*
+ * A key record as JSON, as `custody key show --json` prints it and
+ * custodyd's /v1/keys returns it: id, uri, agent, owner, purpose, alg,
+ * state, task, created_at, retired_at, destroyed_at (RFC 3339), max_age,
+ * ttl (seconds), predecessor, successor, kid, spki (base64 DER),
+ * destroy_reason; members that do not apply are left out. New reference.
+ */
+json_t *keys_json(const struct store_key *k);
 
 #endif

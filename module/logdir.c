@@ -167,31 +167,55 @@ export_bundle(struct store *st, const struct tiles_tile *t, uint8_t **bundlep,
 }
 
 /* Every tile of the tree of `size` leaves, into the directory tmp. */
+int
+logdir_tile(struct store *st, uint64_t size, const struct tiles_tile *t,
+    uint8_t **datap, size_t *lenp)
+{
+	struct merkle_store ms;
+	uint8_t *buf;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && t != NULL && datap != NULL && lenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if (t->level == TILES_LEVEL_ENTRIES) {
+		/* the bundle goes with the level-0 tile of the same N and
+		 * width, which must be in the tree (tiles_read checks) */
+		if (t->width == 0 || t->width > TILES_WIDTH ||
+		    t->index > (size >> TILES_HEIGHT) ||
+		    t->index * TILES_WIDTH + t->width > size)
+			return CUSTODY_E_INVALID_ARG;
+		return export_bundle(st, t, datap, lenp);
+	}
+	if ((buf = malloc(TILES_MAX_BYTES)) == NULL)
+		return CUSTODY_E_NOMEM;
+	store_merkle(st, &ms);
+	if ((r = tiles_read(&ms, size, t, buf, lenp)) != 0) {
+		free(buf);
+		return r;
+	}
+	*datap = buf;
+	return 0;
+}
+
 static int
 export_tiles(struct store *st, uint64_t size, const char *tmp,
     struct logdir_export_stats *stats)
 {
-	uint8_t buf[TILES_MAX_BYTES];
-	struct merkle_store ms;
 	struct tiles_iter it;
 	struct tiles_tile t;
 	char rel[TILES_PATH_MAX];
-	uint8_t *bundle;
+	uint8_t *data;
 	size_t len;
 	int r;
 
-	store_merkle(st, &ms);
 	tiles_iter_init(&it, size, 1);
 	while (tiles_iter_next(&it, &t)) {
-		if ((r = tiles_path(&t, rel, sizeof(rel))) != 0)
+		if ((r = tiles_path(&t, rel, sizeof(rel))) != 0 ||
+		    (r = logdir_tile(st, size, &t, &data, &len)) != 0)
 			return r;
-		if (t.level == TILES_LEVEL_ENTRIES) {
-			if ((r = export_bundle(st, &t, &bundle, &len)) != 0)
-				return r;
-			r = write_new(tmp, rel, bundle, len);
-			free(bundle);
-		} else if ((r = tiles_read(&ms, size, &t, buf, &len)) == 0)
-			r = write_new(tmp, rel, buf, len);
+		r = write_new(tmp, rel, data, len);
+		free(data);
 		if (r != 0)
 			return r;
 		stats->tiles++;

@@ -31,6 +31,16 @@ struct logdir_export_stats {
 };
 
 /*
+ * The bytes of tile t (a hash tile or an entry bundle) of the tree of size
+ * leaves in st, as the export writes them and custodyd serves them under
+ * /v1/log/: a tile beyond size is CUSTODY_E_INVALID_ARG; a leaf whose bytes
+ * do not match the tree is CUSTODY_E_PROOF (logged). *datap is new.
+ */
+struct tiles_tile;
+int logdir_tile(struct store *st, uint64_t size, const struct tiles_tile *t,
+    uint8_t **datap, size_t *lenp);
+
+/*
  * Export the log in st up to its last signed checkpoint into dir, which
  * must not exist or be an empty directory (CUSTODY_E_EXISTS otherwise). The
  * files are written under a temporary sibling name and renamed into place

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -186,6 +187,7 @@ main(int argc, char **argv)
 	const char *conf_path = NULL, *pid_file = NULL;
 	struct config *cfg = NULL;
 	struct service *sv = NULL;
+	struct api *api = NULL;
 	struct service_run_info info;
 	struct service_checkpoints cps;
 	sigset_t sigs;
@@ -194,6 +196,7 @@ main(int argc, char **argv)
 	const char *stage = NULL;
 	int ch, verbose = 0, detach = 0, readyfd = -1, sig, r, ex = 1;
 	int pid_written = 0;
+	long n;
 
 	util_harden();
 	while ((ch = getopt_long(argc, argv, "c:dvh", opts, NULL)) != -1) {
@@ -271,18 +274,33 @@ main(int argc, char **argv)
 			goto out;
 		pid_written = 1;
 	}
+	/* the socket before the start leaf: a socket that cannot be had
+	 * (another server on it, a bad group) leaves nothing in the log */
+	if ((r = api_open(sv, cfg, &api)) != 0) {
+		start_error(cfg, "cannot serve the API", r);
+		goto out;
+	}
 	if ((r = service_start(
 		 sv, CUSTODY_VERSION, (int64_t)time(NULL), &info)) != 0) {
 		if (r != CUSTODY_E_CONFIG)
 			start_error(cfg, "cannot start", r);
 		goto out;
 	}
+	if ((r = api_run(api)) != 0) {
+		start_error(cfg, "cannot start the API", r);
+		api_drain(api, 0);
+		api_close(api);
+		api = NULL;
+		(void)service_stop(sv, (int64_t)time(NULL), NULL);
+		goto out;
+	}
 	log_notice_f("ready: %s on token '%s' (%s), log of %llu leaves, "
-		     "checkpoints every %llds",
+		     "checkpoints every %llds, API on %s with %d workers",
 	    cfg->data_dir, token_label(service_token(sv)),
 	    token_backend(service_token(sv)),
 	    (unsigned long long)audit_size(service_audit(sv)),
-	    (long long)cfg->checkpoint_interval);
+	    (long long)cfg->checkpoint_interval, cfg->listen_unix,
+	    cfg->workers);
 	if (detach) {
 		ready(readyfd, 0);
 		readyfd = -1;
@@ -302,6 +320,13 @@ main(int argc, char **argv)
 		log_notice_f("%s: stopping", strsignal(sig));
 		break;
 	}
+	/* answer what is in progress (Connection: close), then no more */
+	if ((n = api_drain(api, API_DRAIN_TIMEOUT_MS)) > 0)
+		log_warn_f("%ld requests still in progress after %ds: they "
+			   "finish, but their answers are not sent",
+		    n, API_DRAIN_TIMEOUT_MS / 1000);
+	api_close(api);
+	api = NULL;
 	if ((r = service_stop(sv, (int64_t)time(NULL), &size)) == 0) {
 		service_checkpoints(sv, &cps);
 		log_notice_f("stopped: final checkpoint at %llu leaves (%llu "
@@ -310,6 +335,7 @@ main(int argc, char **argv)
 		ex = 0;
 	}
 out:
+	api_close(api);
 	/* the lock is released here: only then is the pid file gone, so
 	 * whoever waits for it finds the data directory free */
 	service_close(sv);

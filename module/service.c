@@ -177,6 +177,12 @@ service_audit(struct service *sv)
 }
 
 const char *
+service_store_path(const struct service *sv)
+{
+	return sv->store_path;
+}
+
+const char *
 service_checkpoint_path(const struct service *sv)
 {
 	return sv->checkpoint_path;

@@ -60,6 +60,9 @@ struct store *service_store(struct service *sv);
 struct token *service_token(struct service *sv);
 struct audit *service_audit(struct service *sv);
 
+/* DATA/custody.db: for threads that need a connection of their own. */
+const char *service_store_path(const struct service *sv);
+
 /* DATA/checkpoint: the outside copy of the last checkpoint. */
 const char *service_checkpoint_path(const struct service *sv);
 

@@ -58,7 +58,8 @@ env_of(struct ctx *c)
 {
 	snprintf(c->principal, sizeof(c->principal), "unix:uid=%lu",
 	    (unsigned long)getuid());
-	return (struct keys_env){c->tok, c->st, c->a, c->principal, "(direct)"};
+	return (struct keys_env){
+	    c->tok, c->st, c->a, c->principal, "(direct)", NULL};
 }
 
 static const char *progname = "custody";
@@ -182,50 +183,6 @@ close_ctx(struct ctx *c)
 }
 
 /* ---- output ------------------------------------------------------------- */
-
-static json_t *
-key_json(const struct store_key *k)
-{
-	char t[32], *spki = NULL;
-	json_t *o = json_object();
-
-	json_object_set_new(o, "id", json_string(k->id));
-	json_object_set_new(o, "uri", json_string(k->token));
-	json_object_set_new(o, "agent", json_string(k->agent));
-	json_object_set_new(o, "owner", json_string(k->owner));
-	json_object_set_new(o, "purpose", json_string(k->purpose));
-	json_object_set_new(o, "alg", json_string(k->alg));
-	json_object_set_new(o, "state", json_string(k->state));
-	if (k->task != NULL)
-		json_object_set_new(o, "task", json_string(k->task));
-	util_format_time(k->created_at, t, sizeof(t));
-	json_object_set_new(o, "created_at", json_string(t));
-	if (k->retired_at) {
-		util_format_time(k->retired_at, t, sizeof(t));
-		json_object_set_new(o, "retired_at", json_string(t));
-	}
-	if (k->destroyed_at) {
-		util_format_time(k->destroyed_at, t, sizeof(t));
-		json_object_set_new(o, "destroyed_at", json_string(t));
-	}
-	if (k->max_age)
-		json_object_set_new(o, "max_age", json_integer(k->max_age));
-	if (k->ttl)
-		json_object_set_new(o, "ttl", json_integer(k->ttl));
-	if (k->predecessor != NULL)
-		json_object_set_new(
-		    o, "predecessor", json_string(k->predecessor));
-	if (k->successor != NULL)
-		json_object_set_new(o, "successor", json_string(k->successor));
-	json_object_set_new(o, "kid", json_string(k->kid));
-	if (util_base64_encode(k->spki, k->spki_len, &spki) == 0)
-		json_object_set_new(o, "spki", json_string(spki));
-	free(spki);
-	if (k->destroy_reason != NULL)
-		json_object_set_new(
-		    o, "destroy_reason", json_string(k->destroy_reason));
-	return o;
-}
 
 static void
 print_json(json_t *o)
@@ -384,7 +341,7 @@ create_service_key(struct ctx *c, const char *purpose, json_t *out,
 		return r;
 	(void)store_key_id_parse(k->id, cka_id);
 	if (c->json)
-		json_array_append_new(out, key_json(k));
+		json_array_append_new(out, keys_json(k));
 	else
 		printf("  %-12s key %s (%s)\n", purpose, k->id, k->alg);
 	store_key_free(k);
@@ -745,7 +702,7 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 	if ((r = keys_create(&env, &req, (int64_t)time(NULL), &k, &g)) != 0)
 		return fail("key create", r);
 	if (c->json) {
-		json_t *o = key_json(k), *a = json_object();
+		json_t *o = keys_json(k), *a = json_object();
 
 		json_object_set_new(
 		    a, "sensitive", json_boolean(g->attrs.sensitive));
@@ -822,7 +779,7 @@ cmd_key_list(struct ctx *c, int argc, char **argv)
 		json_t *a = json_array();
 
 		for (i = 0; i < n; i++)
-			json_array_append_new(a, key_json(keys[i]));
+			json_array_append_new(a, keys_json(keys[i]));
 		print_json(a);
 	} else {
 		printf("%-18s %-9s %-11s %-12s %-20s %s\n", "ID", "STATE",
@@ -882,7 +839,7 @@ cmd_key_show(struct ctx *c, int argc, char **argv)
 	if ((r = store_key_get(c->st, argv[optind], &k)) != 0)
 		return fail(argv[optind], r);
 	if (c->json)
-		print_json(key_json(k));
+		print_json(keys_json(k));
 	else
 		print_key(k);
 	store_key_free(k);

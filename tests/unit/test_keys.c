@@ -58,7 +58,8 @@ setup(void **state)
 	if (token_open_functions(mock_p11_functions(), &to, &f->t) != 0 ||
 	    store_open(f->db, &f->st) != 0 || audit_open(f->db, &f->a) != 0)
 		return -1;
-	f->env = (struct keys_env){f->t, f->st, f->a, "unix:uid=0", "(direct)"};
+	f->env = (struct keys_env){
+	    f->t, f->st, f->a, "unix:uid=0", "(direct)", NULL};
 	secret_free(pin);
 	*state = f;
 	return 0;

@@ -87,7 +87,7 @@ init_store(struct fixture *f, int with_checkpoint_key)
 
 	assert_int_equal(store_open(f->db, &st), 0);
 	assert_int_equal(audit_open(f->db, &a), 0);
-	env = (struct keys_env){t, st, a, "unix:uid=0", "(direct)"};
+	env = (struct keys_env){t, st, a, "unix:uid=0", "(direct)", NULL};
 	if (with_checkpoint_key) {
 		assert_int_equal(keys_create(&env, &req, NOW, &k, NULL), 0);
 		store_key_free(k);

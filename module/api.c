@@ -1,0 +1,2336 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <jansson.h>
+
+#include "api.h"
+#include "audit.h"
+#include "credential.h"
+#include "err.h"
+#include "keyring.h"
+#include "keys.h"
+#include "log.h"
+#include "logdir.h"
+#include "policy.h"
+#include "proof.h"
+#include "store.h"
+#include "tiles.h"
+#include "util.h"
+
+/* ---- metrics ------------------------------------------------------------ */
+
+enum route {
+	R_HEALTH,
+	R_METRICS,
+	R_JWT,
+	R_KEYS,
+	R_KEY,
+	R_JWKS,
+	R_CHECKPOINT,
+	R_TILE,
+	R_PROOF,
+	R_OTHER,
+	R_COUNT
+};
+
+static const char *const route_names[] = {"healthz", "metrics",
+    "credentials_jwt", "keys", "key", "jwks", "log_checkpoint", "log_tile",
+    "log_proof", "other"};
+
+static const int statuses[] = {
+    200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503};
+#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]))
+
+static const double buckets[] = {
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+struct metrics {
+	atomic_ulong requests[R_COUNT][NSTATUS];
+	atomic_ulong issued[CUSTODY_ALG_COUNT];
+	atomic_ulong decisions[2]; /* deny, allow */
+	atomic_ulong sign_failures;
+	atomic_ulong conns_open, conns_total, conns_refused, slow_closed;
+	atomic_ulong jwt_hist[NBUCKETS + 1];
+	atomic_ulong jwt_sum_us, jwt_count;
+};
+
+/* ---- the parts ---------------------------------------------------------- */
+
+struct loop;
+
+/* A connection, from its accept to its close. Loop thread only. */
+struct conn {
+	struct loop *lp;
+	struct bufferevent *bev; /* until adopted */
+	struct evhttp_connection *evcon;
+	struct event *adopt, *deadline;
+	char principal[48]; /* "" if SO_PEERCRED failed */
+	int busy;	    /* a request is being answered */
+	int closed;	    /* libevent closed it meanwhile */
+	int refused;	    /* over max-connections */
+};
+
+struct call;
+typedef void (*work_fn)(struct call *c);
+
+/* One request on its way through policy, log, token and back. */
+struct call {
+	struct loop *lp;
+	struct conn *conn;
+	struct evhttp_request *req;
+	enum route route;
+	struct timespec t0;
+	char principal[48];
+	/* the answer */
+	int status;
+	const char *ctype;
+	char *body;
+	size_t len;
+	/* the work, on a signer thread once the leaf is durable */
+	work_fn work;
+	uint64_t seq;
+	struct keyring_key *key;
+	struct credential_jwt *jwt;
+	struct keys_create_req kreq;
+	char *kfree[4]; /* kreq's strings */
+	char rule[POLICY_RULE_ID_MAX + 1];
+	char policy_hex[65];
+	struct call *next;
+};
+
+struct loop {
+	struct api *api;
+	int idx;
+	struct event_base *base;
+	struct evhttp *http;
+	struct evconnlistener *lst;
+	pthread_t th;
+	int running;
+	struct event *wake;
+	struct store *st; /* reads, opened on first use */
+	pthread_mutex_t mu;
+	struct call *done, *done_tail; /* answers to send */
+	int cmd_drain, cmd_stop;
+	int draining;
+	/* evcon -> conn, open addressing */
+	struct conn **conns;
+	size_t nslots, nconns;
+};
+
+struct refused {
+	char principal[48];
+	unsigned long n[6]; /* 400 401 404 413 429 other */
+};
+
+struct api {
+	struct service *sv;
+	const struct config *cfg;
+	struct audit *audit;
+	struct token *tok;
+	struct keyring *kr;
+	int lfd;
+	char *sock_path;
+	dev_t sock_dev;
+	ino_t sock_ino;
+	struct loop *loops;
+	int nloops;
+	/* signers */
+	pthread_t *signers;
+	int nsigners;
+	pthread_mutex_t jmu;
+	pthread_cond_t jcv;
+	struct call *jhead, *jtail;
+	int jstop;
+	atomic_long pipeline; /* calls inside the log or a signer */
+	atomic_int conns;
+	struct metrics m;
+	/* refusals without a decision leaf, logged per interval (G4) */
+	pthread_mutex_t rmu;
+	struct refused refused[API_REFUSED_PRINCIPALS];
+	size_t nrefused;
+	unsigned long refused_other; /* principals beyond the table */
+	int64_t refused_since;
+	struct event *flush; /* on loop 0 */
+	int64_t started;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+status_index(int status)
+{
+	size_t i;
+
+	for (i = 0; i < NSTATUS; i++)
+		if (statuses[i] == status)
+			return (int)i;
+	return -1;
+}
+
+static const char *
+reason_phrase(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Content Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 429:
+		return "Too Many Requests";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
+	}
+}
+
+static void
+set_body(struct call *c, int status, const char *ctype, char *body, size_t len)
+{
+	free(c->body);
+	c->status = status;
+	c->ctype = ctype;
+	c->body = body;
+	c->len = len;
+}
+
+static void
+set_json(struct call *c, int status, json_t *o)
+{
+	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (s == NULL) {
+		set_body(c, 500, "application/problem+json",
+		    strdup("{\"type\":\"urn:custody:problem:internal\","
+			   "\"title\":\"out of memory\",\"status\":500}"),
+		    0);
+		c->len = c->body != NULL ? strlen(c->body) : 0;
+		return;
+	}
+	set_body(c, status, "application/json", s, strlen(s));
+}
+
+/*
+ * An RFC 9457 problem: type "urn:custody:problem:SLUG", a title, the status
+ * and a detail for people; extra (may be NULL) adds members (rule, ...).
+ */
+static void problem(struct call *c, int status, const char *slug, json_t *extra,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+problem(struct call *c, int status, const char *slug, json_t *extra,
+    const char *fmt, ...)
+{
+	char type[96], detail[512];
+	va_list ap;
+	json_t *o;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	snprintf(type, sizeof(type), "urn:custody:problem:%s", slug);
+	o = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title",
+	    reason_phrase(status), "status", status, "detail", detail);
+	if (o != NULL && extra != NULL)
+		json_object_update(o, extra);
+	json_decref(extra);
+	set_json(c, status, o);
+	if (c->body != NULL && c->status == status)
+		c->ctype = "application/problem+json";
+}
+
+/* ---- refusals without a decision (G4) ------------------------------------
+ */
+
+static int
+refused_slot(int status)
+{
+	switch (status) {
+	case 400:
+	case 405:
+	case 415:
+		return 0;
+	case 401:
+		return 1;
+	case 404:
+		return 2;
+	case 413:
+		return 3;
+	case 429:
+		return 4;
+	default:
+		return 5;
+	}
+}
+
+static void
+count_refused(struct api *a, const char *principal, int status)
+{
+	size_t i;
+
+	pthread_mutex_lock(&a->rmu);
+	for (i = 0; i < a->nrefused; i++)
+		if (strcmp(a->refused[i].principal, principal) == 0)
+			break;
+	if (i == a->nrefused && a->nrefused < API_REFUSED_PRINCIPALS) {
+		memset(&a->refused[i], 0, sizeof(a->refused[i]));
+		snprintf(a->refused[i].principal,
+		    sizeof(a->refused[i].principal), "%s",
+		    principal[0] ? principal : "(unknown)");
+		a->nrefused++;
+	}
+	if (i < a->nrefused)
+		a->refused[i].n[refused_slot(status)]++;
+	else
+		a->refused_other++;
+	pthread_mutex_unlock(&a->rmu);
+}
+
+static void
+flushed(void *arg, int r, uint64_t seq)
+{
+	(void)arg;
+	(void)seq;
+	if (r != 0)
+		log_error_fr(r, "the requests.refused leaf was not written");
+}
+
+/* One requests.refused leaf for what was counted since the last one. */
+static void
+flush_refused(struct api *a)
+{
+	static const char *const names[] = {
+	    "400", "401", "404", "413", "429", "other"};
+	char since[32], until[32];
+	json_t *by, *o, *leaf;
+	int64_t now = time(NULL);
+	size_t i, k;
+	int r;
+
+	pthread_mutex_lock(&a->rmu);
+	if (a->nrefused == 0 && a->refused_other == 0) {
+		a->refused_since = now;
+		pthread_mutex_unlock(&a->rmu);
+		return;
+	}
+	by = json_object();
+	for (i = 0; by != NULL && i < a->nrefused; i++) {
+		if ((o = json_object()) == NULL)
+			break;
+		for (k = 0; k < 6; k++)
+			if (a->refused[i].n[k] != 0)
+				json_object_set_new(o, names[k],
+				    json_integer(
+					(json_int_t)a->refused[i].n[k]));
+		json_object_set_new(by, a->refused[i].principal, o);
+	}
+	util_format_time(a->refused_since, since, sizeof(since));
+	util_format_time(now, until, sizeof(until));
+	leaf = json_pack("{s:s, s:s, s:{s:s, s:s, s:o, s:I}}", "event",
+	    "requests.refused", "principal", "custody:api", "detail", "from",
+	    since, "until", until, "by_principal", by, "others",
+	    (json_int_t)a->refused_other);
+	a->nrefused = 0;
+	a->refused_other = 0;
+	a->refused_since = now;
+	pthread_mutex_unlock(&a->rmu);
+	if (leaf == NULL)
+		return;
+	if ((r = audit_append_async(
+		 a->audit, leaf, NULL, NULL, flushed, NULL)) != 0)
+		log_error_fr(r, "the requests.refused leaf was not written");
+	json_decref(leaf);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	flush_refused(arg);
+}
+
+/* ---- sending answers ---------------------------------------------------- */
+
+static void conn_release(struct conn *k);
+
+static void
+call_free(struct call *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	keyring_put(c->key);
+	credential_jwt_free(c->jwt);
+	for (i = 0; i < sizeof(c->kfree) / sizeof(c->kfree[0]); i++)
+		free(c->kfree[i]);
+	free(c->body);
+	free(c);
+}
+
+/* Send c's answer (loop thread) and free c. */
+static void
+send_answer(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
+	struct evbuffer *b = evhttp_request_get_output_buffer(c->req);
+	struct timespec t1;
+	double secs;
+	int si, i;
+
+	if (c->body == NULL)
+		problem(c, 500, "internal", NULL, "no answer was made");
+	if (c->status >= 400 && c->status != 403 && c->status != 409 &&
+	    c->status < 500) {
+		/* no leaf each (a flood would fill the log): counted, and
+		 * one requests.refused leaf per interval says how many */
+		count_refused(a, c->principal, c->status);
+		log_info_f("%s %s: %d %.*s",
+		    c->principal[0] ? c->principal : "(unknown)",
+		    evhttp_request_get_uri(c->req), c->status,
+		    (int)(c->len < 300 ? c->len : 300), c->body);
+	}
+	if ((si = status_index(c->status)) >= 0)
+		atomic_fetch_add(&a->m.requests[c->route][si], 1);
+	if (c->route == R_JWT && c->status == 200) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		secs = (double)(t1.tv_sec - c->t0.tv_sec) +
+		       (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e9;
+		for (i = 0; i < (int)NBUCKETS && secs > buckets[i]; i++)
+			;
+		atomic_fetch_add(&a->m.jwt_hist[i], 1);
+		atomic_fetch_add(&a->m.jwt_sum_us, (unsigned long)(secs * 1e6));
+		atomic_fetch_add(&a->m.jwt_count, 1);
+	}
+	evhttp_add_header(h, "Content-Type", c->ctype);
+	evhttp_add_header(h, "Cache-Control",
+	    c->route == R_JWKS && c->status == 200 ? "public, max-age=60"
+						   : "no-store");
+	if (c->lp->draining)
+		evhttp_add_header(h, "Connection", "close");
+	evbuffer_add(b, c->body, c->len);
+	conn_release(c->conn);
+	evhttp_send_reply(c->req, c->status, reason_phrase(c->status), NULL);
+	call_free(c);
+}
+
+/* From any thread: hand c back to its loop, which sends the answer. */
+static void
+post_answer(struct call *c)
+{
+	struct loop *lp = c->lp;
+
+	pthread_mutex_lock(&lp->mu);
+	c->next = NULL;
+	if (lp->done_tail != NULL)
+		lp->done_tail->next = c;
+	else
+		lp->done = c;
+	lp->done_tail = c;
+	pthread_mutex_unlock(&lp->mu);
+	event_active(lp->wake, 0, 0);
+}
+
+/* ---- the signers -------------------------------------------------------- */
+
+static void
+submit(struct api *a, struct call *c)
+{
+	pthread_mutex_lock(&a->jmu);
+	c->next = NULL;
+	if (a->jtail != NULL)
+		a->jtail->next = c;
+	else
+		a->jhead = c;
+	a->jtail = c;
+	pthread_cond_signal(&a->jcv);
+	pthread_mutex_unlock(&a->jmu);
+}
+
+static void *
+signer_main(void *arg)
+{
+	struct api *a = arg;
+	struct call *c;
+
+	for (;;) {
+		pthread_mutex_lock(&a->jmu);
+		while (a->jhead == NULL && !a->jstop)
+			pthread_cond_wait(&a->jcv, &a->jmu);
+		if ((c = a->jhead) == NULL) {
+			pthread_mutex_unlock(&a->jmu);
+			break;
+		}
+		if ((a->jhead = c->next) == NULL)
+			a->jtail = NULL;
+		pthread_mutex_unlock(&a->jmu);
+		c->work(c);
+		atomic_fetch_sub(&a->pipeline, 1);
+		post_answer(c);
+	}
+	return NULL;
+}
+
+/* The log has the decision leaf (or failed to write it). Writer thread. */
+static void
+logged(void *arg, int r, uint64_t seq)
+{
+	struct call *c = arg;
+	struct api *a = c->lp->api;
+
+	if (r != 0) {
+		/* nothing is signed without its leaf (G1, G2) */
+		problem(c, 503, "log-failed", NULL,
+		    "the audit log could not record the decision (%s): "
+		    "nothing was signed",
+		    custody_strerror(r));
+		c->work = NULL;
+	}
+	c->seq = seq;
+	if (c->work != NULL) {
+		submit(a, c);
+		return;
+	}
+	atomic_fetch_sub(&a->pipeline, 1);
+	post_answer(c);
+}
+
+/*
+ * Append leaf for c (taking the reference), then do c->work on a signer,
+ * or, without work, send the answer already set in c. A log that refuses
+ * the append at once answers 503.
+ */
+static void
+log_then(struct call *c, json_t *leaf)
+{
+	struct api *a = c->lp->api;
+	int r;
+
+	if (leaf == NULL) {
+		problem(c, 500, "internal", NULL, "out of memory");
+		send_answer(c);
+		return;
+	}
+	atomic_fetch_add(&a->pipeline, 1);
+	r = audit_append_async(a->audit, leaf, NULL, NULL, logged, c);
+	json_decref(leaf);
+	if (r != 0) {
+		atomic_fetch_sub(&a->pipeline, 1);
+		problem(c, 503, "log-failed", NULL,
+		    "the audit log refuses to record (%s): nothing is signed "
+		    "until custodyd is restarted",
+		    custody_strerror(r));
+		send_answer(c);
+	}
+}
+
+/* ---- decision leaves ---------------------------------------------------- */
+
+static void
+hex32(const uint8_t *h, char out[65])
+{
+	util_hex_encode(h, 32, out);
+}
+
+/*
+ * A decision leaf (FORMATS.md section 2): event, principal, key, hashes,
+ * policy and decision, then the reason of a refusal and the detail
+ * (taken). key, request_sha256, tbs_sha256, detail may be NULL.
+ */
+static json_t *
+decision_leaf(const struct call *c, const char *event,
+    const struct store_key *key, const uint8_t *request_sha256,
+    const uint8_t *tbs_sha256, int allow, const char *reason, json_t *detail)
+{
+	json_t *o;
+	char hex[65];
+
+	if ((o = json_pack("{s:s, s:s}", "event", event, "principal",
+		 c->principal[0] ? c->principal : "(unknown)")) == NULL)
+		goto fail;
+	if (key != NULL &&
+	    json_object_set_new(o, "key",
+		json_pack("{s:s, s:s}", "id", key->id, "kid", key->kid)) != 0)
+		goto fail;
+	if (request_sha256 != NULL) {
+		hex32(request_sha256, hex);
+		if (json_object_set_new(o, "request_sha256", json_string(hex)))
+			goto fail;
+	}
+	if (tbs_sha256 != NULL) {
+		hex32(tbs_sha256, hex);
+		if (json_object_set_new(o, "tbs_sha256", json_string(hex)))
+			goto fail;
+	}
+	if (json_object_set_new(o, "policy",
+		c->policy_hex[0] ? json_pack("{s:s, s:s}", "sha256",
+				       c->policy_hex, "rule", c->rule)
+				 : json_pack("{s:s}", "rule", c->rule)) != 0 ||
+	    json_object_set_new(
+		o, "decision", json_string(allow ? "allow" : "deny")) != 0)
+		goto fail;
+	if (!allow && reason != NULL &&
+	    json_object_set_new(o, "reason", json_string(reason)) != 0)
+		goto fail;
+	if (detail != NULL && json_object_set_new(o, "detail", detail) != 0) {
+		detail = NULL;
+		goto fail;
+	}
+	return o;
+fail:
+	json_decref(detail);
+	json_decref(o);
+	return NULL;
+}
+
+/* A refusal by policy or by custody's own checks: 403 (or status), logged
+ * before it is sent. */
+static void refuse(struct call *c, int status, const char *event,
+    const struct store_key *key, const uint8_t *request_sha256,
+    const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+static void
+refuse(struct call *c, int status, const char *event,
+    const struct store_key *key, const uint8_t *request_sha256,
+    const char *rule, const char *fmt, ...)
+{
+	char reason[320];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	if (rule != NULL)
+		snprintf(c->rule, sizeof(c->rule), "%s", rule);
+	atomic_fetch_add(&c->lp->api->m.decisions[0], 1);
+	problem(c, status, status == 409 ? "conflict" : "forbidden",
+	    json_pack("{s:s}", "rule", c->rule), "%s", reason);
+	c->work = NULL;
+	log_then(c, decision_leaf(
+			c, event, key, request_sha256, NULL, 0, reason, NULL));
+}
+
+/* Ask the policy; fills c->rule and c->policy_hex. */
+static void
+decide(
+    struct call *c, const struct policy_request *q, struct policy_decision *d)
+{
+	struct policy *p = service_policy(c->lp->api->sv);
+
+	policy_eval(p, q, d);
+	snprintf(c->rule, sizeof(c->rule), "%s", d->rule);
+	if (p != NULL)
+		hex32(policy_sha256(p), c->policy_hex);
+	policy_free(p);
+}
+
+static void
+policy_key_of(const struct store_key *k, struct policy_key *pk)
+{
+	memset(pk, 0, sizeof(*pk));
+	pk->agent = k->agent;
+	pk->owner = k->owner;
+	pk->purpose = k->purpose;
+	pk->alg = k->alg;
+	pk->task = k->task;
+	pk->created_at = k->created_at;
+	pk->ttl = k->ttl;
+	pk->id = k->id;
+}
+
+/* A policy refusal: 429 (counted, not a leaf each: G4) or 403 (logged). */
+static void
+refuse_decision(struct call *c, const char *event, const struct store_key *key,
+    const uint8_t *request_sha256, const struct policy_decision *d)
+{
+	if (d->rate_limited) {
+		problem(c, 429, "rate-limited",
+		    json_pack("{s:s}", "rule", d->rule), "%s", d->reason);
+		send_answer(c);
+		return;
+	}
+	refuse(c, 403, event, key, request_sha256, NULL, "%s", d->reason);
+}
+
+/* ---- request bodies ----------------------------------------------------- */
+
+/* The body, contiguous; NULL (answered) if it is over API_BODY_MAX or not
+ * JSON by its Content-Type. */
+static const uint8_t *
+json_body(struct call *c, size_t *lenp)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+	const char *ct = evhttp_find_header(
+	    evhttp_request_get_input_headers(c->req), "Content-Type");
+	size_t len = evbuffer_get_length(in);
+	const uint8_t *p;
+
+	if (len > API_BODY_MAX) {
+		problem(c, 413, "too-large", NULL,
+		    "the body has %zu bytes; at most %d are accepted", len,
+		    API_BODY_MAX);
+		return NULL;
+	}
+	if (ct != NULL && strncasecmp(ct, "application/json", 16) != 0) {
+		problem(c, 415, "unsupported-media-type", NULL,
+		    "the body must be application/json, not %.64s", ct);
+		return NULL;
+	}
+	if ((p = evbuffer_pullup(in, -1)) == NULL)
+		p = (const uint8_t *)"";
+	*lenp = len;
+	return p;
+}
+
+/* ---- POST /v1/credentials/jwt ------------------------------------------- */
+
+static void
+jwt_sign(struct call *c)
+{
+	struct api *a = c->lp->api;
+	char exp[32], *token = NULL;
+	uint8_t *sig = NULL;
+	size_t siglen = 0;
+	enum custody_alg alg;
+	json_t *o;
+	int r;
+
+	if ((r = keyring_sign(a->kr, c->key,
+		 (const uint8_t *)c->jwt->signing_input, c->jwt->len, &sig,
+		 &siglen)) != 0 ||
+	    (r = credential_jwt_finish(c->jwt, sig, siglen, &token)) != 0) {
+		atomic_fetch_add(&a->m.sign_failures, 1);
+		log_error_fr(r, "JWT for leaf %llu (key %s) not signed",
+		    (unsigned long long)c->seq, c->key->rec->id);
+		/* the outcome completes the decision in the log */
+		o = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "event",
+		    "outcome", "principal", c->principal, "detail",
+		    "decision_seq", (json_int_t)c->seq, "result", "error",
+		    "error", custody_strerror(r));
+		if (o != NULL)
+			(void)audit_append_async(
+			    a->audit, o, NULL, NULL, flushed, NULL);
+		json_decref(o);
+		problem(c, 503, "sign-failed", NULL,
+		    "the token did not sign (%s); the decision is leaf %llu",
+		    custody_strerror(r), (unsigned long long)c->seq);
+		goto out;
+	}
+	if (alg_from_name(c->key->rec->alg, &alg) == 0)
+		atomic_fetch_add(&a->m.issued[alg], 1);
+	util_format_time(c->jwt->exp, exp, sizeof(exp));
+	set_json(c, 200,
+	    json_pack("{s:s, s:s, s:s, s:I}", "token", token, "kid",
+		c->key->rec->kid, "expires_at", exp, "log_index",
+		(json_int_t)c->seq));
+out:
+	free(sig);
+	if (token != NULL) {
+		memset(token, 0, strlen(token));
+		free(token);
+	}
+}
+
+static void
+handle_jwt(struct call *c)
+{
+	struct api *a = c->lp->api;
+	const struct config *cfg = a->cfg;
+	struct credential_jwt_req *q = NULL;
+	struct policy_request pq;
+	struct policy_decision d;
+	struct policy_key pk;
+	const struct store_key *k;
+	const uint8_t *body;
+	char err[320];
+	int64_t now, ttl, left;
+	size_t len;
+	int r;
+
+	if (cfg->issuer == NULL) {
+		problem(c, 503, "not-configured", NULL,
+		    "custodyd has no issuer: set 'issuer' in %s", cfg->path);
+		goto answer;
+	}
+	if ((body = json_body(c, &len)) == NULL)
+		goto answer;
+	if ((r = credential_jwt_parse(body, len, &q, err, sizeof(err))) != 0) {
+		if (r == CUSTODY_E_NOMEM)
+			problem(c, 503, "unavailable", NULL, "out of memory");
+		else
+			problem(c, 400, "bad-request", NULL, "%s", err);
+		goto answer;
+	}
+	r = q->key != NULL
+		? keyring_get(a->kr, q->key, &c->key)
+		: keyring_find(a->kr, q->agent, "jwt", NULL, &c->key);
+	if (r != 0) {
+		if (q->key != NULL)
+			problem(
+			    c, 404, "not-found", NULL, "no key %.64s", q->key);
+		else
+			problem(c, 404, "not-found", NULL,
+			    "agent %.256s has no active jwt key", q->agent);
+		goto answer;
+	}
+	k = c->key->rec;
+	/* purpose before policy (G5): whatever a policy says, a key signs
+	 * only what it was made for */
+	if (strcmp(k->purpose, "jwt") != 0) {
+		refuse(c, 403, "credential.jwt", k, q->request_sha256,
+		    "(purpose)", "key %s is a %s key: it never signs a JWT",
+		    k->id, k->purpose);
+		goto out;
+	}
+	if (strcmp(k->state, "active") != 0) {
+		refuse(c, 409, "credential.jwt", k, q->request_sha256,
+		    "(state)", "key %s is %s: it signs nothing more", k->id,
+		    k->state);
+		goto out;
+	}
+	now = time(NULL);
+	policy_key_of(k, &pk);
+	memset(&pq, 0, sizeof(pq));
+	pq.principal = c->principal;
+	pq.action = POLICY_CREDENTIAL_JWT;
+	pq.key = &pk;
+	pq.now_ms = now_ms();
+	pq.ttl = q->ttl;
+	pq.audiences = (const char *const *)q->aud;
+	pq.naudiences = q->naud;
+	pq.sub = q->sub;
+	pq.claims = q->claim_names;
+	pq.nclaims = q->nclaims;
+	pq.act = q->act != NULL;
+	decide(c, &pq, &d);
+	if (!d.allow) {
+		refuse_decision(c, "credential.jwt", k, q->request_sha256, &d);
+		goto out;
+	}
+	/* the smallest of what was asked, the policy's maximum (d.ttl is
+	 * both) and the key's remaining life */
+	ttl = d.ttl;
+	if (k->ttl > 0) {
+		left = k->created_at + k->ttl - now;
+		if (left <= 0) {
+			refuse(c, 409, "credential.jwt", k, q->request_sha256,
+			    "(state)",
+			    "key %s reached the end of its ttl: it signs "
+			    "nothing more",
+			    k->id);
+			goto out;
+		}
+		if (left < ttl)
+			ttl = left;
+	}
+	if (ttl <= 0) {
+		refuse(c, 403, "credential.jwt", k, q->request_sha256, NULL,
+		    "the rule grants no lifetime");
+		goto out;
+	}
+	{
+		struct credential_key ck = {k->id, k->kid, k->agent, 0};
+
+		if ((r = alg_from_name(k->alg, &ck.alg)) != 0 ||
+		    (r = credential_jwt_build(q, &ck, cfg->issuer,
+			 cfg->jwt_ed25519_alg, now, ttl, &c->jwt)) != 0) {
+			problem(c, 500, "internal", NULL,
+			    "the JWT could not be built (%s)",
+			    custody_strerror(r));
+			goto answer;
+		}
+	}
+	atomic_fetch_add(&a->m.decisions[1], 1);
+	c->work = jwt_sign;
+	{
+		json_t *detail = json_incref(c->jwt->detail);
+
+		log_then(
+		    c, decision_leaf(c, "credential.jwt", k, q->request_sha256,
+			   c->jwt->tbs_sha256, 1, NULL, detail));
+	}
+	goto out;
+answer:
+	send_answer(c);
+out:
+	credential_jwt_req_free(q);
+}
+
+/* ---- keys ----------------------------------------------------------------
+ */
+
+static struct store *
+loop_store(struct call *c)
+{
+	struct loop *lp = c->lp;
+	int r;
+
+	if (lp->st == NULL &&
+	    (r = store_open(service_store_path(lp->api->sv), &lp->st)) != 0) {
+		problem(c, 503, "unavailable", NULL,
+		    "the store cannot be read (%s)", custody_strerror(r));
+		return NULL;
+	}
+	return lp->st;
+}
+
+static int
+key_readable(
+    struct call *c, const struct store_key *k, struct policy_decision *d)
+{
+	struct policy_request pq;
+	struct policy_key pk;
+
+	policy_key_of(k, &pk);
+	memset(&pq, 0, sizeof(pq));
+	pq.principal = c->principal;
+	pq.action = POLICY_KEY_READ;
+	pq.key = &pk;
+	pq.now_ms = now_ms();
+	decide(c, &pq, d);
+	return d->allow;
+}
+
+static void
+handle_key_show(struct call *c, const char *id)
+{
+	struct policy_decision d;
+	struct store_key *k = NULL;
+	struct store *st;
+	int r;
+
+	if ((st = loop_store(c)) == NULL)
+		goto answer;
+	if (store_key_id_parse(id, (uint8_t[STORE_CKA_ID_LEN]){0}) != 0 ||
+	    (r = store_key_get(st, id, &k)) == CUSTODY_E_KEY_NOT_FOUND) {
+		problem(c, 404, "not-found", NULL, "no key %.64s", id);
+		goto answer;
+	}
+	if (r != 0) {
+		problem(c, 503, "unavailable", NULL, "the store failed (%s)",
+		    custody_strerror(r));
+		goto answer;
+	}
+	if (!key_readable(c, k, &d)) {
+		refuse_decision(c, "key.read", k, NULL, &d);
+		goto out;
+	}
+	set_json(c, 200, keys_json(k));
+answer:
+	send_answer(c);
+out:
+	store_key_free(k);
+}
+
+static void
+handle_key_list(struct call *c)
+{
+	struct policy_decision d;
+	struct store_key **keys = NULL;
+	struct evkeyvalq qs;
+	const char *state = NULL, *q;
+	struct store *st;
+	size_t n = 0, i, shown = 0, denied = 0;
+	json_t *arr;
+	int r;
+
+	TAILQ_INIT(&qs);
+	q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
+	if (q != NULL &&
+	    (evhttp_parse_query_str(q, &qs) != 0 ||
+		((state = evhttp_find_header(&qs, "state")) == NULL &&
+		    qs.tqh_first != NULL))) {
+		problem(c, 400, "bad-request", NULL,
+		    "the only query parameter is state=active|retired|"
+		    "destroyed");
+		goto answer;
+	}
+	if ((st = loop_store(c)) == NULL)
+		goto answer;
+	if ((r = store_key_list(st, state, &keys, &n)) != 0) {
+		if (r == CUSTODY_E_INVALID_ARG)
+			problem(c, 400, "bad-request", NULL,
+			    "state must be active, retired or destroyed");
+		else
+			problem(c, 503, "unavailable", NULL,
+			    "the store failed (%s)", custody_strerror(r));
+		goto answer;
+	}
+	arr = json_array();
+	for (i = 0; arr != NULL && i < n; i++) {
+		if (key_readable(c, keys[i], &d)) {
+			json_array_append_new(arr, keys_json(keys[i]));
+			shown++;
+		} else
+			denied++;
+	}
+	if (n > 0 && shown == 0) {
+		/* nothing of what exists may be read: a refusal */
+		json_decref(arr);
+		snprintf(c->rule, sizeof(c->rule), "%s", d.rule);
+		refuse(c, 403, "key.read", NULL, NULL, NULL,
+		    "no key may be listed by %s", c->principal);
+		goto out;
+	}
+	set_json(c, 200, json_pack("{s:o}", "keys", arr));
+answer:
+	send_answer(c);
+out:
+	evhttp_clear_headers(&qs);
+	store_key_list_free(keys, n);
+}
+
+/* Members of a key creation request: strings, then integers. */
+static int
+key_create_parse(struct call *c, json_t *o, char *err, size_t errsz)
+{
+	static const char *const strs[] = {"agent", "owner", "purpose", "task"};
+	const char *k, *alg = NULL;
+	json_t *v;
+	size_t i;
+	int r;
+
+	json_object_foreach(o, k, v)
+	{
+		for (i = 0; i < 4; i++)
+			if (strcmp(k, strs[i]) == 0)
+				break;
+		if (i < 4) {
+			if (!json_is_string(v)) {
+				snprintf(err, errsz, "%s must be a string", k);
+				return CUSTODY_E_INVALID_ARG;
+			}
+			if ((c->kfree[i] = strdup(json_string_value(v))) ==
+			    NULL)
+				return CUSTODY_E_NOMEM;
+		} else if (strcmp(k, "alg") == 0) {
+			if (!json_is_string(v) ||
+			    alg_from_name(json_string_value(v), &c->kreq.alg) !=
+				0) {
+				snprintf(err, errsz, "alg must be one of %s",
+				    alg_names());
+				return CUSTODY_E_INVALID_ARG;
+			}
+			alg = json_string_value(v);
+		} else if (strcmp(k, "max_age") == 0 || strcmp(k, "ttl") == 0) {
+			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			    json_integer_value(v) > 100LL * 366 * 86400) {
+				snprintf(err, errsz,
+				    "%s must be a number of seconds (0: none)",
+				    k);
+				return CUSTODY_E_INVALID_ARG;
+			}
+			*(strcmp(k, "ttl") == 0 ? &c->kreq.ttl
+						: &c->kreq.max_age) =
+			    json_integer_value(v);
+		} else {
+			snprintf(err, errsz,
+			    "unknown member '%.64s' (agent, owner, purpose, "
+			    "alg, task, max_age, ttl)",
+			    k);
+			return CUSTODY_E_INVALID_ARG;
+		}
+	}
+	c->kreq.agent = c->kfree[0];
+	c->kreq.owner = c->kfree[1];
+	c->kreq.purpose = c->kfree[2];
+	c->kreq.task = c->kfree[3];
+	if (c->kreq.agent == NULL || c->kreq.owner == NULL ||
+	    c->kreq.purpose == NULL || alg == NULL) {
+		snprintf(
+		    err, errsz, "agent, owner, purpose and alg are required");
+		return CUSTODY_E_INVALID_ARG;
+	}
+	r = 0;
+	if (strcmp(c->kreq.purpose, "jwt") != 0 &&
+	    strcmp(c->kreq.purpose, "x509-ca") != 0) {
+		snprintf(err, errsz,
+		    "purpose %.32s: the API creates jwt and x509-ca keys "
+		    "(checkpoint and attestation keys are the service's, "
+		    "made by custody init)",
+		    c->kreq.purpose);
+		r = CUSTODY_E_INVALID_ARG;
+	}
+	return r;
+}
+
+static void
+key_create_work(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct store_key *k = NULL;
+	struct store *st = NULL;
+	struct keys_env env;
+	json_t *o;
+	int r;
+
+	/* a connection of its own: creations are rare, and slow anyway */
+	if ((r = store_open(service_store_path(a->sv), &st)) != 0) {
+		problem(c, 503, "unavailable", NULL,
+		    "the store cannot be opened (%s)", custody_strerror(r));
+		return;
+	}
+	env = (struct keys_env){a->tok, st, a->audit, c->principal, c->rule,
+	    c->policy_hex[0] ? c->policy_hex : NULL};
+	r = keys_create(&env, &c->kreq, time(NULL), &k, NULL);
+	if (r == 0) {
+		o = keys_json(k);
+		if ((r = keyring_add(a->kr, k)) != 0)
+			log_error_fr(r,
+			    "key %s: not in the keyring until "
+			    "custodyd restarts",
+			    o != NULL
+				? json_string_value(json_object_get(o, "id"))
+				: "?");
+		set_json(c, 201, o);
+	} else if (r == CUSTODY_E_EXISTS)
+		problem(c, 409, "conflict", NULL,
+		    "%s already has an active %s key%s%s", c->kreq.agent,
+		    c->kreq.purpose, c->kreq.task ? " for task " : "",
+		    c->kreq.task ? c->kreq.task : "");
+	else if (r == CUSTODY_E_INVALID_ARG)
+		problem(c, 400, "bad-request", NULL,
+		    "the key request was refused (agent, owner and task are "
+		    "UTF-8 text without control characters, up to 256, 256 "
+		    "and 128 bytes)");
+	else if (r == CUSTODY_E_MECHANISM)
+		problem(c, 400, "bad-request", NULL,
+		    "the token cannot make %s keys", alg_name(c->kreq.alg));
+	else
+		problem(c, 503, "unavailable", NULL,
+		    "the key was not created (%s)", custody_strerror(r));
+	store_close(st);
+}
+
+static void
+handle_key_create(struct call *c)
+{
+	struct policy_request pq;
+	struct policy_decision d;
+	struct policy_key pk;
+	const uint8_t *body;
+	json_error_t je;
+	json_t *o = NULL, *detail;
+	char err[320];
+	size_t len;
+	int r;
+
+	if ((body = json_body(c, &len)) == NULL)
+		goto answer;
+	if ((o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
+		 &je)) == NULL ||
+	    !json_is_object(o)) {
+		if (o == NULL)
+			problem(c, 400, "bad-request", NULL,
+			    "the body is not valid JSON: %s", je.text);
+		else
+			problem(c, 400, "bad-request", NULL,
+			    "the body must be a JSON object");
+		goto answer;
+	}
+	if ((r = key_create_parse(c, o, err, sizeof(err))) != 0) {
+		if (r == CUSTODY_E_NOMEM)
+			problem(c, 503, "unavailable", NULL, "out of memory");
+		else
+			problem(c, 400, "bad-request", NULL, "%s", err);
+		goto answer;
+	}
+	memset(&pk, 0, sizeof(pk));
+	pk.agent = c->kreq.agent;
+	pk.owner = c->kreq.owner;
+	pk.purpose = c->kreq.purpose;
+	pk.alg = alg_name(c->kreq.alg);
+	pk.task = c->kreq.task;
+	pk.ttl = c->kreq.ttl;
+	memset(&pq, 0, sizeof(pq));
+	pq.principal = c->principal;
+	pq.action = POLICY_KEY_CREATE;
+	pq.key = &pk;
+	pq.now_ms = now_ms();
+	decide(c, &pq, &d);
+	if (!d.allow) {
+		if (d.rate_limited) {
+			refuse_decision(c, "key.create", NULL, NULL, &d);
+			goto out;
+		}
+		detail = json_pack("{s:s, s:s, s:s, s:s}", "agent",
+		    c->kreq.agent, "owner", c->kreq.owner, "purpose",
+		    c->kreq.purpose, "alg", pk.alg);
+		if (detail != NULL && c->kreq.task != NULL)
+			json_object_set_new(
+			    detail, "task", json_string(c->kreq.task));
+		atomic_fetch_add(&c->lp->api->m.decisions[0], 1);
+		problem(c, 403, "forbidden", json_pack("{s:s}", "rule", d.rule),
+		    "%s", d.reason);
+		log_then(c, decision_leaf(c, "key.create", NULL, NULL, NULL, 0,
+				d.reason, detail));
+		goto out;
+	}
+	/* allowed: the key.create leaf, written with the registry change,
+	 * is the decision (keys_create) */
+	atomic_fetch_add(&c->lp->api->m.decisions[1], 1);
+	c->work = key_create_work;
+	atomic_fetch_add(&c->lp->api->pipeline, 1);
+	submit(c->lp->api, c);
+	goto out;
+answer:
+	send_answer(c);
+out:
+	json_decref(o);
+}
+
+/* ---- JWKS ----------------------------------------------------------------
+ */
+
+static void
+handle_jwks(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct keyring_key **keys = NULL;
+	struct policy_decision d;
+	size_t n = 0, i;
+	json_t *arr;
+	int r;
+
+	if ((r = keyring_list(a->kr, "jwt", &keys, &n)) != 0) {
+		problem(c, 503, "unavailable", NULL, "%s", custody_strerror(r));
+		goto answer;
+	}
+	/* the keys the principal may read (key.read); the others are left
+	 * out, as keys that do not exist would be */
+	if ((arr = json_array()) == NULL)
+		goto answer;
+	for (i = 0; i < n; i++)
+		if (keys[i]->jwk != NULL && key_readable(c, keys[i]->rec, &d))
+			json_array_append(arr, keys[i]->jwk);
+	set_json(c, 200, json_pack("{s:o}", "keys", arr));
+answer:
+	keyring_list_free(keys, n);
+	send_answer(c);
+}
+
+/* ---- the log -------------------------------------------------------------
+ */
+
+static int
+audit_readable(struct call *c)
+{
+	struct policy_request pq;
+	struct policy_decision d;
+
+	memset(&pq, 0, sizeof(pq));
+	pq.principal = c->principal;
+	pq.action = POLICY_AUDIT_READ;
+	pq.now_ms = now_ms();
+	decide(c, &pq, &d);
+	if (!d.allow)
+		refuse_decision(c, "audit.read", NULL, NULL, &d);
+	return d.allow;
+}
+
+/* A decimal uint64 without sign, spaces or leading zeros. */
+static int
+parse_u64(const char *s, uint64_t *vp)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	if (s == NULL || s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
+		return -1;
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] < '0' || s[i] > '9' || i >= 19)
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*vp = v;
+	return 0;
+}
+
+static void
+handle_checkpoint(struct call *c, const char *size_s)
+{
+	uint8_t root[32];
+	uint64_t want = 0, size;
+	struct store *st;
+	char *note = NULL;
+	size_t len;
+	int r;
+
+	if (size_s != NULL && (parse_u64(size_s, &want) != 0 || want == 0)) {
+		problem(
+		    c, 404, "not-found", NULL, "no checkpoint %.32s", size_s);
+		goto answer;
+	}
+	if ((st = loop_store(c)) == NULL)
+		goto answer;
+	if ((r = proof_checkpoint(st, want, &size, root, &note, &len)) != 0) {
+		if (r == CUSTODY_E_NOT_FOUND && want != 0)
+			problem(c, 404, "not-found", NULL,
+			    "no checkpoint was signed at size %llu",
+			    (unsigned long long)want);
+		else if (r == CUSTODY_E_NOT_FOUND)
+			problem(c, 404, "not-found", NULL,
+			    "no checkpoint was signed yet");
+		else
+			problem(c, 503, "unavailable", NULL,
+			    "the store failed (%s)", custody_strerror(r));
+		goto answer;
+	}
+	set_body(c, 200, "text/plain; charset=utf-8", note, len);
+answer:
+	send_answer(c);
+}
+
+static void
+handle_tile(struct call *c, const char *path)
+{
+	struct tiles_tile t;
+	uint8_t root[32], *data = NULL;
+	uint64_t size;
+	struct store *st;
+	char *note = NULL;
+	size_t len, nlen;
+	int r;
+
+	if (tiles_parse_path(path, &t) != 0) {
+		problem(c, 404, "not-found", NULL, "no tile %.80s", path);
+		goto answer;
+	}
+	if ((st = loop_store(c)) == NULL)
+		goto answer;
+	/* tiles of the tree the last checkpoint signed */
+	if ((r = proof_checkpoint(st, 0, &size, root, &note, &nlen)) != 0 ||
+	    (r = logdir_tile(st, size, &t, &data, &len)) != 0) {
+		if (r == CUSTODY_E_NOT_FOUND || r == CUSTODY_E_INVALID_ARG)
+			problem(c, 404, "not-found", NULL,
+			    "%.80s is not a tile of the last checkpoint", path);
+		else
+			problem(c, 503, "unavailable", NULL,
+			    "the tile cannot be read (%s)",
+			    custody_strerror(r));
+		goto answer;
+	}
+	set_body(c, 200, "application/octet-stream", (char *)data, len);
+answer:
+	free(note);
+	send_answer(c);
+}
+
+static void
+handle_proof(struct call *c, const char *kind)
+{
+	struct evkeyvalq qs;
+	struct proof p;
+	struct store *st;
+	const char *q, *a_name, *a_s, *size_s;
+	uint64_t a = 0, size = 0;
+	int r, inclusion = strcmp(kind, "inclusion") == 0;
+
+	memset(&p, 0, sizeof(p));
+	TAILQ_INIT(&qs);
+	a_name = inclusion ? "index" : "from";
+	q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
+	if (q == NULL || evhttp_parse_query_str(q, &qs) != 0 ||
+	    (a_s = evhttp_find_header(&qs, a_name)) == NULL ||
+	    parse_u64(a_s, &a) != 0 ||
+	    ((size_s = evhttp_find_header(&qs, inclusion ? "size" : "to")) !=
+		    NULL &&
+		(parse_u64(size_s, &size) != 0 || size == 0))) {
+		problem(c, 400, "bad-request", NULL, "%s",
+		    inclusion ? "give index=N and optionally size=S "
+				"(a signed checkpoint's size)"
+			      : "give from=M and optionally to=S "
+				"(a signed checkpoint's size)");
+		goto answer;
+	}
+	if ((st = loop_store(c)) == NULL)
+		goto answer;
+	r = inclusion ? proof_inclusion(st, a, size, &p)
+		      : proof_consistency(st, a, size, &p);
+	if (r == CUSTODY_E_NOT_FOUND && p.note == NULL && size != 0)
+		problem(c, 404, "not-found", NULL,
+		    "no checkpoint was signed at size %llu",
+		    (unsigned long long)size);
+	else if (r == CUSTODY_E_NOT_FOUND && p.note == NULL)
+		problem(
+		    c, 404, "not-found", NULL, "no checkpoint was signed yet");
+	else if (r == CUSTODY_E_INVALID_ARG && inclusion)
+		problem(c, 400, "bad-request", NULL,
+		    "leaf %llu is not in the tree of size %llu",
+		    (unsigned long long)a, (unsigned long long)p.size);
+	else if (r == CUSTODY_E_INVALID_ARG)
+		problem(c, 400, "bad-request", NULL,
+		    "from=%llu must be between 1 and %llu",
+		    (unsigned long long)a, (unsigned long long)p.size);
+	else if (r != 0)
+		problem(c, 503, "unavailable", NULL,
+		    "the proof cannot be made (%s)", custody_strerror(r));
+	else
+		set_json(c, 200, proof_json(&p));
+answer:
+	proof_cleanup(&p);
+	evhttp_clear_headers(&qs);
+	send_answer(c);
+}
+
+/* ---- health and metrics --------------------------------------------------
+ */
+
+static void
+handle_health(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct service_checkpoints cp;
+	int failed = audit_failed(a->audit);
+
+	service_checkpoints(a->sv, &cp);
+	set_json(c, failed ? 503 : 200,
+	    json_pack("{s:s, s:s, s:I, s:I, s:I}", "status",
+		failed ? "failing" : "ok", "detail",
+		failed ? "the audit log failed: nothing is signed until "
+			 "custodyd is restarted"
+		       : "serving",
+		"log_size", (json_int_t)audit_size(a->audit), "checkpoint_size",
+		(json_int_t)cp.size, "keys", (json_int_t)keyring_size(a->kr)));
+	send_answer(c);
+}
+
+static void
+handle_metrics(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct service_checkpoints cp;
+	struct evbuffer *b = evbuffer_new();
+	unsigned long v, cum = 0;
+	size_t i, j, len;
+	char *s;
+
+	if (b == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto answer;
+	}
+	service_checkpoints(a->sv, &cp);
+	evbuffer_add_printf(b,
+	    "# HELP custody_requests_total HTTP requests answered.\n"
+	    "# TYPE custody_requests_total counter\n");
+	for (i = 0; i < R_COUNT; i++)
+		for (j = 0; j < NSTATUS; j++)
+			if ((v = atomic_load(&a->m.requests[i][j])) != 0)
+				evbuffer_add_printf(b,
+				    "custody_requests_total{route=\"%s\","
+				    "code=\"%d\"} %lu\n",
+				    route_names[i], statuses[j], v);
+	evbuffer_add_printf(b,
+	    "# HELP custody_credentials_issued_total Credentials signed.\n"
+	    "# TYPE custody_credentials_issued_total counter\n");
+	for (i = 0; i < CUSTODY_ALG_COUNT; i++)
+		evbuffer_add_printf(b,
+		    "custody_credentials_issued_total{type=\"jwt\","
+		    "alg=\"%s\"} %lu\n",
+		    alg_name((enum custody_alg)i),
+		    atomic_load(&a->m.issued[i]));
+	evbuffer_add_printf(b,
+	    "# HELP custody_decisions_total Policy decisions.\n"
+	    "# TYPE custody_decisions_total counter\n"
+	    "custody_decisions_total{decision=\"deny\"} %lu\n"
+	    "custody_decisions_total{decision=\"allow\"} %lu\n"
+	    "# HELP custody_sign_failures_total Signatures the token did not "
+	    "make or that failed verification.\n"
+	    "# TYPE custody_sign_failures_total counter\n"
+	    "custody_sign_failures_total %lu\n"
+	    "# HELP custody_connections_open Connections open now.\n"
+	    "# TYPE custody_connections_open gauge\n"
+	    "custody_connections_open %d\n"
+	    "# HELP custody_connections_total Connections accepted.\n"
+	    "# TYPE custody_connections_total counter\n"
+	    "custody_connections_total %lu\n"
+	    "# HELP custody_connections_refused_total Connections closed at "
+	    "once: over max-connections.\n"
+	    "# TYPE custody_connections_refused_total counter\n"
+	    "custody_connections_refused_total %lu\n"
+	    "# HELP custody_slow_clients_total Connections closed: no "
+	    "complete request within request-timeout.\n"
+	    "# TYPE custody_slow_clients_total counter\n"
+	    "custody_slow_clients_total %lu\n",
+	    atomic_load(&a->m.decisions[0]), atomic_load(&a->m.decisions[1]),
+	    atomic_load(&a->m.sign_failures), atomic_load(&a->conns),
+	    atomic_load(&a->m.conns_total), atomic_load(&a->m.conns_refused),
+	    atomic_load(&a->m.slow_closed));
+	evbuffer_add_printf(b,
+	    "# HELP custody_audit_log_size Leaves in the audit log.\n"
+	    "# TYPE custody_audit_log_size gauge\n"
+	    "custody_audit_log_size %llu\n"
+	    "# HELP custody_audit_commits_total Transactions of the audit "
+	    "log (group commit).\n"
+	    "# TYPE custody_audit_commits_total counter\n"
+	    "custody_audit_commits_total %llu\n"
+	    "# HELP custody_audit_failed 1 once the audit log failed (fail "
+	    "closed).\n"
+	    "# TYPE custody_audit_failed gauge\n"
+	    "custody_audit_failed %d\n"
+	    "# HELP custody_checkpoint_size Tree size of the last signed "
+	    "checkpoint.\n"
+	    "# TYPE custody_checkpoint_size gauge\n"
+	    "custody_checkpoint_size %llu\n"
+	    "# HELP custody_checkpoints_signed_total Checkpoints signed by "
+	    "this run.\n"
+	    "# TYPE custody_checkpoints_signed_total counter\n"
+	    "custody_checkpoints_signed_total %llu\n"
+	    "# HELP custody_checkpoint_failures Checkpoint attempts that "
+	    "failed in a row.\n"
+	    "# TYPE custody_checkpoint_failures gauge\n"
+	    "custody_checkpoint_failures %llu\n",
+	    (unsigned long long)audit_size(a->audit),
+	    (unsigned long long)audit_commits(a->audit), audit_failed(a->audit),
+	    (unsigned long long)cp.size, (unsigned long long)cp.made,
+	    (unsigned long long)cp.failures);
+	evbuffer_add_printf(b,
+	    "# HELP custody_jwt_seconds Time to answer a JWT request that "
+	    "was signed.\n"
+	    "# TYPE custody_jwt_seconds histogram\n");
+	for (i = 0; i <= NBUCKETS; i++) {
+		cum += atomic_load(&a->m.jwt_hist[i]);
+		if (i < NBUCKETS)
+			evbuffer_add_printf(b,
+			    "custody_jwt_seconds_bucket{le=\"%g\"} %lu\n",
+			    buckets[i], cum);
+		else
+			evbuffer_add_printf(b,
+			    "custody_jwt_seconds_bucket{le=\"+Inf\"} %lu\n",
+			    cum);
+	}
+	evbuffer_add_printf(b,
+	    "custody_jwt_seconds_sum %.6f\ncustody_jwt_seconds_count %lu\n",
+	    (double)atomic_load(&a->m.jwt_sum_us) / 1e6,
+	    atomic_load(&a->m.jwt_count));
+	len = evbuffer_get_length(b);
+	if ((s = malloc(len + 1)) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto answer;
+	}
+	evbuffer_remove(b, s, len);
+	set_body(c, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);
+answer:
+	if (b != NULL)
+		evbuffer_free(b);
+	send_answer(c);
+}
+
+/* ---- routing -------------------------------------------------------------
+ */
+
+static size_t
+headers_size(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	size_t n = 0;
+
+	for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
+		n += strlen(kv->key) + strlen(kv->value) + 4;
+	return n;
+}
+
+static struct conn *conn_of(struct loop *lp, struct evhttp_connection *evcon);
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	struct loop *lp = arg;
+	struct call *c;
+	struct conn *k;
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	const char *path =
+	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	int get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+	int post = m == EVHTTP_REQ_POST;
+	const char *allow = NULL;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		evhttp_send_error(req, 503, "out of memory");
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	c->lp = lp;
+	c->req = req;
+	c->route = R_OTHER;
+	if ((k = conn_of(lp, evhttp_request_get_connection(req))) != NULL) {
+		c->conn = k;
+		k->busy = 1;
+		if (k->deadline != NULL)
+			event_del(k->deadline);
+		snprintf(
+		    c->principal, sizeof(c->principal), "%s", k->principal);
+	}
+	if (path == NULL)
+		path = "";
+	if (c->principal[0] == '\0') {
+		problem(c, 401, "unauthenticated", NULL,
+		    "the peer's credentials (SO_PEERCRED) are unknown");
+		send_answer(c);
+		return;
+	}
+	if (headers_size(req) > API_HEADERS_MAX) {
+		problem(c, 400, "headers-too-large", NULL,
+		    "the headers take more than %d bytes", API_HEADERS_MAX);
+		send_answer(c);
+		return;
+	}
+	if (strcmp(path, "/healthz") == 0) {
+		c->route = R_HEALTH;
+		if (get)
+			return handle_health(c);
+		allow = "GET, HEAD";
+	} else if (strcmp(path, "/metrics") == 0) {
+		c->route = R_METRICS;
+		if (get)
+			return handle_metrics(c);
+		allow = "GET, HEAD";
+	} else if (strcmp(path, "/v1/credentials/jwt") == 0) {
+		c->route = R_JWT;
+		if (post)
+			return handle_jwt(c);
+		allow = "POST";
+	} else if (strcmp(path, "/v1/keys") == 0) {
+		c->route = R_KEYS;
+		if (get)
+			return handle_key_list(c);
+		if (post)
+			return handle_key_create(c);
+		allow = "GET, HEAD, POST";
+	} else if (strncmp(path, "/v1/keys/", 9) == 0 &&
+		   strchr(path + 9, '/') == NULL) {
+		c->route = R_KEY;
+		if (get)
+			return handle_key_show(c, path + 9);
+		allow = "GET, HEAD";
+	} else if (strcmp(path, "/v1/jwks") == 0 ||
+		   strcmp(path, "/.well-known/jwks.json") == 0) {
+		c->route = R_JWKS;
+		if (get)
+			return handle_jwks(c);
+		allow = "GET, HEAD";
+	} else if (strcmp(path, "/v1/log/checkpoint") == 0 ||
+		   strncmp(path, "/v1/log/checkpoints/", 20) == 0) {
+		c->route = R_CHECKPOINT;
+		if (get) {
+			if (audit_readable(c))
+				handle_checkpoint(
+				    c, path[18] == 's' ? path + 20 : NULL);
+			return;
+		}
+		allow = "GET, HEAD";
+	} else if (strncmp(path, "/v1/log/tile/", 13) == 0) {
+		c->route = R_TILE;
+		if (get) {
+			if (audit_readable(c))
+				handle_tile(c, path + 8);
+			return;
+		}
+		allow = "GET, HEAD";
+	} else if (strcmp(path, "/v1/log/proof/inclusion") == 0 ||
+		   strcmp(path, "/v1/log/proof/consistency") == 0) {
+		c->route = R_PROOF;
+		if (get) {
+			if (audit_readable(c))
+				handle_proof(c, path + 14);
+			return;
+		}
+		allow = "GET, HEAD";
+	}
+	if (allow != NULL) {
+		evhttp_add_header(
+		    evhttp_request_get_output_headers(req), "Allow", allow);
+		problem(c, 405, "method-not-allowed", NULL, "%s takes %s", path,
+		    allow);
+	} else
+		problem(c, 404, "not-found", NULL, "no such resource: %.128s",
+		    path);
+	send_answer(c);
+}
+
+/* ---- connections ---------------------------------------------------------
+ */
+
+static size_t
+slot_of(const struct loop *lp, const struct evhttp_connection *evcon)
+{
+	uintptr_t p = (uintptr_t)evcon;
+
+	return (size_t)((p >> 4) * 0x9e3779b97f4a7c15ull) & (lp->nslots - 1);
+}
+
+static struct conn *
+conn_of(struct loop *lp, struct evhttp_connection *evcon)
+{
+	size_t j;
+
+	if (lp->nslots == 0)
+		return NULL;
+	for (j = slot_of(lp, evcon); lp->conns[j] != NULL;
+	     j = (j + 1) & (lp->nslots - 1))
+		if (lp->conns[j]->evcon == evcon)
+			return lp->conns[j];
+	return NULL;
+}
+
+static int
+map_put(struct loop *lp, struct conn *k)
+{
+	struct conn **old = lp->conns, **v;
+	size_t n = lp->nslots, i, j;
+
+	if ((lp->nconns + 1) * 2 > lp->nslots) {
+		size_t slots = lp->nslots ? lp->nslots * 2 : 64;
+
+		if ((v = calloc(slots, sizeof(*v))) == NULL)
+			return -1;
+		lp->conns = v;
+		lp->nslots = slots;
+		for (i = 0; i < n; i++)
+			if (old[i] != NULL) {
+				for (j = slot_of(lp, old[i]->evcon);
+				     v[j] != NULL; j = (j + 1) & (slots - 1))
+					;
+				v[j] = old[i];
+			}
+		free(old);
+	}
+	for (j = slot_of(lp, k->evcon); lp->conns[j] != NULL;
+	     j = (j + 1) & (lp->nslots - 1))
+		;
+	lp->conns[j] = k;
+	lp->nconns++;
+	return 0;
+}
+
+static void
+map_del(struct loop *lp, struct conn *k)
+{
+	size_t mask = lp->nslots - 1, j, i, h;
+	struct conn *e;
+
+	for (j = slot_of(lp, k->evcon); lp->conns[j] != NULL;
+	     j = (j + 1) & mask)
+		if (lp->conns[j] == k)
+			break;
+	if (lp->conns[j] == NULL)
+		return;
+	/* backward-shift deletion keeps every probe chain whole */
+	lp->conns[j] = NULL;
+	lp->nconns--;
+	for (i = (j + 1) & mask; (e = lp->conns[i]) != NULL;
+	     i = (i + 1) & mask) {
+		h = slot_of(lp, e->evcon);
+		if ((i > j && (h <= j || h > i)) ||
+		    (i < j && h <= j && h > i)) {
+			lp->conns[j] = e;
+			lp->conns[i] = NULL;
+			j = i;
+		}
+	}
+}
+
+static void
+conn_free(struct conn *k)
+{
+	if (k->adopt != NULL)
+		event_free(k->adopt);
+	if (k->deadline != NULL)
+		event_free(k->deadline);
+	free(k);
+}
+
+/* The request of k was answered: wait for the next one, within the
+ * deadline; free k if libevent closed it meanwhile. */
+static void
+conn_release(struct conn *k)
+{
+	struct timeval tv;
+
+	if (k == NULL)
+		return;
+	k->busy = 0;
+	if (k->closed) {
+		conn_free(k);
+		return;
+	}
+	tv.tv_sec = (time_t)k->lp->api->cfg->request_timeout;
+	tv.tv_usec = 0;
+	if (k->deadline != NULL)
+		event_add(k->deadline, &tv);
+}
+
+static void
+conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct conn *k = arg;
+	struct api *a = k->lp->api;
+
+	(void)evcon;
+	atomic_fetch_sub(&a->conns, 1);
+	map_del(k->lp, k);
+	if (k->deadline != NULL)
+		event_del(k->deadline);
+	k->closed = 1;
+	if (!k->busy)
+		conn_free(k);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *k = arg;
+
+	(void)fd;
+	(void)what;
+	if (k->busy || k->closed)
+		return;
+	atomic_fetch_add(&k->lp->api->m.slow_closed, 1);
+	log_info_f("%s: no complete request within %llds: closed",
+	    k->principal[0] ? k->principal : "a client",
+	    (long long)k->lp->api->cfg->request_timeout);
+	/* frees k through conn_closed() */
+	evhttp_connection_free(k->evcon);
+}
+
+/*
+ * Right after evhttp made the connection of k->bev (a zero timeout at the
+ * highest priority, so before any of its I/O): find the evhttp_connection
+ * (the bufferevent's callback argument), take its peer credentials and
+ * watch its close. A bufferevent already freed has no callbacks left.
+ */
+static void
+adopt_cb(evutil_socket_t fd_, short what, void *arg)
+{
+	struct conn *k = arg;
+	struct loop *lp = k->lp;
+	struct api *a = lp->api;
+	bufferevent_data_cb rcb;
+	void *cbarg = NULL;
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct timeval tv;
+	int fd;
+
+	(void)fd_;
+	(void)what;
+	bufferevent_getcb(k->bev, &rcb, NULL, NULL, &cbarg);
+	fd = bufferevent_getfd(k->bev);
+	bufferevent_decref(k->bev);
+	k->bev = NULL;
+	if (rcb == NULL || cbarg == NULL) {
+		atomic_fetch_sub(&a->conns, 1);
+		conn_free(k);
+		return;
+	}
+	k->evcon = cbarg;
+	if (map_put(lp, k) != 0) {
+		atomic_fetch_sub(&a->conns, 1);
+		evhttp_connection_free(k->evcon);
+		conn_free(k);
+		return;
+	}
+	evhttp_connection_set_closecb(k->evcon, conn_closed, k);
+	if (k->refused || lp->draining) {
+		/* over the limit: closed before a byte is read */
+		evhttp_connection_free(k->evcon);
+		return;
+	}
+	if (fd >= 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
+	    clen == sizeof(cred))
+		snprintf(k->principal, sizeof(k->principal), "unix:uid=%lu",
+		    (unsigned long)cred.uid);
+	tv.tv_sec = (time_t)a->cfg->request_timeout;
+	tv.tv_usec = 0;
+	if ((k->deadline = evtimer_new(lp->base, deadline_cb, k)) != NULL)
+		event_add(k->deadline, &tv);
+}
+
+/* evhttp's hook for a new connection's bufferevent. */
+static struct bufferevent *
+new_conn(struct event_base *base, void *arg)
+{
+	struct loop *lp = arg;
+	struct api *a = lp->api;
+	struct timeval zero = {0, 0};
+	struct bufferevent *bev;
+	struct conn *k;
+
+	/* what evhttp makes itself (no BEV_OPT_CLOSE_ON_FREE: evhttp
+	 * shuts the socket down and closes it after freeing this) */
+	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL)
+		return NULL;
+	if ((k = calloc(1, sizeof(*k))) == NULL ||
+	    (k->adopt = evtimer_new(base, adopt_cb, k)) == NULL) {
+		free(k);
+		return bev; /* untracked, as evhttp alone would do */
+	}
+	event_priority_set(k->adopt, 0);
+	k->lp = lp;
+	k->bev = bev;
+	bufferevent_incref(bev);
+	atomic_fetch_add(&a->m.conns_total, 1);
+	if (atomic_fetch_add(&a->conns, 1) >= a->cfg->max_connections) {
+		k->refused = 1;
+		atomic_fetch_add(&a->m.conns_refused, 1);
+		log_notice_f("more than %d connections: one refused",
+		    a->cfg->max_connections);
+	}
+	event_add(k->adopt, &zero);
+	return bev;
+}
+
+/* ---- the loops -----------------------------------------------------------
+ */
+
+static void
+close_idle(struct loop *lp)
+{
+	size_t i;
+	struct conn *k;
+
+	/* freeing changes the map: collect first */
+	for (;;) {
+		k = NULL;
+		for (i = 0; i < lp->nslots; i++)
+			if (lp->conns[i] != NULL && !lp->conns[i]->busy) {
+				k = lp->conns[i];
+				break;
+			}
+		if (k == NULL)
+			break;
+		evhttp_connection_free(k->evcon);
+	}
+}
+
+static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *lp = arg;
+	struct call *c, *next;
+	int drain, stop;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&lp->mu);
+	c = lp->done;
+	lp->done = lp->done_tail = NULL;
+	drain = lp->cmd_drain;
+	stop = lp->cmd_stop;
+	lp->cmd_drain = 0;
+	pthread_mutex_unlock(&lp->mu);
+	for (; c != NULL; c = next) {
+		next = c->next;
+		send_answer(c);
+	}
+	if (drain && !lp->draining) {
+		lp->draining = 1;
+		if (lp->lst != NULL)
+			evconnlistener_disable(lp->lst);
+		close_idle(lp);
+	}
+	if (stop)
+		event_base_loopbreak(lp->base);
+}
+
+static void *
+loop_main(void *arg)
+{
+	struct loop *lp = arg;
+
+	event_base_dispatch(lp->base);
+	return NULL;
+}
+
+static void
+command(struct loop *lp, int drain, int stop)
+{
+	pthread_mutex_lock(&lp->mu);
+	lp->cmd_drain |= drain;
+	lp->cmd_stop |= stop;
+	pthread_mutex_unlock(&lp->mu);
+	event_active(lp->wake, 0, 0);
+}
+
+static int
+loop_init(struct api *a, struct loop *lp, int idx)
+{
+	int fd;
+
+	lp->api = a;
+	lp->idx = idx;
+	pthread_mutex_init(&lp->mu, NULL);
+	if ((lp->base = event_base_new()) == NULL ||
+	    event_base_priority_init(lp->base, 2) != 0 ||
+	    (lp->http = evhttp_new(lp->base)) == NULL ||
+	    (lp->wake = event_new(lp->base, -1, 0, wake_cb, lp)) == NULL)
+		return CUSTODY_E_NOMEM;
+	evhttp_set_max_body_size(lp->http, API_BODY_BACKSTOP);
+	evhttp_set_max_headers_size(lp->http, API_HEADERS_BACKSTOP);
+	evhttp_set_timeout(lp->http, (int)a->cfg->request_timeout);
+	evhttp_set_allowed_methods(lp->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+	evhttp_set_flags(lp->http, EVHTTP_SERVER_LINGERING_CLOSE);
+	evhttp_set_default_content_type(lp->http, "application/json");
+	evhttp_set_gencb(lp->http, on_request, lp);
+	evhttp_set_bevcb(lp->http, new_conn, lp);
+	/* each loop accepts on a descriptor of its own for the socket */
+	if ((fd = fcntl(a->lfd, F_DUPFD_CLOEXEC, 3)) < 0) {
+		log_error_f("dup: %s", strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	if ((lp->lst = evconnlistener_new(lp->base, NULL, NULL,
+		 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd)) ==
+	    NULL) {
+		close(fd);
+		return CUSTODY_E_NOMEM;
+	}
+	if (evhttp_bind_listener(lp->http, lp->lst) == NULL)
+		return CUSTODY_E_NOMEM;
+	return 0;
+}
+
+static void
+loop_cleanup(struct loop *lp)
+{
+	struct call *c, *next;
+	size_t i;
+
+	/* answers that were never sent: their requests die with evhttp */
+	for (c = lp->done; c != NULL; c = next) {
+		next = c->next;
+		c->req = NULL;
+		call_free(c);
+	}
+	if (lp->http != NULL)
+		evhttp_free(lp->http); /* also the listener and connections */
+	for (i = 0; i < lp->nslots; i++)
+		if (lp->conns[i] != NULL)
+			conn_free(lp->conns[i]);
+	free(lp->conns);
+	if (lp->wake != NULL)
+		event_free(lp->wake);
+	if (lp->base != NULL)
+		event_base_free(lp->base);
+	store_close(lp->st);
+	pthread_mutex_destroy(&lp->mu);
+}
+
+/* ---- the socket --------------------------------------------------------- */
+
+static int
+bind_socket(struct api *a)
+{
+	const struct config *cfg = a->cfg;
+	struct sockaddr_un sa;
+	struct stat sb;
+	struct group *gr;
+	gid_t gid = (gid_t)-1;
+	int fd = -1, probe, r = CUSTODY_E_IO;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(cfg->listen_unix) >= sizeof(sa.sun_path)) {
+		log_error_f("listen-unix: %s is longer than a socket path may "
+			    "be (%zu bytes)",
+		    cfg->listen_unix, sizeof(sa.sun_path) - 1);
+		return CUSTODY_E_CONFIG;
+	}
+	memcpy(sa.sun_path, cfg->listen_unix, strlen(cfg->listen_unix));
+	if (cfg->listen_unix_group != NULL) {
+		if ((gr = getgrnam(cfg->listen_unix_group)) == NULL) {
+			log_error_f("listen-unix-group: no group %s",
+			    cfg->listen_unix_group);
+			return CUSTODY_E_CONFIG;
+		}
+		gid = gr->gr_gid;
+	}
+	/* a socket left by a custodyd that died is replaced; one that
+	 * answers belongs to a running server and is left alone */
+	if (lstat(cfg->listen_unix, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			log_error_f("listen-unix: %s exists and is not a "
+				    "socket",
+			    cfg->listen_unix);
+			return CUSTODY_E_EXISTS;
+		}
+		if ((probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >=
+			0 &&
+		    connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			log_error_f("listen-unix: a server already answers on "
+				    "%s",
+			    cfg->listen_unix);
+			return CUSTODY_E_EXISTS;
+		}
+		if (probe >= 0)
+			close(probe);
+		if (unlink(cfg->listen_unix) != 0) {
+			log_error_f(
+			    "%s: %s", cfg->listen_unix, strerror(errno));
+			return CUSTODY_E_IO;
+		}
+	}
+	if ((fd = socket(
+		 AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+		log_error_f("socket: %s", strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	/* bound under a umask that lets nobody in, then opened to the
+	 * configured mode: never a moment with wider access */
+	{
+		mode_t old = umask(0777);
+
+		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+		umask(old);
+	}
+	if (r != 0) {
+		log_error_f("listen-unix: bind %s: %s", cfg->listen_unix,
+		    strerror(errno));
+		goto fail;
+	}
+	if ((gid != (gid_t)-1 &&
+		chown(cfg->listen_unix, (uid_t)-1, gid) != 0) ||
+	    chmod(cfg->listen_unix, (mode_t)cfg->listen_unix_mode) != 0 ||
+	    listen(fd, 1024) != 0 || lstat(cfg->listen_unix, &sb) != 0) {
+		log_error_f(
+		    "listen-unix: %s: %s", cfg->listen_unix, strerror(errno));
+		(void)unlink(cfg->listen_unix);
+		goto fail;
+	}
+	a->lfd = fd;
+	a->sock_dev = sb.st_dev;
+	a->sock_ino = sb.st_ino;
+	return 0;
+fail:
+	close(fd);
+	return CUSTODY_E_IO;
+}
+
+/* ---- the api -------------------------------------------------------------
+ */
+
+static int threads_ok;
+
+static void
+use_threads(void)
+{
+	threads_ok = evthread_use_pthreads() == 0;
+}
+
+int
+api_open(struct service *sv, const struct config *cfg, struct api **ap)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct api *a;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(sv != NULL && cfg != NULL && ap != NULL &&
+				       service_audit(sv) != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	/* locks in libevent, so that other threads can wake a loop */
+	pthread_once(&once, use_threads);
+	if (!threads_ok) {
+		log_error_f("libevent cannot use pthreads");
+		return CUSTODY_E_INTERNAL;
+	}
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return CUSTODY_E_NOMEM;
+	a->sv = sv;
+	a->cfg = cfg;
+	a->audit = service_audit(sv);
+	a->tok = service_token(sv);
+	a->lfd = -1;
+	pthread_mutex_init(&a->jmu, NULL);
+	pthread_cond_init(&a->jcv, NULL);
+	pthread_mutex_init(&a->rmu, NULL);
+	a->refused_since = time(NULL);
+	if ((r = keyring_open(
+		 a->tok, service_store(sv), cfg->jwt_ed25519_alg, &a->kr)) != 0)
+		goto fail;
+	if ((r = bind_socket(a)) != 0)
+		goto fail;
+	if ((a->sock_path = strdup(cfg->listen_unix)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto fail;
+	}
+	*ap = a;
+	return 0;
+fail:
+	api_close(a);
+	return r;
+}
+
+int
+api_run(struct api *a)
+{
+	struct timeval tv;
+	int i, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    a != NULL && a->loops == NULL, CUSTODY_E_INVALID_ARG);
+	a->nloops = a->cfg->workers;
+	if ((a->loops = calloc((size_t)a->nloops, sizeof(*a->loops))) == NULL ||
+	    (a->signers = calloc(
+		 (size_t)a->cfg->workers, sizeof(*a->signers))) == NULL)
+		return CUSTODY_E_NOMEM;
+	for (i = 0; i < a->nloops; i++)
+		if ((r = loop_init(a, &a->loops[i], i)) != 0)
+			return r;
+	/* refusals are logged once per checkpoint-interval (G4) */
+	if ((a->flush = event_new(
+		 a->loops[0].base, -1, EV_PERSIST, flush_cb, a)) == NULL)
+		return CUSTODY_E_NOMEM;
+	tv.tv_sec = (time_t)a->cfg->checkpoint_interval;
+	tv.tv_usec = 0;
+	event_add(a->flush, &tv);
+	for (i = 0; i < a->cfg->workers; i++) {
+		if (pthread_create(&a->signers[i], NULL, signer_main, a) != 0)
+			return CUSTODY_E_NOMEM;
+		a->nsigners++;
+	}
+	for (i = 0; i < a->nloops; i++) {
+		if (pthread_create(
+			&a->loops[i].th, NULL, loop_main, &a->loops[i]) != 0)
+			return CUSTODY_E_NOMEM;
+		a->loops[i].running = 1;
+	}
+	a->started = time(NULL);
+	return 0;
+}
+
+/* Requests between their arrival and their answer, in all loops. */
+static long
+in_progress(struct api *a)
+{
+	long n = atomic_load(&a->pipeline);
+	int i;
+
+	for (i = 0; i < a->nloops; i++) {
+		pthread_mutex_lock(&a->loops[i].mu);
+		n += a->loops[i].done != NULL;
+		pthread_mutex_unlock(&a->loops[i].mu);
+	}
+	return n;
+}
+
+long
+api_drain(struct api *a, int64_t timeout_ms)
+{
+	struct timespec ts = {0, 10 * 1000 * 1000};
+	int64_t waited = 0;
+	long n;
+	int i;
+
+	if (a == NULL || a->loops == NULL)
+		return 0;
+	for (i = 0; i < a->nloops; i++)
+		if (a->loops[i].running)
+			command(&a->loops[i], 1, 0);
+	while ((n = in_progress(a)) > 0 && waited < timeout_ms) {
+		nanosleep(&ts, NULL);
+		waited += 10;
+	}
+	flush_refused(a);
+	return n;
+}
+
+void
+api_close(struct api *a)
+{
+	struct timespec ts = {0, 5 * 1000 * 1000};
+	struct stat sb;
+	int i;
+
+	if (a == NULL)
+		return;
+	/* calls inside the log or a signer come back to a loop: let them
+	 * (a log commit or a signature takes milliseconds) */
+	while (atomic_load(&a->pipeline) > 0)
+		nanosleep(&ts, NULL);
+	pthread_mutex_lock(&a->jmu);
+	a->jstop = 1;
+	pthread_cond_broadcast(&a->jcv);
+	pthread_mutex_unlock(&a->jmu);
+	for (i = 0; i < a->nsigners; i++)
+		pthread_join(a->signers[i], NULL);
+	for (i = 0; i < a->nloops; i++)
+		if (a->loops[i].running) {
+			command(&a->loops[i], 0, 1);
+			pthread_join(a->loops[i].th, NULL);
+		}
+	if (a->flush != NULL)
+		event_free(a->flush);
+	for (i = 0; a->loops != NULL && i < a->nloops; i++)
+		loop_cleanup(&a->loops[i]);
+	free(a->loops);
+	free(a->signers);
+	if (a->lfd >= 0)
+		close(a->lfd);
+	/* remove the socket only if it is still ours */
+	if (a->sock_path != NULL && lstat(a->sock_path, &sb) == 0 &&
+	    sb.st_dev == a->sock_dev && sb.st_ino == a->sock_ino)
+		(void)unlink(a->sock_path);
+	free(a->sock_path);
+	keyring_close(a->kr);
+	pthread_mutex_destroy(&a->jmu);
+	pthread_cond_destroy(&a->jcv);
+	pthread_mutex_destroy(&a->rmu);
+	free(a);
+}
