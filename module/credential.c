@@ -47,6 +47,48 @@ fail(char *err, size_t errsz, int r, const char *fmt, ...)
 	return r;
 }
 
+/*
+ * The member name that jansson's error at pos is about, as spelled in the
+ * body (printable ASCII; at most 64 bytes): pos is just after the duplicate
+ * name itself (key) or after the value of the member (!key). "" if it
+ * cannot be found.
+ */
+static void
+name_at(const uint8_t *b, size_t len, int pos, int key, char *out, size_t outsz)
+{
+	size_t i, end, start, n = 0, slashes;
+
+	out[0] = '\0';
+	if (pos <= 0 || len == 0)
+		return;
+	i = (size_t)pos - 1 < len ? (size_t)pos - 1 : len - 1;
+	if (!key) {
+		while (i > 0 && b[i] != ':')
+			i--;
+		while (i > 0 && (b[i] == ':' || b[i] == ' ' || b[i] == '\t' ||
+				    b[i] == '\n' || b[i] == '\r'))
+			i--;
+	}
+	if (b[i] != '"' || i == 0)
+		return;
+	end = i;
+	for (start = end; start > 0; start--) {
+		if (b[start - 1] != '"')
+			continue;
+		for (slashes = 0;
+		     start - 1 >= slashes + 1 && b[start - 2 - slashes] == '\\';
+		     slashes++)
+			;
+		if (slashes % 2 == 0)
+			break;
+	}
+	if (start == 0)
+		return;
+	for (i = start; i < end && n + 1 < outsz && n < 64; i++)
+		out[n++] = b[i] >= 0x20 && b[i] < 0x7f ? (char)b[i] : '?';
+	out[n] = '\0';
+}
+
 static int
 sha256(const void *buf, size_t len, uint8_t out[32])
 {
@@ -238,6 +280,33 @@ parse_ttl(struct credential_jwt_req *q, json_t *v, char *err, size_t errsz)
 	return 0;
 }
 
+/* Say what jansson refused, naming the member where it can. */
+static int
+load_error(const uint8_t *body, size_t len, const json_error_t *je, char *err,
+    size_t errsz)
+{
+	char name[80];
+
+	if (strncmp(je->text, "duplicate object key", 20) == 0) {
+		name_at(body, len, je->position, 1, name, sizeof(name));
+		return fail(err, errsz, CUSTODY_E_PARSE,
+		    "member \"%s\" is given twice (line %d, column %d); "
+		    "duplicate members are refused",
+		    name, je->line, je->column);
+	}
+	if (strncmp(je->text, "too big integer", 15) == 0 ||
+	    strncmp(je->text, "real number overflow", 20) == 0) {
+		/* valid JSON, a value out of any bound */
+		name_at(body, len, je->position, 0, name, sizeof(name));
+		return fail(err, errsz, CUSTODY_E_INVALID_ARG,
+		    "%s%sa number out of range (line %d, column %d)", name,
+		    name[0] ? " is " : "", je->line, je->column);
+	}
+	return fail(err, errsz, CUSTODY_E_PARSE,
+	    "the body is not valid JSON: %s (line %d, column %d)", je->text,
+	    je->line, je->column);
+}
+
 int
 credential_jwt_parse(const uint8_t *body, size_t len,
     struct credential_jwt_req **reqp, char *err, size_t errsz)
@@ -255,11 +324,9 @@ credential_jwt_parse(const uint8_t *body, size_t len,
 	if ((r = sha256(body, len, q->request_sha256)) != 0)
 		goto out;
 	/* duplicates are compared after unescaping: "\u0073ub" is "sub" */
-	if ((o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
-		 &je)) == NULL) {
-		r = fail(err, errsz, CUSTODY_E_PARSE,
-		    "the body is not valid JSON: %s (line %d, column %d)",
-		    je.text, je.line, je.column);
+	if ((o = json_loadb((const char *)body, len,
+		 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je)) == NULL) {
+		r = load_error(body, len, &je, err, errsz);
 		goto out;
 	}
 	if (!json_is_object(o)) {
@@ -457,7 +524,8 @@ credential_jwt_build(const struct credential_jwt_req *q,
 
 	CUSTODY_RETURN_VAL_IF_FAIL(q != NULL && k != NULL && k->kid != NULL &&
 				       k->agent != NULL && iss != NULL &&
-				       ttl > 0 && now > 0 && jwtp != NULL,
+				       ttl > 0 && now > 0 &&
+				       ttl <= INT64_MAX - now && jwtp != NULL,
 	    CUSTODY_E_INVALID_ARG);
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return CUSTODY_E_NOMEM;

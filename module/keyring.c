@@ -209,11 +209,10 @@ int
 keyring_open(struct token *t, struct store *st, const char *ed25519_alg,
     struct keyring **krp)
 {
-	static const char *const states[] = {"active", "retired"};
 	struct keyring *kr;
 	struct store_key **keys = NULL;
 	struct entry *e;
-	size_t n = 0, i, s;
+	size_t n = 0, i;
 	int r = 0;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
@@ -227,17 +226,17 @@ keyring_open(struct token *t, struct store *st, const char *ed25519_alg,
 		r = CUSTODY_E_NOMEM;
 		goto out;
 	}
-	for (s = 0; s < 2 && r == 0; s++) {
-		if ((r = store_key_list(st, states[s], &keys, &n)) != 0)
-			break;
-		for (i = 0; i < n && r == 0; i++) {
-			if ((r = entry_new(kr, keys[i], &e)) == 0)
-				r = append(kr, e);
-			keys[i] = NULL; /* the ring's now */
-		}
-		store_key_list_free(keys, n);
-		keys = NULL;
+	/* every key but the destroyed ones, oldest first */
+	if ((r = store_key_list(st, NULL, &keys, &n)) != 0)
+		goto out;
+	for (i = 0; i < n && r == 0; i++) {
+		if (strcmp(keys[i]->state, "destroyed") == 0)
+			continue;
+		if ((r = entry_new(kr, keys[i], &e)) == 0)
+			r = append(kr, e);
+		keys[i] = NULL; /* the ring's now */
 	}
+	store_key_list_free(keys, n);
 out:
 	if (r != 0) {
 		keyring_close(kr);

@@ -17,7 +17,10 @@
  * object (token_key_open(): a search and a public-key parse, about 0.1 ms)
  * once, on its first signature, not per request. While custodyd runs it is
  * the only writer of the registry, so the view stays true as long as every
- * change it makes is also made here (keyring_add()).
+ * change it makes is also made here: keyring_add() for a key it creates.
+ * The ring cannot yet follow a key's retirement or destruction, so custodyd
+ * does neither while it runs (custody key destroy needs the data
+ * directory's lock, which custodyd holds).
  *
  * Safe for any number of threads: lookups share a read lock; a key found
  * has a reference of the caller's (keyring_put()), so a key removed from
