@@ -12,8 +12,12 @@ PACKAGES=(
 	libp11-dev libcmocka-dev
 	# run: the embedded token
 	softhsm2
+	# the quick start and the tests talk to custodyd with curl
+	curl
 	# tests: tools custody did not write
 	opensc openssl xxd util-linux python3 python3-cryptography python3-jwcrypto
+	# the benchmark's baseline: a p11-kit server/client pair
+	p11-kit p11-kit-modules
 	clang-format
 	# tests: the libFuzzer targets (tests/fuzz) need Clang
 	clang
