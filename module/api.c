@@ -1113,6 +1113,7 @@ key_create_work(struct call *c)
 	struct api *a = c->lp->api;
 	struct store_key *k = NULL;
 	struct store *st = NULL;
+	struct token_generated *g = NULL;
 	struct keys_env env;
 	json_t *o;
 	int r;
@@ -1125,9 +1126,13 @@ key_create_work(struct call *c)
 	}
 	env = (struct keys_env){a->tok, st, a->audit, c->principal, c->rule,
 	    c->policy_hex[0] ? c->policy_hex : NULL};
-	r = keys_create(&env, &c->kreq, time(NULL), &k, NULL);
+	r = keys_create(&env, &c->kreq, time(NULL), &k, &g);
 	if (r == 0) {
 		o = keys_json(k);
+		if (o != NULL)
+			json_object_set_new(
+			    o, "token_attributes", keys_attrs_json(&g->attrs));
+		token_generated_free(g);
 		if ((r = keyring_add(a->kr, k)) != 0)
 			log_error_fr(r,
 			    "key %s: not in the keyring until "

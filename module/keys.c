@@ -123,13 +123,9 @@ create_leaf(const struct keys_env *env, const struct store_key *k,
 
 	if (o == NULL || util_base64_encode(k->spki, k->spki_len, &spki) != 0)
 		goto fail;
-	d = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:b, s:b, s:b, s:b, "
-		      "s:b}}",
-	    "agent", k->agent, "owner", k->owner, "purpose", k->purpose, "alg",
-	    k->alg, "spki", spki, "token", k->token, "attributes", "sensitive",
-	    g->attrs.sensitive, "always_sensitive", g->attrs.always_sensitive,
-	    "extractable", g->attrs.extractable, "never_extractable",
-	    g->attrs.never_extractable, "local", g->attrs.local);
+	d = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "agent", k->agent,
+	    "owner", k->owner, "purpose", k->purpose, "alg", k->alg, "spki",
+	    spki, "token", k->token, "attributes", keys_attrs_json(&g->attrs));
 	if (d == NULL || json_object_set_new(o, "detail", d) != 0)
 		goto fail;
 	/* members that do not apply are left out, not null */
@@ -400,4 +396,13 @@ keys_json(const struct store_key *k)
 		json_object_set_new(
 		    o, "destroy_reason", json_string(k->destroy_reason));
 	return o;
+}
+
+json_t *
+keys_attrs_json(const struct token_attrs *a)
+{
+	return json_pack("{s:b, s:b, s:b, s:b, s:b}", "sensitive", a->sensitive,
+	    "always_sensitive", a->always_sensitive, "extractable",
+	    a->extractable, "never_extractable", a->never_extractable, "local",
+	    a->local);
 }

@@ -82,4 +82,9 @@ int keys_check_text(const char *what, const char *s, size_t maxlen);
  */
 json_t *keys_json(const struct store_key *k);
 
+/* The protection attributes a token reported for a new key, as the
+ * key.create leaf carries them: sensitive, always_sensitive, extractable,
+ * never_extractable, local. New reference. */
+json_t *keys_attrs_json(const struct token_attrs *a);
+
 #endif

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "datadir.h"
 #include "err.h"
+#include "httpc.h"
 #include "keys.h"
 #include "log.h"
 #include "logdir.h"
@@ -50,6 +51,7 @@ struct ctx {
 	struct audit *a; /* the writer of registry changes and leaves */
 	struct token *tok;
 	char principal[32]; /* unix:uid=N: direct mode acts as its user */
+	struct httpc *hc;   /* custodyd, when it runs */
 };
 
 /* Direct mode: the user running custody, under the rule "(direct)". */
@@ -98,6 +100,8 @@ load_config(struct ctx *c)
 	const char *path = config_choose_path(c->conf_path);
 	int r;
 
+	if (c->cfg != NULL)
+		return 0;
 	if ((r = config_load(path, &c->cfg, err, sizeof(err))) != 0) {
 		fprintf(stderr, "%s: %s\n", progname,
 		    err[0] ? err : custody_strerror(r));
@@ -179,6 +183,7 @@ close_ctx(struct ctx *c)
 		store_close(c->st);
 	}
 	datadir_unlock(c->lockfd);
+	httpc_close(c->hc);
 	config_free(c->cfg);
 }
 
@@ -208,34 +213,157 @@ print_duration(const char *label, int64_t d)
 	printf("%-12s %s\n", label, buf);
 }
 
-static void
-print_key(const struct store_key *k)
+/* Member k of o as a string, or NULL. */
+static const char *
+js(json_t *o, const char *k)
 {
-	char t[32];
+	json_t *v = json_object_get(o, k);
 
-	printf("%-12s %s\n", "id:", k->id);
-	printf("%-12s %s\n", "uri:", k->token);
-	printf("%-12s %s\n", "agent:", k->agent);
-	printf("%-12s %s\n", "owner:", k->owner);
-	printf("%-12s %s\n", "purpose:", k->purpose);
-	printf("%-12s %s\n", "alg:", k->alg);
-	printf("%-12s %s\n", "state:", k->state);
-	if (k->task != NULL)
-		printf("%-12s %s\n", "task:", k->task);
-	util_format_time(k->created_at, t, sizeof(t));
-	printf("%-12s %s\n", "created:", t);
-	if (k->retired_at) {
-		util_format_time(k->retired_at, t, sizeof(t));
-		printf("%-12s %s\n", "retired:", t);
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int64_t
+ji(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+static const char *
+or_empty(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+/* A key as keys_json() (or custodyd) gives it. */
+static void
+print_key(json_t *o)
+{
+	static const char *const rows[][2] = {{"id:", "id"}, {"uri:", "uri"},
+	    {"agent:", "agent"}, {"owner:", "owner"}, {"purpose:", "purpose"},
+	    {"alg:", "alg"}, {"state:", "state"}};
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+		printf("%-12s %s\n", rows[i][0], or_empty(js(o, rows[i][1])));
+	if (js(o, "task") != NULL)
+		printf("%-12s %s\n", "task:", js(o, "task"));
+	printf("%-12s %s\n", "created:", or_empty(js(o, "created_at")));
+	if (js(o, "retired_at") != NULL)
+		printf("%-12s %s\n", "retired:", js(o, "retired_at"));
+	if (js(o, "destroyed_at") != NULL)
+		printf("%-12s %s (%s)\n", "destroyed:", js(o, "destroyed_at"),
+		    or_empty(js(o, "destroy_reason")));
+	print_duration("max-age:", ji(o, "max_age"));
+	print_duration("ttl:", ji(o, "ttl"));
+	printf("%-12s %s\n", "kid:", or_empty(js(o, "kid")));
+}
+
+static void
+print_key_header(void)
+{
+	printf("%-18s %-9s %-11s %-12s %-20s %s\n", "ID", "STATE", "PURPOSE",
+	    "ALG", "CREATED", "AGENT [TASK]");
+}
+
+static void
+print_key_row(json_t *o)
+{
+	const char *task = js(o, "task");
+
+	printf("%-18s %-9s %-11s %-12s %-20s %s%s%s%s\n", or_empty(js(o, "id")),
+	    or_empty(js(o, "state")), or_empty(js(o, "purpose")),
+	    or_empty(js(o, "alg")), or_empty(js(o, "created_at")),
+	    or_empty(js(o, "agent")), task ? " [" : "", task ? task : "",
+	    task ? "]" : "");
+}
+
+/* Do the attributes read back show a protected key? */
+static int
+keys_attrs_ok(json_t *a)
+{
+	return json_is_true(json_object_get(a, "sensitive")) &&
+	       json_is_true(json_object_get(a, "always_sensitive")) &&
+	       json_is_false(json_object_get(a, "extractable")) &&
+	       json_is_true(json_object_get(a, "never_extractable")) &&
+	       json_is_true(json_object_get(a, "local"));
+}
+
+/* ---- custodyd ------------------------------------------------------------
+ */
+
+/*
+ * Connect to custodyd on the configured listen-unix socket: 0 and c->hc,
+ * or CUSTODY_E_NOT_RUNNING when nothing listens there (the commands that
+ * have a direct mode then use it), or another error (printed).
+ */
+static int
+daemon_open(struct ctx *c)
+{
+	int r, ex;
+
+	if ((ex = load_config(c)) != 0)
+		return CUSTODY_E_CONFIG;
+	if (c->hc != NULL)
+		return 0;
+	r = httpc_connect_unix(c->cfg->listen_unix, 0, &c->hc);
+	if (r != 0 && r != CUSTODY_E_NOT_RUNNING)
+		fprintf(stderr, "%s: %s: %s\n", progname, c->cfg->listen_unix,
+		    custody_strerror(r));
+	return r;
+}
+
+/*
+ * One request to custodyd (connected by daemon_open()); body (borrowed)
+ * is sent as JSON when not NULL. Returns 0 and, for a JSON answer, *outp
+ * (new); otherwise prints what went wrong, the problem custodyd answered
+ * with, and returns the exit status.
+ */
+static int
+daemon_call(struct ctx *c, const char *cmd, const char *method,
+    const char *target, json_t *body, json_t **outp)
+{
+	struct httpc_response resp;
+	json_t *o = NULL;
+	char *s = NULL;
+	const char *detail, *rule;
+	int r, ex = EXIT_FAILURE;
+
+	*outp = NULL;
+	memset(&resp, 0, sizeof(resp));
+	if (body != NULL && (s = json_dumps(body, JSON_COMPACT)) == NULL)
+		return fail(cmd, CUSTODY_E_NOMEM);
+	r = httpc_request(c->hc, method, target, NULL,
+	    s != NULL ? "application/json" : NULL, (const uint8_t *)s,
+	    s != NULL ? strlen(s) : 0, &resp);
+	free(s);
+	if (r != 0) {
+		fprintf(stderr, "%s: %s: custodyd on %s: %s\n", progname, cmd,
+		    c->cfg->listen_unix, custody_strerror(r));
+		return EXIT_FAILURE;
 	}
-	if (k->destroyed_at) {
-		util_format_time(k->destroyed_at, t, sizeof(t));
-		printf("%-12s %s (%s)\n", "destroyed:", t,
-		    k->destroy_reason ? k->destroy_reason : "");
+	if (resp.content_type != NULL &&
+	    (strncmp(resp.content_type, "application/json", 16) == 0 ||
+		strncmp(resp.content_type, "application/problem+json", 24) ==
+		    0))
+		o = json_loadb((const char *)resp.body, resp.len, 0, NULL);
+	if (resp.status >= 200 && resp.status < 300) {
+		*outp = o;
+		ex = 0;
+	} else if ((detail = js(o, "detail")) != NULL) {
+		rule = js(o, "rule");
+		fprintf(stderr, "%s: %s: %s (HTTP %d%s%s)\n", progname, cmd,
+		    detail, resp.status, rule ? ", rule " : "",
+		    rule ? rule : "");
+		json_decref(o);
+	} else {
+		fprintf(stderr, "%s: %s: custodyd answered HTTP %d: %.200s\n",
+		    progname, cmd, resp.status, (const char *)resp.body);
+		json_decref(o);
 	}
-	print_duration("max-age:", k->max_age);
-	print_duration("ttl:", k->ttl);
-	printf("%-12s %s\n", "kid:", k->kid);
+	httpc_response_cleanup(&resp);
+	return ex;
 }
 
 /* ---- custody init ------------------------------------------------------- */
@@ -634,6 +762,7 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 	struct token_generated *g = NULL;
 	struct store_key *k = NULL;
 	const char *alg = NULL;
+	json_t *o = NULL;
 	int ch, r, ex;
 
 	memset(&req, 0, sizeof(req));
@@ -696,33 +825,52 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 	    (req.task != NULL &&
 		(r = keys_check_text("task", req.task, 128)) != 0))
 		return fail("key create", r);
-	if ((ex = open_ctx(c, 1)) != 0)
-		return ex;
-	env = env_of(c);
-	if ((r = keys_create(&env, &req, (int64_t)time(NULL), &k, &g)) != 0)
-		return fail("key create", r);
-	if (c->json) {
-		json_t *o = keys_json(k), *a = json_object();
+	/* through custodyd when it runs (its policy decides), else direct */
+	if ((r = daemon_open(c)) == 0) {
+		json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "agent",
+		    req.agent, "owner", req.owner, "purpose", req.purpose,
+		    "alg", alg_name(req.alg));
 
+		if (body != NULL && req.task != NULL)
+			json_object_set_new(
+			    body, "task", json_string(req.task));
+		if (body != NULL && req.max_age != 0)
+			json_object_set_new(
+			    body, "max_age", json_integer(req.max_age));
+		if (body != NULL && req.ttl != 0)
+			json_object_set_new(body, "ttl", json_integer(req.ttl));
+		ex = daemon_call(c, "key create", "POST", "/v1/keys", body, &o);
+		json_decref(body);
+		if (ex != 0)
+			return ex;
+	} else if (r != CUSTODY_E_NOT_RUNNING)
+		return EXIT_FAILURE;
+	else {
+		if ((ex = open_ctx(c, 1)) != 0)
+			return ex;
+		env = env_of(c);
+		if ((r = keys_create(
+			 &env, &req, (int64_t)time(NULL), &k, &g)) != 0)
+			return fail("key create", r);
+		o = keys_json(k);
 		json_object_set_new(
-		    a, "sensitive", json_boolean(g->attrs.sensitive));
-		json_object_set_new(a, "always_sensitive",
-		    json_boolean(g->attrs.always_sensitive));
-		json_object_set_new(
-		    a, "extractable", json_boolean(g->attrs.extractable));
-		json_object_set_new(a, "never_extractable",
-		    json_boolean(g->attrs.never_extractable));
-		json_object_set_new(a, "local", json_boolean(g->attrs.local));
-		json_object_set_new(o, "token_attributes", a);
-		print_json(o);
-	} else {
-		print_key(k);
-		printf("%-12s sensitive, always sensitive, never extractable, "
-		       "local (read back)\n",
-		    "token:");
+		    o, "token_attributes", keys_attrs_json(&g->attrs));
+		store_key_free(k);
+		token_generated_free(g);
 	}
-	store_key_free(k);
-	token_generated_free(g);
+	if (o == NULL)
+		return fail("key create", CUSTODY_E_NOMEM);
+	if (c->json)
+		print_json(o);
+	else {
+		print_key(o);
+		printf("%-12s %s\n", "token:",
+		    keys_attrs_ok(json_object_get(o, "token_attributes"))
+			? "sensitive, always sensitive, never extractable, "
+			  "local (read back)"
+			: "(attributes not reported)");
+		json_decref(o);
+	}
 	return 0;
 }
 
@@ -742,8 +890,9 @@ cmd_key_list(struct ctx *c, int argc, char **argv)
 	};
 	struct store_key **keys = NULL;
 	const char *state = NULL;
+	char target[64];
 	size_t n = 0, i;
-	char t[32];
+	json_t *a = NULL, *o;
 	int ch, r, ex;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -771,30 +920,38 @@ cmd_key_list(struct ctx *c, int argc, char **argv)
 	if (optind != argc)
 		return usage_error(
 		    "key list", "unexpected argument '%s'", argv[optind]);
-	if ((ex = open_ctx(c, 0)) != 0)
-		return ex;
-	if ((r = store_key_list(c->st, state, &keys, &n)) != 0)
-		return fail("key list", r);
-	if (c->json) {
-		json_t *a = json_array();
-
+	if ((r = daemon_open(c)) == 0) {
+		snprintf(target, sizeof(target), "/v1/keys%s%s",
+		    state ? "?state=" : "", state ? state : "");
+		if ((ex = daemon_call(
+			 c, "key list", "GET", target, NULL, &o)) != 0)
+			return ex;
+		a = json_incref(json_object_get(o, "keys"));
+		json_decref(o);
+		if (!json_is_array(a)) {
+			json_decref(a);
+			return fail("key list", CUSTODY_E_PROTOCOL);
+		}
+	} else if (r != CUSTODY_E_NOT_RUNNING)
+		return EXIT_FAILURE;
+	else {
+		if ((ex = open_ctx(c, 0)) != 0)
+			return ex;
+		if ((r = store_key_list(c->st, state, &keys, &n)) != 0)
+			return fail("key list", r);
+		a = json_array();
 		for (i = 0; i < n; i++)
 			json_array_append_new(a, keys_json(keys[i]));
-		print_json(a);
-	} else {
-		printf("%-18s %-9s %-11s %-12s %-20s %s\n", "ID", "STATE",
-		    "PURPOSE", "ALG", "CREATED", "AGENT [TASK]");
-		for (i = 0; i < n; i++) {
-			util_format_time(keys[i]->created_at, t, sizeof(t));
-			printf("%-18s %-9s %-11s %-12s %-20s %s%s%s%s\n",
-			    keys[i]->id, keys[i]->state, keys[i]->purpose,
-			    keys[i]->alg, t, keys[i]->agent,
-			    keys[i]->task ? " [" : "",
-			    keys[i]->task ? keys[i]->task : "",
-			    keys[i]->task ? "]" : "");
-		}
+		store_key_list_free(keys, n);
 	}
-	store_key_list_free(keys, n);
+	if (c->json)
+		print_json(a);
+	else {
+		print_key_header();
+		for (i = 0; i < json_array_size(a); i++)
+			print_key_row(json_array_get(a, i));
+		json_decref(a);
+	}
 	return 0;
 }
 
@@ -813,6 +970,8 @@ cmd_key_show(struct ctx *c, int argc, char **argv)
 	};
 	struct store_key *k = NULL;
 	uint8_t id[TOKEN_ID_LEN];
+	char target[64];
+	json_t *o = NULL;
 	int ch, r, ex;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -834,15 +993,29 @@ cmd_key_show(struct ctx *c, int argc, char **argv)
 		    "'%s' is not a key id (k_ and 16 "
 		    "hex digits)",
 		    argv[optind]);
-	if ((ex = open_ctx(c, 0)) != 0)
-		return ex;
-	if ((r = store_key_get(c->st, argv[optind], &k)) != 0)
-		return fail(argv[optind], r);
+	if ((r = daemon_open(c)) == 0) {
+		snprintf(target, sizeof(target), "/v1/keys/%s", argv[optind]);
+		if ((ex = daemon_call(
+			 c, "key show", "GET", target, NULL, &o)) != 0)
+			return ex;
+	} else if (r != CUSTODY_E_NOT_RUNNING)
+		return EXIT_FAILURE;
+	else {
+		if ((ex = open_ctx(c, 0)) != 0)
+			return ex;
+		if ((r = store_key_get(c->st, argv[optind], &k)) != 0)
+			return fail(argv[optind], r);
+		o = keys_json(k);
+		store_key_free(k);
+	}
+	if (o == NULL)
+		return fail("key show", CUSTODY_E_PROTOCOL);
 	if (c->json)
-		print_json(keys_json(k));
-	else
-		print_key(k);
-	store_key_free(k);
+		print_json(o);
+	else {
+		print_key(o);
+		json_decref(o);
+	}
 	return 0;
 }
 
@@ -1842,19 +2015,197 @@ cmd_policy(struct ctx *c, int argc, char **argv)
 /* ---- main -----------------------------------------------------------------
  */
 
+/* ---- custody jwt --------------------------------------------------------- */
+
+static const char jwt_issue_help[] =
+    "usage: custody jwt issue (--agent A | --key ID) --aud AUD [--aud AUD]...\n"
+    "                         [--ttl D] [--sub S] [--claim NAME=VALUE]...\n"
+    "                         [--claim-json NAME=JSON]... [--act-sub S]\n"
+    "                         [--json]\n"
+    "\n"
+    "Ask custodyd (it must be running) for a JWT signed by agent A's active\n"
+    "jwt key, or by key ID. custodyd's policy decides, records the decision\n"
+    "in the audit log, and only then signs. Prints the token (--json: the\n"
+    "token, its kid, expiry and the index of its leaf in the audit log).\n"
+    "\n"
+    "  --agent A            the agent whose task-less jwt key signs\n"
+    "  --key ID             the key that signs\n"
+    "  --aud AUD            an audience (repeat for several)\n"
+    "  --ttl D              lifetime asked for (30s, 15m, ...); policy's\n"
+    "                       maximum and the key's remaining life cap it\n"
+    "  --sub S              subject [the agent]\n"
+    "  --claim NAME=VALUE   a custom claim with a string value\n"
+    "  --claim-json NAME=J  a custom claim with a JSON value\n"
+    "  --act-sub S          an RFC 8693 act claim: the agent acts for S\n"
+    "  --json               print custodyd's answer as JSON\n";
+
+/* NAME=VALUE into o: the value as a string, or parsed as JSON. */
+static int
+add_claim(json_t *o, const char *arg, int as_json)
+{
+	const char *eq = strchr(arg, '=');
+	char name[160];
+	json_t *v;
+
+	if (eq == NULL || eq == arg || (size_t)(eq - arg) >= sizeof(name))
+		return usage_error("jwt issue", "'%s' is not NAME=VALUE", arg);
+	memcpy(name, arg, (size_t)(eq - arg));
+	name[eq - arg] = '\0';
+	if (json_object_get(o, name) != NULL)
+		return usage_error("jwt issue", "claim %s given twice", name);
+	v = as_json ? json_loads(eq + 1, JSON_DECODE_ANY, NULL)
+		    : json_string(eq + 1);
+	if (v == NULL)
+		return usage_error("jwt issue", "claim %s: '%s' is not %s",
+		    name, eq + 1, as_json ? "JSON" : "UTF-8 text");
+	json_object_set_new(o, name, v);
+	return 0;
+}
+
+static int
+cmd_jwt_issue(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"agent", required_argument, NULL, 'a'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"aud", required_argument, NULL, 'u'},
+	    {"ttl", required_argument, NULL, 't'},
+	    {"sub", required_argument, NULL, 's'},
+	    {"claim", required_argument, NULL, 'c'},
+	    {"claim-json", required_argument, NULL, 'J'},
+	    {"act-sub", required_argument, NULL, 'A'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *body = json_object(), *aud = json_array(),
+	       *claims = json_object(), *out = NULL;
+	int64_t ttl = 0;
+	int ch, r, ex = 0;
+
+	if (body == NULL || aud == NULL || claims == NULL) {
+		ex = fail("jwt issue", CUSTODY_E_NOMEM);
+		goto out;
+	}
+	while (
+	    ex == 0 && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'a':
+		case 'k':
+		case 's':
+			json_object_set_new(body,
+			    ch == 'a'	? "agent"
+			    : ch == 'k' ? "key"
+					: "sub",
+			    json_string(optarg));
+			break;
+		case 'u':
+			json_array_append_new(aud, json_string(optarg));
+			break;
+		case 't':
+			if (util_parse_duration(optarg, &ttl) != 0 || ttl <= 0)
+				ex = usage_error("jwt issue",
+				    "bad --ttl '%s' (use 30s, 15m, 24h)",
+				    optarg);
+			break;
+		case 'c':
+		case 'J':
+			ex = add_claim(claims, optarg, ch == 'J');
+			break;
+		case 'A':
+			json_object_set_new(
+			    body, "act", json_pack("{s:s}", "sub", optarg));
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(jwt_issue_help, stdout);
+			goto out;
+		default:
+			ex = usage_error("jwt issue", "unknown option");
+		}
+	}
+	if (ex != 0)
+		goto out;
+	if (optind != argc) {
+		ex = usage_error(
+		    "jwt issue", "unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	if ((json_object_get(body, "agent") == NULL) ==
+		(json_object_get(body, "key") == NULL) ||
+	    json_array_size(aud) == 0) {
+		ex = usage_error("jwt issue",
+		    "give --agent or --key (one of them) and --aud");
+		goto out;
+	}
+	json_object_set(body, "audience",
+	    json_array_size(aud) == 1 ? json_array_get(aud, 0) : aud);
+	if (ttl > 0)
+		json_object_set_new(body, "ttl", json_integer(ttl));
+	if (json_object_size(claims) > 0)
+		json_object_set(body, "claims", claims);
+	if ((r = daemon_open(c)) == CUSTODY_E_NOT_RUNNING) {
+		fprintf(stderr,
+		    "%s: jwt issue: custodyd is not running on %s: only it "
+		    "issues credentials (custodyd(8))\n",
+		    progname, c->cfg->listen_unix);
+		ex = EXIT_FAILURE;
+		goto out;
+	}
+	if (r != 0) {
+		ex = EXIT_FAILURE;
+		goto out;
+	}
+	if ((ex = daemon_call(c, "jwt issue", "POST", "/v1/credentials/jwt",
+		 body, &out)) != 0)
+		goto out;
+	if (c->json) {
+		print_json(out);
+		out = NULL;
+	} else if (js(out, "token") != NULL)
+		printf("%s\n", js(out, "token"));
+	else
+		ex = fail("jwt issue", CUSTODY_E_PROTOCOL);
+out:
+	json_decref(out);
+	json_decref(body);
+	json_decref(aud);
+	json_decref(claims);
+	return ex;
+}
+
+static int
+cmd_jwt(struct ctx *c, int argc, char **argv)
+{
+	static const struct subcmd cmds[] = {
+	    {"issue", cmd_jwt_issue},
+	};
+	static const char help[] =
+	    "usage: custody jwt issue ...\n"
+	    "\n"
+	    "  issue   have custodyd issue a JWT for an agent\n";
+
+	return dispatch(
+	    c, "jwt", cmds, sizeof(cmds) / sizeof(cmds[0]), help, argc, argv);
+}
+
 static const char main_help[] =
     "usage: custody [-c FILE] [-v] COMMAND [options]\n"
     "\n"
     "custody keeps the signing keys of agents and other non-human identities\n"
     "inside a PKCS#11 token (SoftHSM2, a TPM, an HSM).\n"
     "\n"
-    "Commands (direct mode: the CLI opens the token and the store itself,\n"
+    "Commands (through custodyd when it runs, where its policy decides;\n"
+    "else in direct mode: the CLI opens the token and the store itself,\n"
     "under a lock on the data directory):\n"
     "  init          initialise the token, the store and the service keys\n"
     "  key create    generate an agent key in the token\n"
     "  key list      list keys\n"
     "  key show      show a key\n"
-    "  key destroy   destroy a key\n"
+    "  key destroy   destroy a key (direct mode only, for now)\n"
+    "  jwt issue     have custodyd issue a JWT for an agent\n"
     "  audit checkpoint  sign a checkpoint of the audit log in the token\n"
     "  audit vkey    print the checkpoint verifier keys, for auditors\n"
     "  audit export  write the log in the C2SP tlog-tiles layout\n"
@@ -1924,6 +2275,8 @@ main(int argc, char **argv)
 		ex = cmd_key(&c, argc, argv);
 	else if (strcmp(argv[0], "audit") == 0)
 		ex = cmd_audit(&c, argc, argv);
+	else if (strcmp(argv[0], "jwt") == 0)
+		ex = cmd_jwt(&c, argc, argv);
 	else if (strcmp(argv[0], "policy") == 0)
 		ex = cmd_policy(&c, argc, argv);
 	else {
