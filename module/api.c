@@ -143,7 +143,7 @@ struct loop {
 
 struct refused {
 	char principal[48];
-	unsigned long n[6]; /* 400 401 404 413 429 other */
+	unsigned long n[NSTATUS]; /* by status, as statuses[] */
 };
 
 struct api {
@@ -252,7 +252,8 @@ set_json(struct call *c, int status, json_t *o)
 	if (s == NULL) {
 		set_body(c, 500, "application/problem+json",
 		    strdup("{\"type\":\"urn:custody:problem:internal\","
-			   "\"title\":\"out of memory\",\"status\":500}"),
+			   "\"title\":\"Internal Server Error\","
+			   "\"status\":500,\"detail\":\"out of memory\"}"),
 		    0);
 		c->len = c->body != NULL ? strlen(c->body) : 0;
 		return;
@@ -292,27 +293,6 @@ problem(struct call *c, int status, const char *slug, json_t *extra,
 /* ---- refusals without a decision (G4) ------------------------------------
  */
 
-static int
-refused_slot(int status)
-{
-	switch (status) {
-	case 400:
-	case 405:
-	case 415:
-		return 0;
-	case 401:
-		return 1;
-	case 404:
-		return 2;
-	case 413:
-		return 3;
-	case 429:
-		return 4;
-	default:
-		return 5;
-	}
-}
-
 static void
 count_refused(struct api *a, const char *principal, int status)
 {
@@ -330,7 +310,7 @@ count_refused(struct api *a, const char *principal, int status)
 		a->nrefused++;
 	}
 	if (i < a->nrefused)
-		a->refused[i].n[refused_slot(status)]++;
+		a->refused[i].n[status_index(status)]++;
 	else
 		a->refused_other++;
 	pthread_mutex_unlock(&a->rmu);
@@ -349,9 +329,7 @@ flushed(void *arg, int r, uint64_t seq)
 static void
 flush_refused(struct api *a)
 {
-	static const char *const names[] = {
-	    "400", "401", "404", "413", "429", "other"};
-	char since[32], until[32];
+	char since[32], until[32], code[8];
 	json_t *by, *o, *leaf;
 	int64_t now = time(NULL);
 	size_t i, k;
@@ -367,11 +345,13 @@ flush_refused(struct api *a)
 	for (i = 0; by != NULL && i < a->nrefused; i++) {
 		if ((o = json_object()) == NULL)
 			break;
-		for (k = 0; k < 6; k++)
-			if (a->refused[i].n[k] != 0)
-				json_object_set_new(o, names[k],
-				    json_integer(
-					(json_int_t)a->refused[i].n[k]));
+		for (k = 0; k < NSTATUS; k++) {
+			if (a->refused[i].n[k] == 0)
+				continue;
+			snprintf(code, sizeof(code), "%d", statuses[k]);
+			json_object_set_new(o, code,
+			    json_integer((json_int_t)a->refused[i].n[k]));
+		}
 		json_object_set_new(by, a->refused[i].principal, o);
 	}
 	util_format_time(a->refused_since, since, sizeof(since));
@@ -433,7 +413,7 @@ send_answer(struct call *c)
 	if (c->body == NULL)
 		problem(c, 500, "internal", NULL, "no answer was made");
 	if (c->status >= 400 && c->status != 403 && c->status != 409 &&
-	    c->status < 500) {
+	    c->status < 500 && status_index(c->status) >= 0) {
 		/* no leaf each (a flood would fill the log): counted, and
 		 * one requests.refused leaf per interval says how many */
 		count_refused(a, c->principal, c->status);
@@ -456,11 +436,17 @@ send_answer(struct call *c)
 	}
 	evhttp_add_header(h, "Content-Type", c->ctype);
 	evhttp_add_header(h, "Cache-Control",
-	    c->route == R_JWKS && c->status == 200 ? "public, max-age=60"
+	    c->route == R_JWKS && c->status == 200 ? "private, max-age=60"
 						   : "no-store");
-	if (c->lp->draining)
+	if (evhttp_request_get_command(c->req) == EVHTTP_REQ_HEAD)
+		/* libevent 2.1 would send the body after the head of an
+		 * answer to HEAD: send none, and end the connection */
 		evhttp_add_header(h, "Connection", "close");
-	evbuffer_add(b, c->body, c->len);
+	else {
+		if (c->lp->draining)
+			evhttp_add_header(h, "Connection", "close");
+		evbuffer_add(b, c->body, c->len);
+	}
 	conn_release(c->conn);
 	evhttp_send_reply(c->req, c->status, reason_phrase(c->status), NULL);
 	call_free(c);
@@ -724,7 +710,9 @@ json_body(struct call *c, size_t *lenp)
 		    API_BODY_MAX);
 		return NULL;
 	}
-	if (ct != NULL && strncasecmp(ct, "application/json", 16) != 0) {
+	if (ct != NULL && (strncasecmp(ct, "application/json", 16) != 0 ||
+			      (ct[16] != '\0' && ct[16] != ';' &&
+				  ct[16] != ' ' && ct[16] != '\t'))) {
 		problem(c, 415, "unsupported-media-type", NULL,
 		    "the body must be application/json, not %.64s", ct);
 		return NULL;
@@ -802,7 +790,8 @@ handle_jwt(struct call *c)
 
 	if (cfg->issuer == NULL) {
 		problem(c, 503, "not-configured", NULL,
-		    "custodyd has no issuer: set 'issuer' in %s", cfg->path);
+		    "custodyd issues no JWT: its configuration sets no "
+		    "issuer");
 		goto answer;
 	}
 	if ((body = json_body(c, &len)) == NULL)
@@ -989,15 +978,16 @@ handle_key_list(struct call *c)
 
 	TAILQ_INIT(&qs);
 	q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
-	if (q != NULL &&
-	    (evhttp_parse_query_str(q, &qs) != 0 ||
-		((state = evhttp_find_header(&qs, "state")) == NULL &&
-		    qs.tqh_first != NULL))) {
+	if (q != NULL && (evhttp_parse_query_str(q, &qs) != 0 ||
+			     (qs.tqh_first != NULL &&
+				 (strcmp(qs.tqh_first->key, "state") != 0 ||
+				     qs.tqh_first->next.tqe_next != NULL)))) {
 		problem(c, 400, "bad-request", NULL,
 		    "the only query parameter is state=active|retired|"
 		    "destroyed");
 		goto answer;
 	}
+	state = evhttp_find_header(&qs, "state");
 	if ((st = loop_store(c)) == NULL)
 		goto answer;
 	if ((r = store_key_list(st, state, &keys, &n)) != 0) {
@@ -1020,6 +1010,10 @@ handle_key_list(struct call *c)
 	if (n > 0 && shown == 0) {
 		/* nothing of what exists may be read: a refusal */
 		json_decref(arr);
+		if (d.rate_limited) {
+			refuse_decision(c, "key.read", NULL, NULL, &d);
+			goto out;
+		}
 		snprintf(c->rule, sizeof(c->rule), "%s", d.rule);
 		refuse(c, 403, "key.read", NULL, NULL, NULL,
 		    "no key may be listed by %s", c->principal);
@@ -1094,6 +1088,20 @@ key_create_parse(struct call *c, json_t *o, char *err, size_t errsz)
 		    err, errsz, "agent, owner, purpose and alg are required");
 		return CUSTODY_E_INVALID_ARG;
 	}
+	for (i = 0; i < 4; i++) {
+		const char *why;
+		size_t max = i == 3 ? 128 : 256;
+
+		if (c->kfree[i] == NULL ||
+		    (why = util_text_problem(c->kfree[i], max)) == NULL)
+			continue;
+		if (strcmp(why, UTIL_TEXT_TOO_LONG) == 0)
+			snprintf(err, errsz, "%s is longer than %zu bytes",
+			    strs[i], max);
+		else
+			snprintf(err, errsz, "%s %s", strs[i], why);
+		return CUSTODY_E_INVALID_ARG;
+	}
 	r = 0;
 	if (strcmp(c->kreq.purpose, "jwt") != 0 &&
 	    strcmp(c->kreq.purpose, "x509-ca") != 0) {
@@ -1105,6 +1113,49 @@ key_create_parse(struct call *c, json_t *o, char *err, size_t errsz)
 		r = CUSTODY_E_INVALID_ARG;
 	}
 	return r;
+}
+
+/* What a refused key.create leaf says of the key asked for. */
+static json_t *
+key_detail(const struct call *c)
+{
+	json_t *d = json_pack("{s:s, s:s, s:s, s:s}", "agent", c->kreq.agent,
+	    "owner", c->kreq.owner, "purpose", c->kreq.purpose, "alg",
+	    alg_name(c->kreq.alg));
+
+	if (d != NULL && c->kreq.task != NULL)
+		json_object_set_new(d, "task", json_string(c->kreq.task));
+	return d;
+}
+
+/* Allowed by policy, refused by the registry's rule of one active key per
+ * (agent, purpose, task): logged as the refusal it is, nothing was made. */
+static void
+key_exists(struct call *c)
+{
+	struct api *a = c->lp->api;
+	char reason[420];
+	json_t *leaf;
+	uint64_t seq;
+	int r = CUSTODY_E_NOMEM;
+
+	snprintf(reason, sizeof(reason),
+	    "%.256s already has an active %s key%s%.128s", c->kreq.agent,
+	    c->kreq.purpose, c->kreq.task ? " for task " : "",
+	    c->kreq.task ? c->kreq.task : "");
+	snprintf(c->rule, sizeof(c->rule), "(exists)");
+	atomic_fetch_add(&a->m.decisions[0], 1);
+	if ((leaf = decision_leaf(c, "key.create", NULL, NULL, NULL, 0, reason,
+		 key_detail(c))) == NULL ||
+	    (r = audit_append(a->audit, leaf, NULL, NULL, &seq, NULL, NULL)) !=
+		0)
+		problem(c, 503, "log-failed", NULL,
+		    "the audit log could not record the refusal (%s)",
+		    custody_strerror(r));
+	else
+		problem(c, 409, "conflict", json_pack("{s:s}", "rule", c->rule),
+		    "%s", reason);
+	json_decref(leaf);
 }
 
 static void
@@ -1127,36 +1178,34 @@ key_create_work(struct call *c)
 	env = (struct keys_env){a->tok, st, a->audit, c->principal, c->rule,
 	    c->policy_hex[0] ? c->policy_hex : NULL};
 	r = keys_create(&env, &c->kreq, time(NULL), &k, &g);
-	if (r == 0) {
-		o = keys_json(k);
-		if (o != NULL)
+	switch (r) {
+	case 0:
+		atomic_fetch_add(&a->m.decisions[1], 1);
+		if ((o = keys_json(k)) != NULL)
 			json_object_set_new(
 			    o, "token_attributes", keys_attrs_json(&g->attrs));
 		token_generated_free(g);
-		if ((r = keyring_add(a->kr, k)) != 0)
-			log_error_fr(r,
-			    "key %s: not in the keyring until "
-			    "custodyd restarts",
-			    o != NULL
-				? json_string_value(json_object_get(o, "id"))
-				: "?");
 		set_json(c, 201, o);
-	} else if (r == CUSTODY_E_EXISTS)
-		problem(c, 409, "conflict", NULL,
-		    "%s already has an active %s key%s%s", c->kreq.agent,
-		    c->kreq.purpose, c->kreq.task ? " for task " : "",
-		    c->kreq.task ? c->kreq.task : "");
-	else if (r == CUSTODY_E_INVALID_ARG)
-		problem(c, 400, "bad-request", NULL,
-		    "the key request was refused (agent, owner and task are "
-		    "UTF-8 text without control characters, up to 256, 256 "
-		    "and 128 bytes)");
-	else if (r == CUSTODY_E_MECHANISM)
+		if ((r = keyring_add(a->kr, k)) != 0)
+			log_error_fr(r, "the new key is not in the keyring "
+					"until custodyd restarts");
+		break;
+	case CUSTODY_E_EXISTS:
+		key_exists(c);
+		break;
+	case CUSTODY_E_LOG_FAILED:
+		problem(c, 503, "log-failed", NULL,
+		    "the audit log has failed: nothing is created until "
+		    "custodyd is restarted");
+		break;
+	case CUSTODY_E_MECHANISM:
 		problem(c, 400, "bad-request", NULL,
 		    "the token cannot make %s keys", alg_name(c->kreq.alg));
-	else
+		break;
+	default:
 		problem(c, 503, "unavailable", NULL,
 		    "the key was not created (%s)", custody_strerror(r));
+	}
 	store_close(st);
 }
 
@@ -1211,12 +1260,7 @@ handle_key_create(struct call *c)
 			refuse_decision(c, "key.create", NULL, NULL, &d);
 			goto out;
 		}
-		detail = json_pack("{s:s, s:s, s:s, s:s}", "agent",
-		    c->kreq.agent, "owner", c->kreq.owner, "purpose",
-		    c->kreq.purpose, "alg", pk.alg);
-		if (detail != NULL && c->kreq.task != NULL)
-			json_object_set_new(
-			    detail, "task", json_string(c->kreq.task));
+		detail = key_detail(c);
 		atomic_fetch_add(&c->lp->api->m.decisions[0], 1);
 		problem(c, 403, "forbidden", json_pack("{s:s}", "rule", d.rule),
 		    "%s", d.reason);
@@ -1226,7 +1270,6 @@ handle_key_create(struct call *c)
 	}
 	/* allowed: the key.create leaf, written with the registry change,
 	 * is the decision (keys_create) */
-	atomic_fetch_add(&c->lp->api->m.decisions[1], 1);
 	c->work = key_create_work;
 	atomic_fetch_add(&c->lp->api->pipeline, 1);
 	submit(c->lp->api, c);
@@ -1600,7 +1643,8 @@ on_request(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	const char *path =
 	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	int get = m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+	int get = m == EVHTTP_REQ_GET; /* HEAD: 405 (libevent 2.1 sends
+					* a body with it) */
 	int post = m == EVHTTP_REQ_POST;
 	const char *allow = NULL;
 
@@ -1638,12 +1682,12 @@ on_request(struct evhttp_request *req, void *arg)
 		c->route = R_HEALTH;
 		if (get)
 			return handle_health(c);
-		allow = "GET, HEAD";
+		allow = "GET";
 	} else if (strcmp(path, "/metrics") == 0) {
 		c->route = R_METRICS;
 		if (get)
 			return handle_metrics(c);
-		allow = "GET, HEAD";
+		allow = "GET";
 	} else if (strcmp(path, "/v1/credentials/jwt") == 0) {
 		c->route = R_JWT;
 		if (post)
@@ -1655,19 +1699,19 @@ on_request(struct evhttp_request *req, void *arg)
 			return handle_key_list(c);
 		if (post)
 			return handle_key_create(c);
-		allow = "GET, HEAD, POST";
+		allow = "GET, POST";
 	} else if (strncmp(path, "/v1/keys/", 9) == 0 &&
 		   strchr(path + 9, '/') == NULL) {
 		c->route = R_KEY;
 		if (get)
 			return handle_key_show(c, path + 9);
-		allow = "GET, HEAD";
+		allow = "GET";
 	} else if (strcmp(path, "/v1/jwks") == 0 ||
 		   strcmp(path, "/.well-known/jwks.json") == 0) {
 		c->route = R_JWKS;
 		if (get)
 			return handle_jwks(c);
-		allow = "GET, HEAD";
+		allow = "GET";
 	} else if (strcmp(path, "/v1/log/checkpoint") == 0 ||
 		   strncmp(path, "/v1/log/checkpoints/", 20) == 0) {
 		c->route = R_CHECKPOINT;
@@ -1677,7 +1721,7 @@ on_request(struct evhttp_request *req, void *arg)
 				    c, path[18] == 's' ? path + 20 : NULL);
 			return;
 		}
-		allow = "GET, HEAD";
+		allow = "GET";
 	} else if (strncmp(path, "/v1/log/tile/", 13) == 0) {
 		c->route = R_TILE;
 		if (get) {
@@ -1685,7 +1729,7 @@ on_request(struct evhttp_request *req, void *arg)
 				handle_tile(c, path + 8);
 			return;
 		}
-		allow = "GET, HEAD";
+		allow = "GET";
 	} else if (strcmp(path, "/v1/log/proof/inclusion") == 0 ||
 		   strcmp(path, "/v1/log/proof/consistency") == 0) {
 		c->route = R_PROOF;
@@ -1694,7 +1738,7 @@ on_request(struct evhttp_request *req, void *arg)
 				handle_proof(c, path + 14);
 			return;
 		}
-		allow = "GET, HEAD";
+		allow = "GET";
 	}
 	if (allow != NULL) {
 		evhttp_add_header(
@@ -2211,6 +2255,10 @@ api_open(struct service *sv, const struct config *cfg, struct api **ap)
 		goto fail;
 	if ((r = bind_socket(a)) != 0)
 		goto fail;
+	if (cfg->listen_tcp != NULL)
+		log_warn_f("listen-tcp %s: TCP with mutual TLS is not served "
+			   "yet; only %s is",
+		    cfg->listen_tcp, cfg->listen_unix);
 	if ((a->sock_path = strdup(cfg->listen_unix)) == NULL) {
 		r = CUSTODY_E_NOMEM;
 		goto fail;

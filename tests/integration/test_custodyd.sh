@@ -112,7 +112,8 @@ check "service.start is leaf $start_seq" \
 wait_for "the first checkpoint" ckpt_at_least $((start_seq + 1))
 check "the checkpointer signed one over the start leaf" \
 	test "$(ckpt_size)" = $((start_seq + 1))
-expect_fail "the CLI refuses while custodyd runs" 1 "in use by another process" C key list
+expect_fail "the CLI's direct mode refuses while custodyd runs" 1 "in use by another process" \
+	C key destroy k_0000000000000000 --reason test
 expect_fail "so does a second custodyd" 1 "in use by another process" "$DAEMON" -c "$CONF"
 kill -HUP "$pid"
 sleep 1.5
