@@ -34,6 +34,9 @@ in(const char *const *names, const char *s)
 	return 0;
 }
 
+static int fail(char *err, size_t errsz, int r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 static int
 fail(char *err, size_t errsz, int r, const char *fmt, ...)
 {

@@ -78,6 +78,9 @@ fail(const char *what, int r)
 	return EXIT_FAILURE;
 }
 
+static int usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 static int
 usage_error(const char *cmd, const char *fmt, ...)
 {

@@ -43,7 +43,7 @@ if [ $fast -eq 0 ]; then
 	echo "== build build-fuzz -DCUSTODY_FUZZ=ON (clang)"
 	CC=clang cmake -S "$top" -B build-fuzz -DCUSTODY_FUZZ=ON \
 		-DCUSTODY_WERROR=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-	cmake --build build-fuzz -j "$jobs" --target fuzz_policy >/dev/null
+	cmake --build build-fuzz -j "$jobs" --target fuzz_policy fuzz_jwt >/dev/null
 	echo "== test build-fuzz (ctest -L fuzz)"
 	(cd build-fuzz && ctest -L fuzz --output-on-failure)
 fi
