@@ -5,8 +5,11 @@
  * service.stop, unclean shutdowns) and signs a checkpoint of the log every
  * checkpoint-interval when the log has grown, and a last one when it stops.
  *
+ * It serves the HTTP API of api.h on its listen-unix socket.
+ *
  * Signals are blocked in every thread and taken by the main thread with
- * sigwait(): SIGTERM and SIGINT stop the service, SIGHUP is logged.
+ * sigwait(): SIGTERM and SIGINT drain the API and stop the service, SIGHUP
+ * reloads the policy.
  */
 #include <sys/stat.h>
 
