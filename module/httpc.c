@@ -22,6 +22,7 @@
 
 #define HEAD_MAX	   (64u << 10) /* status and header lines of a response */
 #define DEFAULT_TIMEOUT_MS 30000
+#define IS_DIGIT(ch)	   ((ch) >= '0' && (ch) <= '9')
 
 struct httpc {
 	int fd;
@@ -91,8 +92,7 @@ send_all(struct httpc *c, const void *p, size_t len)
 	while (len > 0) {
 		if ((r = wait_fd(c, POLLOUT)) != 0)
 			return r;
-		/* MSG_DONTWAIT: never block past the timeout on a full socket
-		 */
+		/* MSG_DONTWAIT: a full socket never blocks past the timeout */
 		n = send(c->fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno != EINTR && errno != EAGAIN)
 			return sys_error(c, "send");
@@ -174,15 +174,9 @@ read_line(struct httpc *c, size_t *budget, char **linep)
 }
 
 static int
-isdig(char ch)
-{
-	return ch >= '0' && ch <= '9';
-}
-
-static int
 hexval(char ch)
 {
-	if (isdig(ch))
+	if (IS_DIGIT(ch))
 		return ch - '0';
 	if (ch >= 'a' && ch <= 'f')
 		return ch - 'a' + 10;
@@ -203,8 +197,8 @@ static int
 parse_status(const char *s, struct head *h)
 {
 	if (strncmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') ||
-	    s[8] != ' ' || !isdig(s[9]) || !isdig(s[10]) || !isdig(s[11]) ||
-	    (s[12] != ' ' && s[12] != '\0'))
+	    s[8] != ' ' || !IS_DIGIT(s[9]) || !IS_DIGIT(s[10]) ||
+	    !IS_DIGIT(s[11]) || (s[12] != ' ' && s[12] != '\0'))
 		return CUSTODY_E_PROTOCOL;
 	h->minor = s[7] - '0';
 	h->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
@@ -219,7 +213,8 @@ parse_content_length(const char *v, uint64_t *np)
 	if (*v == '\0')
 		return CUSTODY_E_PROTOCOL;
 	for (; *v != '\0'; v++) {
-		if (!isdig(*v) || n > (UINT64_MAX - (uint64_t)(*v - '0')) / 10)
+		if (!IS_DIGIT(*v) ||
+		    n > (UINT64_MAX - (uint64_t)(*v - '0')) / 10)
 			return CUSTODY_E_PROTOCOL;
 		n = n * 10 + (uint64_t)(*v - '0');
 	}
@@ -328,11 +323,11 @@ body_read(struct httpc *c, struct body *b, size_t n)
 	int r;
 
 	while (n > 0) {
-		if (c->off == c->end && (r = fill(c)) != 0)
-			return r == CUSTODY_E_PROTOCOL && c->eof &&
-				       n == SIZE_MAX
-				   ? 0
-				   : r;
+		if (c->off == c->end && (r = fill(c)) != 0) {
+			if (r == CUSTODY_E_PROTOCOL && c->eof && n == SIZE_MAX)
+				r = 0; /* a body up to the close has ended */
+			return r;
+		}
 		k = c->end - c->off < n ? c->end - c->off : n;
 		if ((r = body_grow(b, k)) != 0)
 			return r;
@@ -414,9 +409,9 @@ httpc_connect_unix(const char *path, int timeout_ms, struct httpc **cp)
 	struct httpc *c = NULL;
 	int n, r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(path != NULL, CUSTODY_E_INVALID_ARG);
-	CUSTODY_RETURN_VAL_IF_FAIL(timeout_ms >= 0, CUSTODY_E_INVALID_ARG);
-	CUSTODY_RETURN_VAL_IF_FAIL(cp != NULL, CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    path != NULL && timeout_ms >= 0 && cp != NULL,
+	    CUSTODY_E_INVALID_ARG);
 	if (*path == '\0' || strlen(path) >= sizeof(sun.sun_path))
 		return CUSTODY_E_INVALID_ARG;
 	memcpy(sun.sun_path, path, strlen(path));
@@ -461,10 +456,9 @@ httpc_request(struct httpc *c, const char *method, const char *target,
 	FILE *f = NULL;
 	int nobody, r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(c != NULL, CUSTODY_E_INVALID_ARG);
-	CUSTODY_RETURN_VAL_IF_FAIL(method != NULL, CUSTODY_E_INVALID_ARG);
-	CUSTODY_RETURN_VAL_IF_FAIL(target != NULL, CUSTODY_E_INVALID_ARG);
-	CUSTODY_RETURN_VAL_IF_FAIL(resp != NULL, CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    c != NULL && method != NULL && target != NULL && resp != NULL,
+	    CUSTODY_E_INVALID_ARG);
 	if (c->spent)
 		return CUSTODY_E_PROTOCOL;
 	c->spent = 1; /* until a response says otherwise */
