@@ -2071,7 +2071,9 @@ loop_init(struct api *a, struct loop *lp, int idx)
 		return CUSTODY_E_NOMEM;
 	evhttp_set_max_body_size(lp->http, API_BODY_BACKSTOP);
 	evhttp_set_max_headers_size(lp->http, API_HEADERS_BACKSTOP);
-	evhttp_set_timeout(lp->http, (int)a->cfg->request_timeout);
+	/* a backstop: custody's own deadline (request-timeout from the
+	 * connection or the last answer) closes a slow client first */
+	evhttp_set_timeout(lp->http, (int)a->cfg->request_timeout * 2 + 1);
 	evhttp_set_allowed_methods(lp->http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);

@@ -151,6 +151,7 @@ enum key_column {
 /* Statements prepared once at open and kept until close. */
 enum stmt_id {
 	S_BEGIN,
+	S_BEGIN_READ,
 	S_COMMIT,
 	S_ROLLBACK,
 	S_INSERT,
@@ -181,6 +182,7 @@ enum stmt_id {
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_BEGIN_READ] = "BEGIN DEFERRED",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_INSERT] = "INSERT INTO keys (" KEY_COLUMNS ", cka_id) VALUES"
@@ -1343,8 +1345,31 @@ store_rollback_to(struct store *st)
 	return run(st, st->stmt[S_RELEASE]);
 }
 
+static int leaf_count(struct store *st, uint64_t *np);
+
 int
 store_leaf_count(struct store *st, uint64_t *np)
+{
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && np != NULL, CUSTODY_E_INVALID_ARG);
+	if (!sqlite3_get_autocommit(st->db))
+		return leaf_count(st, np);
+	/*
+	 * Its reads must see one snapshot: a writer committing between them
+	 * (the audit log's, on another connection) would make the count and
+	 * the tree disagree, and that looks like a deleted tail.
+	 */
+	if ((r = run(st, st->stmt[S_BEGIN_READ])) != 0)
+		return r;
+	r = leaf_count(st, np);
+	(void)run(st, st->stmt[S_ROLLBACK]); /* it wrote nothing */
+	return r;
+}
+
+static int
+leaf_count(struct store *st, uint64_t *np)
 {
 	sqlite3_stmt *s;
 	uint8_t leaf[32], node[32], *data = NULL;
@@ -1352,8 +1377,6 @@ store_leaf_count(struct store *st, uint64_t *np)
 	size_t len;
 	int rc, r = 0;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(
-	    st != NULL && np != NULL, CUSTODY_E_INVALID_ARG);
 	s = st->stmt[S_LEAF_COUNT];
 	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
 		r = sqlerr(st, rc, "count leaves");

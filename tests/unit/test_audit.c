@@ -522,6 +522,59 @@ test_async_refused(void **state)
 	pthread_cond_destroy(&seen.cond);
 }
 
+struct counting {
+	struct audit *a;
+	int n;
+};
+
+static void *
+many_appends(void *arg)
+{
+	struct counting *k = arg;
+	json_t *e = event("credential.jwt");
+	uint64_t seq;
+	int i;
+
+	for (i = 0; i < k->n; i++)
+		if (audit_append(k->a, e, NULL, NULL, &seq, NULL, NULL) != 0)
+			fail_msg("append failed");
+	json_decref(e);
+	return NULL;
+}
+
+/*
+ * store_leaf_count() on another connection while the log's writer commits
+ * (the checkpointer does this): one snapshot, so the count and the tree
+ * always agree, and the count never goes backwards.
+ */
+static void
+test_leaf_count_while_appending(void **state)
+{
+	struct fixture *f = *state;
+	struct counting k = {f->a, 400};
+	struct store *st;
+	pthread_t th[4];
+	uint64_t n, last = 0;
+	int i, reads = 0;
+
+	assert_int_equal(store_open(f->db, &st), 0);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, many_appends, &k), 0);
+	while (last < 1600) {
+		assert_int_equal(store_leaf_count(st, &n), 0);
+		assert_true(n >= last);
+		last = n;
+		reads++;
+	}
+	for (i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(store_leaf_count(st, &n), 0);
+	assert_int_equal(n, 1600);
+	assert_true(reads > 1);
+	store_close(st);
+}
+
 static void
 sha256(const void *a, size_t alen, const void *b, size_t blen, const void *c,
     size_t clen, uint8_t out[32])
@@ -630,6 +683,8 @@ main(void)
 		test_async_appends, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_async_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_leaf_count_while_appending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_tree_and_reopen, setup, teardown),
 	};
