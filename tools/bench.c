@@ -10,6 +10,10 @@
  *                         proof times on a log of a million leaves
  *   custody-bench policy  policy_eval() time for policies of 10 to 100,000
  *                         rules, next to a linear scan in the same run
+ *   custody-bench jwt     JWT issuance by custodyd over its Unix socket at
+ *                         several concurrencies, next to raw C_Sign, C_Sign
+ *                         + verify and a p11-kit pair on the same token
+ *                         (tools/bench_jwt.c)
  *
  * Only correctness is checked: every append must succeed, the big log must
  * hold exactly the leaves appended, and every proof must verify; any failure
@@ -42,14 +46,13 @@
 #include <sqlite3.h>
 
 #include "audit.h"
+#include "bench.h"
 #include "err.h"
 #include "log.h"
 #include "merkle.h"
 #include "policy.h"
 #include "store.h"
 #include "util.h"
-
-#define EXIT_USAGE 2
 
 #define MAX_LEVELS     16	 /* entries of --appenders */
 #define MAX_APPENDERS  1024	 /* threads per level */
@@ -89,9 +92,7 @@ vsay(const char *prefix, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
-static void errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
+void
 errorx(const char *fmt, ...)
 {
 	va_list ap;
@@ -102,17 +103,14 @@ errorx(const char *fmt, ...)
 }
 
 /* Report a custody error; returns it. */
-static int
+int
 fail(const char *what, int r)
 {
 	errorx("%s: %s", what, custody_strerror(r));
 	return r;
 }
 
-static void progress(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-static void
+void
 progress(const char *fmt, ...)
 {
 	va_list ap;
@@ -122,7 +120,7 @@ progress(const char *fmt, ...)
 	va_end(ap);
 }
 
-static uint64_t
+uint64_t
 now_ns(void)
 {
 	struct timespec ts;
@@ -131,13 +129,13 @@ now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static double
+double
 secs_since(uint64_t t0)
 {
 	return (double)(now_ns() - t0) / 1e9;
 }
 
-static void
+void
 sleep_ms(unsigned ms)
 {
 	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -170,13 +168,7 @@ rng_bytes(uint64_t *s, uint8_t *buf, size_t len)
 	}
 }
 
-/* Process CPU seconds (all threads) and context switches. */
-struct usage {
-	double cpu;
-	uint64_t csw;
-};
-
-static int
+int
 usage_get(struct usage *u)
 {
 	struct rusage ru;
@@ -195,12 +187,7 @@ usage_get(struct usage *u)
 /* ---- latency samples ------------------------------------------------------
  */
 
-struct samples {
-	uint64_t *v; /* nanoseconds */
-	size_t n, cap;
-};
-
-static int
+int
 samples_add(struct samples *s, uint64_t ns)
 {
 	uint64_t *v;
@@ -217,7 +204,7 @@ samples_add(struct samples *s, uint64_t ns)
 	return 0;
 }
 
-static int
+int
 samples_merge(struct samples *dst, const struct samples *src)
 {
 	size_t i;
@@ -229,18 +216,12 @@ samples_merge(struct samples *dst, const struct samples *src)
 	return 0;
 }
 
-static void
+void
 samples_cleanup(struct samples *s)
 {
 	free(s->v);
 	memset(s, 0, sizeof(*s));
 }
-
-/* A distribution, in microseconds. */
-struct dist {
-	size_t n;
-	double mean, p50, p99, max;
-};
 
 static int
 cmp_u64(const void *a, const void *b)
@@ -264,7 +245,7 @@ pct_us(const uint64_t *v, size_t n, double q)
 }
 
 /* Sorts s. */
-static struct dist
+struct dist
 samples_dist(struct samples *s)
 {
 	struct dist d;
@@ -289,7 +270,7 @@ samples_dist(struct samples *s)
  */
 
 /* dir/name, or NULL when out of memory (reported). */
-static char *
+char *
 path_join(const char *dir, const char *name)
 {
 	char *p;
@@ -1246,14 +1227,7 @@ bench_big(const char *path, uint64_t n, unsigned appenders, unsigned nproofs,
 /* ---- the machine ----------------------------------------------------------
  */
 
-struct machine {
-	char cpu[256];
-	long cores;
-	char kernel[256];
-	char fs[32];
-};
-
-static void
+void
 machine_get(const char *dir, struct machine *m)
 {
 	static const struct {
@@ -1348,7 +1322,7 @@ static const char audit_help[] =
     "  --json                print the results as one JSON object\n"
     "  --help                this text\n";
 
-static int
+int
 parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *vp)
 {
 	unsigned long long v;
@@ -1364,24 +1338,27 @@ parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *vp)
 	return 0;
 }
 
-static int
-parse_levels(const char *s, struct audit_opts *o)
+int
+parse_u64_list(
+    const char *s, uint64_t max, unsigned *out, size_t cap, size_t *np)
 {
 	char buf[256], *tok, *save = NULL;
 	uint64_t v;
+	size_t n = 0;
 
 	if (strlen(s) >= sizeof(buf))
 		return -1;
 	snprintf(buf, sizeof(buf), "%s", s);
-	o->nlevels = 0;
 	for (tok = strtok_r(buf, ",", &save); tok != NULL;
 	     tok = strtok_r(NULL, ",", &save)) {
-		if (o->nlevels == MAX_LEVELS ||
-		    parse_u64(tok, 1, MAX_APPENDERS, &v) != 0)
+		if (n == cap || parse_u64(tok, 1, max, &v) != 0)
 			return -1;
-		o->levels[o->nlevels++] = (unsigned)v;
+		out[n++] = (unsigned)v;
 	}
-	return o->nlevels > 0 ? 0 : -1;
+	if (n == 0)
+		return -1;
+	*np = n;
+	return 0;
 }
 
 static int usage_error(const char *fmt, ...)
@@ -1459,7 +1436,8 @@ audit_parse(int argc, char **argv, struct audit_opts *o)
 						   "seconds from 0.1 to 3600");
 			break;
 		case O_APPENDERS:
-			if (parse_levels(optarg, o) != 0)
+			if (parse_u64_list(optarg, MAX_APPENDERS, o->levels,
+				MAX_LEVELS, &o->nlevels) != 0)
 				return usage_error("--appenders: up to %d "
 						   "numbers from 1 to %d, "
 						   "comma-separated",
@@ -1502,13 +1480,13 @@ audit_parse(int argc, char **argv, struct audit_opts *o)
 	return 0;
 }
 
-static double
+double
 ratio(double a, double b)
 {
 	return b > 0 ? a / b : 0;
 }
 
-static json_t *
+json_t *
 dist_json(const struct dist *d)
 {
 	return json_pack("{s:I, s:f, s:f, s:f, s:f}", "n", (json_int_t)d->n,
@@ -2172,6 +2150,7 @@ struct command {
 static const struct command commands[] = {
     {"audit", "durable audit log appends, restart and proofs", cmd_audit},
     {"policy", "policy evaluation time by policy size", cmd_policy},
+    {"jwt", "JWT issuance over the Unix socket, next to raw C_Sign", cmd_jwt},
 };
 
 static void

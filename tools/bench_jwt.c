@@ -1,0 +1,2474 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * custody-bench jwt: JWT issuance by custodyd over its Unix socket, with
+ * every decision durable in the audit log before the token signs
+ * (ARCHITECTURE.md section 6), next to what the token alone can do.
+ *
+ * In a work directory of its own it makes a SoftHSM2 token, PIN files, a
+ * policy and a configuration, runs 'custody init', starts custodyd and makes
+ * one key per algorithm over the API. Then, for each algorithm:
+ *
+ *   - JWT requests in a closed loop on N keep-alive connections (one thread
+ *     each), for each N of --conns, after a warm-up;
+ *   - the same at 16 connections, paced (open loop) at half the best rate,
+ *     latency counted from each request's scheduled send time;
+ *
+ *   - right after, while custodyd is idle, three baselines on the same
+ *     token with as many threads as custodyd has workers: raw C_SignInit +
+ *     C_Sign (the mechanism custody uses, over a signing input custodyd
+ *     signed in this run), the same + custody's OpenSSL verify, and the raw
+ *     loop through a p11-kit server/client pair (p11-kit 0.24's RPC carries
+ *     neither CKM_EDDSA nor CKM_SHA256_RSA_PKCS_PSS: the first baseline is
+ *     then missing, the second made with CKM_RSA_PKCS_PSS over a SHA-256
+ *     made here).
+ *
+ * The PKCS#11 types appear here because the baselines must bypass custody
+ * to measure the token. Each run also says how many cores other processes
+ * took meanwhile (/proc/stat less the two sides of the run): on a shared
+ * machine that is what moves the numbers.
+ *
+ * It measures and prints. It fails (exit 1) on any incorrect result: an
+ * answer that is not a 200 with a token of the right alg and kid (the first
+ * token of each connection is also verified), a count of issued tokens that
+ * differs from custodyd's metrics, a baseline signature that does not
+ * verify, or a custodyd that dies or does not exit 0 on SIGTERM.
+ */
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/opensslv.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "alg.h"
+#include "bench.h"
+#include "err.h"
+#include "httpc.h"
+#include "pubkey.h"
+#include "secret.h"
+#include "token-priv.h" /* token_rv_name */
+#include "util.h"
+
+#ifndef CUSTODY_BENCH_CUSTODY
+#define CUSTODY_BENCH_CUSTODY "custody"
+#endif
+#ifndef CUSTODY_BENCH_CUSTODYD
+#define CUSTODY_BENCH_CUSTODYD "custodyd"
+#endif
+
+#define DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define DEFAULT_P11KIT_CLIENT                                                  \
+	"/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"
+#define TOKEN_LABEL	       "bench"
+#define AGENT_PREFIX	       "spiffe://bench.test/agent/"
+#define AUDIENCE	       "bench"
+#define JWT_TTL		       300
+#define MAX_CONN_LEVELS	       8
+#define MAX_CONNS	       1024
+#define MAX_WORKERS	       64
+#define PACED_CONNS	       16
+#define PACED_SHARE	       0.5 /* of the best closed-loop rate */
+#define WARMUP_SECONDS	       1.0
+#define READY_TIMEOUT_S	       60
+#define STOP_TIMEOUT_S	       30
+#define MAX_CONSECUTIVE_ERRORS 50 /* a connection gives up after these */
+#define REPORTED_ERRORS	       5  /* answers printed per run */
+#define GOAL_SIGN_VERIFY       0.8
+#define GOAL_P11KIT	       1.0
+#define GOAL_P99_MS	       1.0
+
+static volatile sig_atomic_t interrupted;
+
+/* ---- the algorithms ------------------------------------------------------
+ */
+
+static const struct bench_alg {
+	const char *name; /* custody's */
+	enum custody_alg alg;
+	const char *jws; /* the header's alg */
+	CK_MECHANISM_TYPE mech;
+	const char *mech_name;
+} bench_algs[] = {
+    {"ed25519", CUSTODY_ALG_ED25519, "EdDSA", CKM_EDDSA, "CKM_EDDSA"},
+    {"ecdsa-p256", CUSTODY_ALG_ECDSA_P256, "ES256", CKM_ECDSA,
+	"CKM_ECDSA over SHA-256"},
+    {"ecdsa-p384", CUSTODY_ALG_ECDSA_P384, "ES384", CKM_ECDSA,
+	"CKM_ECDSA over SHA-384"},
+    {"rsa-pss-3072", CUSTODY_ALG_RSA_PSS_3072, "PS256", CKM_SHA256_RSA_PKCS_PSS,
+	"CKM_SHA256_RSA_PKCS_PSS"},
+};
+
+#define NALGS (sizeof(bench_algs) / sizeof(bench_algs[0]))
+
+static const struct bench_alg *
+bench_alg_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NALGS; i++)
+		if (strcmp(bench_algs[i].name, name) == 0)
+			return &bench_algs[i];
+	return NULL;
+}
+
+/* ---- options --------------------------------------------------------------
+ */
+
+struct jwt_opts {
+	const struct bench_alg *algs[NALGS];
+	size_t nalgs;
+	unsigned conns[MAX_CONN_LEVELS];
+	size_t nconns;
+	double seconds;
+	unsigned workers;
+	const char *dir, *module, *p11kit_client, *custodyd, *custody;
+	int keep, json;
+};
+
+static const char jwt_help[] =
+    "usage: custody-bench jwt [options]\n"
+    "\n"
+    "JWT issuance by custodyd (POST /v1/credentials/jwt on its Unix socket;\n"
+    "each decision durable in the audit log before the token signs) in a\n"
+    "closed loop at each number of keep-alive connections, then at 16\n"
+    "connections paced at half the best rate. Next to baselines measured in\n"
+    "the same run on the same SoftHSM2 token, with as many threads as\n"
+    "custodyd has workers: raw C_SignInit + C_Sign, the same + OpenSSL\n"
+    "verify, and C_Sign through a p11-kit server/client pair; ratios and the\n"
+    "goals of ARCHITECTURE.md section 6. Token, data directory, policy and\n"
+    "custodyd are made in a work directory and removed at the end. p11-kit\n"
+    "0.24's RPC carries neither CKM_EDDSA (that baseline is then missing)\n"
+    "nor CKM_SHA256_RSA_PKCS_PSS (CKM_RSA_PKCS_PSS over a SHA-256 made here\n"
+    "stands in for it).\n"
+    "\n"
+    "Every answer must be a 200 with a token of the right alg and kid (the\n"
+    "first of each connection is verified); any other answer, a baseline\n"
+    "signature that does not verify, or a custodyd that dies or does not\n"
+    "exit 0 on SIGTERM makes the exit status 1. Nothing about time is\n"
+    "asserted: a goal not met is printed as such.\n"
+    "\n"
+    "Options:\n"
+    "  --algs LIST           algorithms, comma-separated\n"
+    "                        [ed25519,ecdsa-p256,rsa-pss-3072]\n"
+    "  --conns LIST          concurrent connections, comma-separated "
+    "[1,16,64]\n"
+    "  --seconds S           measured seconds per run, after 1 s of warm-up "
+    "[5]\n"
+    "  --workers N           custodyd's workers and the baselines' threads\n"
+    "                        [the cores online]\n"
+    "  --dir DIR             make the work directory in DIR [/var/tmp]\n"
+    "  --module PATH         the SoftHSM2 PKCS#11 module\n"
+    "                        [" DEFAULT_MODULE "]\n"
+    "  --p11-kit-client PATH the p11-kit client module\n"
+    "                        [" DEFAULT_P11KIT_CLIENT "]\n"
+    "  --custodyd PATH       [" CUSTODY_BENCH_CUSTODYD "]\n"
+    "  --custody PATH        [" CUSTODY_BENCH_CUSTODY "]\n"
+    "  --keep                keep the work directory (custodyd's log, the\n"
+    "                        audit log)\n"
+    "  --json                print the results as one JSON object\n"
+    "  --help                this text\n";
+
+static int jwt_usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static int
+jwt_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "custody-bench jwt: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'custody-bench jwt --help'.\n");
+	return EXIT_USAGE;
+}
+
+static int
+parse_algs(const char *s, struct jwt_opts *o)
+{
+	char buf[256], *tok, *save = NULL;
+	const struct bench_alg *a;
+	size_t i;
+
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	snprintf(buf, sizeof(buf), "%s", s);
+	o->nalgs = 0;
+	for (tok = strtok_r(buf, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if ((a = bench_alg_find(tok)) == NULL)
+			return -1;
+		for (i = 0; i < o->nalgs; i++)
+			if (o->algs[i] == a)
+				return -1;
+		o->algs[o->nalgs++] = a;
+	}
+	return o->nalgs > 0 ? 0 : -1;
+}
+
+static int
+parse_conns(const char *s, struct jwt_opts *o)
+{
+	return parse_u64_list(
+	    s, MAX_CONNS, o->conns, MAX_CONN_LEVELS, &o->nconns);
+}
+
+static int
+jwt_parse(int argc, char **argv, struct jwt_opts *o)
+{
+	enum {
+		O_ALGS = 256,
+		O_CONNS,
+		O_SECONDS,
+		O_WORKERS,
+		O_DIR,
+		O_MODULE,
+		O_P11KIT,
+		O_CUSTODYD,
+		O_CUSTODY,
+		O_KEEP,
+		O_JSON,
+		O_HELP
+	};
+	static const struct option opts[] = {
+	    {"algs", required_argument, NULL, O_ALGS},
+	    {"conns", required_argument, NULL, O_CONNS},
+	    {"seconds", required_argument, NULL, O_SECONDS},
+	    {"workers", required_argument, NULL, O_WORKERS},
+	    {"dir", required_argument, NULL, O_DIR},
+	    {"module", required_argument, NULL, O_MODULE},
+	    {"p11-kit-client", required_argument, NULL, O_P11KIT},
+	    {"custodyd", required_argument, NULL, O_CUSTODYD},
+	    {"custody", required_argument, NULL, O_CUSTODY},
+	    {"keep", no_argument, NULL, O_KEEP},
+	    {"json", no_argument, NULL, O_JSON},
+	    {"help", no_argument, NULL, O_HELP},
+	    {NULL, 0, NULL, 0},
+	};
+	uint64_t v;
+	char *end;
+	long ncpu;
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	(void)parse_algs("ed25519,ecdsa-p256,rsa-pss-3072", o);
+	(void)parse_conns("1,16,64", o);
+	o->seconds = 5;
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	o->workers = ncpu < 1 ? 1 : ncpu > MAX_WORKERS ? MAX_WORKERS : ncpu;
+	o->dir = "/var/tmp";
+	o->module = DEFAULT_MODULE;
+	o->p11kit_client = DEFAULT_P11KIT_CLIENT;
+	o->custodyd = CUSTODY_BENCH_CUSTODYD;
+	o->custody = CUSTODY_BENCH_CUSTODY;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case O_ALGS:
+			if (parse_algs(optarg, o) != 0)
+				return jwt_usage_error(
+				    "--algs: distinct names among "
+				    "ed25519,ecdsa-p256,ecdsa-p384,rsa-pss-"
+				    "3072, comma-separated");
+			break;
+		case O_CONNS:
+			if (parse_conns(optarg, o) != 0)
+				return jwt_usage_error(
+				    "--conns: up to %d numbers from 1 to %d, "
+				    "comma-separated",
+				    MAX_CONN_LEVELS, MAX_CONNS);
+			break;
+		case O_SECONDS:
+			errno = 0;
+			o->seconds = strtod(optarg, &end);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    !(o->seconds >= 0.5 && o->seconds <= 3600))
+				return jwt_usage_error(
+				    "--seconds: a number of seconds from 0.5 "
+				    "to 3600");
+			break;
+		case O_WORKERS:
+			if (parse_u64(optarg, 1, MAX_WORKERS, &v) != 0)
+				return jwt_usage_error(
+				    "--workers: a number from 1 to %d",
+				    MAX_WORKERS);
+			o->workers = (unsigned)v;
+			break;
+		case O_DIR:
+			o->dir = optarg;
+			break;
+		case O_MODULE:
+			o->module = optarg;
+			break;
+		case O_P11KIT:
+			o->p11kit_client = optarg;
+			break;
+		case O_CUSTODYD:
+			o->custodyd = optarg;
+			break;
+		case O_CUSTODY:
+			o->custody = optarg;
+			break;
+		case O_KEEP:
+			o->keep = 1;
+			break;
+		case O_JSON:
+			o->json = 1;
+			break;
+		case O_HELP:
+			fputs(jwt_help, stdout);
+			return -1;
+		default:
+			fputs(jwt_help, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return jwt_usage_error(
+		    "unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+/* ---- files ----------------------------------------------------------------
+ */
+
+static int write_file(const char *path, mode_t mode, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Create path (it must not exist) with mode and the formatted text. */
+static int
+write_file(const char *path, mode_t mode, const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	int fd, n, r = CUSTODY_E_IO;
+
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		errorx("out of memory");
+		return CUSTODY_E_NOMEM;
+	}
+	if ((fd = open(path,
+		 O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)) ==
+	    -1) {
+		errorx("create %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (util_write_all(fd, s, (size_t)n) != 0 || fsync(fd) == -1) {
+		errorx("write %s: %s", path, strerror(errno));
+		(void)close(fd);
+		goto out;
+	}
+	if (close(fd) == -1) {
+		errorx("close %s: %s", path, strerror(errno));
+		goto out;
+	}
+	r = 0;
+out:
+	if (s != NULL)
+		OPENSSL_cleanse(s, (size_t)n); /* a PIN file's text */
+	free(s);
+	return r;
+}
+
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) == -1 && errno != ENOENT) {
+		errorx("remove %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Remove dir and everything under it (no symlink is followed). */
+static int
+rm_tree(const char *dir)
+{
+	return nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0
+								: CUSTODY_E_IO;
+}
+
+/* The last lines of a child's stderr, on ours. */
+static void
+print_tail(const char *what, const char *path)
+{
+	char buf[4096];
+	ssize_t n;
+	off_t size;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	if (size > (off_t)sizeof(buf) - 1)
+		(void)lseek(fd, size - (off_t)sizeof(buf) + 1, SEEK_SET);
+	else
+		(void)lseek(fd, 0, SEEK_SET);
+	if ((n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+		buf[n] = '\0';
+		fprintf(stderr, "---- the end of %s (%s):\n%s%s----\n", what,
+		    path, buf, buf[n - 1] == '\n' ? "" : "\n");
+	}
+	(void)close(fd);
+}
+
+/* Lines of path that contain needle; -1 if it cannot be read. */
+static long
+count_lines(const char *path, const char *needle)
+{
+	char line[1024];
+	long n = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strstr(line, needle) != NULL)
+			n++;
+	(void)fclose(f);
+	return n;
+}
+
+/* ---- child processes ------------------------------------------------------
+ */
+
+struct child {
+	const char *name;
+	pid_t pid; /* 0: none */
+	int reaped;
+	int status;
+	char errpath[PATH_MAX];
+};
+
+/*
+ * Start argv (argv[0] looked up in PATH) with stdin from /dev/null and
+ * stdout and stderr into files. It gets SIGTERM if this thread exits first
+ * (PR_SET_PDEATHSIG), so an aborted benchmark leaves no server behind. It
+ * makes no PKCS#11 call between fork and exec.
+ */
+static int
+child_spawn(struct child *c, const char *name, char *const argv[],
+    const char *outpath, const char *errpath)
+{
+	pid_t parent = getpid(), pid;
+	int fd;
+
+	memset(c, 0, sizeof(*c));
+	c->name = name;
+	snprintf(c->errpath, sizeof(c->errpath), "%s", errpath);
+	(void)fflush(stdout);
+	(void)fflush(stderr);
+	if ((pid = fork()) == -1) {
+		errorx("fork: %s", strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	if (pid == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		if ((fd = open("/dev/null", O_RDONLY)) == -1 ||
+		    dup2(fd, STDIN_FILENO) == -1)
+			_exit(127);
+		if ((fd = open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0600)) ==
+			-1 ||
+		    dup2(fd, STDOUT_FILENO) == -1)
+			_exit(127);
+		if ((fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600)) ==
+			-1 ||
+		    dup2(fd, STDERR_FILENO) == -1)
+			_exit(127);
+		execvp(argv[0], argv);
+		dprintf(
+		    STDERR_FILENO, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	c->pid = pid;
+	return 0;
+}
+
+/* Has it exited? Reaps it if so. */
+static int
+child_gone(struct child *c)
+{
+	pid_t p;
+
+	if (c->pid == 0 || c->reaped)
+		return 1;
+	while (
+	    (p = waitpid(c->pid, &c->status, WNOHANG)) == -1 && errno == EINTR)
+		;
+	if (p == c->pid || (p == -1 && errno == ECHILD)) {
+		c->reaped = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static void
+status_text(int status, char *buf, size_t bufsz)
+{
+	if (WIFEXITED(status))
+		snprintf(buf, bufsz, "exit status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, bufsz, "killed by signal %d (%s)",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, bufsz, "wait status 0x%x", status);
+}
+
+/* Wait up to timeout_s for it to exit; 0 if it did. */
+static int
+child_wait(struct child *c, double timeout_s)
+{
+	uint64_t t0 = now_ns();
+
+	while (!child_gone(c)) {
+		if (secs_since(t0) >= timeout_s)
+			return CUSTODY_E_TIMEOUT;
+		sleep_ms(20);
+	}
+	return 0;
+}
+
+/* Send sig, wait up to timeout_s, then SIGKILL. 0 if it exited in time. */
+static int
+child_stop(struct child *c, int sig, double timeout_s)
+{
+	int r;
+
+	if (c->pid == 0 || child_gone(c))
+		return 0;
+	(void)kill(c->pid, sig);
+	if ((r = child_wait(c, timeout_s)) != 0) {
+		errorx("%s (pid %ld) did not exit within %.0f s of signal %d: "
+		       "killed",
+		    c->name, (long)c->pid, timeout_s, sig);
+		(void)kill(c->pid, SIGKILL);
+		(void)child_wait(c, 10);
+	}
+	return r;
+}
+
+/* utime + stime + cutime + cstime of /proc/PID/stat, in clock ticks. */
+static int
+proc_ticks(pid_t pid, uint64_t *ticksp)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long v[4];
+	ssize_t n;
+	int fd, i;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return CUSTODY_E_IO;
+	n = read(fd, buf, sizeof(buf) - 1);
+	(void)close(fd);
+	if (n <= 0)
+		return CUSTODY_E_IO;
+	buf[n] = '\0';
+	/* after the command name in parentheses: field 3 (state) on */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return CUSTODY_E_PARSE;
+	p++;
+	for (i = 3; i < 14; i++) /* to field 14, utime */
+		if ((p = strchr(p + 1, ' ')) == NULL)
+			return CUSTODY_E_PARSE;
+	if (sscanf(p, " %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3]) != 4)
+		return CUSTODY_E_PARSE;
+	*ticksp = v[0] + v[1] + v[2] + v[3];
+	return 0;
+}
+
+/*
+ * CPU seconds of pid and of its children alive now (a p11-kit server
+ * serves each connection in a child process of its own; the time of the
+ * children it has reaped is in its cutime and cstime).
+ */
+static double
+proc_cpu(pid_t pid)
+{
+	char path[320], kids[4096], *tok, *save = NULL;
+	struct dirent *de;
+	uint64_t ticks = 0, t;
+	DIR *d;
+	FILE *f;
+	size_t n;
+
+	if (pid <= 0)
+		return 0;
+	if (proc_ticks(pid, &t) == 0)
+		ticks += t;
+	snprintf(path, sizeof(path), "/proc/%ld/task", (long)pid);
+	if ((d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path),
+			    "/proc/%ld/task/%s/children", (long)pid,
+			    de->d_name);
+			if ((f = fopen(path, "re")) == NULL)
+				continue;
+			n = fread(kids, 1, sizeof(kids) - 1, f);
+			kids[n] = '\0';
+			(void)fclose(f);
+			save = NULL;
+			for (tok = strtok_r(kids, " \n", &save); tok != NULL;
+			     tok = strtok_r(NULL, " \n", &save))
+				if (proc_ticks((pid_t)atol(tok), &t) == 0)
+					ticks += t;
+		}
+		(void)closedir(d);
+	}
+	return (double)ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/*
+ * CPU seconds the whole machine spent busy (all but idle and iowait in
+ * /proc/stat), so that a run can say how much of the machine others took.
+ */
+static double
+machine_busy(void)
+{
+	unsigned long long v[8] = {0};
+	char line[256];
+	FILE *f;
+
+	if ((f = fopen("/proc/stat", "re")) == NULL)
+		return 0;
+	if (fgets(line, sizeof(line), f) == NULL ||
+	    sscanf(line, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+		&v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) < 8) {
+		(void)fclose(f);
+		return 0;
+	}
+	(void)fclose(f);
+	return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) /
+	       (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ---- small codecs ---------------------------------------------------------
+ */
+
+/* Base64, standard or URL-safe alphabet, padding optional. 0 or -1. */
+static int
+b64_decode(
+    const char *s, size_t len, uint8_t *out, size_t outsz, size_t *outlenp)
+{
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	size_t i, n = 0;
+	int v;
+
+	for (i = 0; i < len && s[i] != '='; i++) {
+		char ch = s[i];
+
+		if (ch >= 'A' && ch <= 'Z')
+			v = ch - 'A';
+		else if (ch >= 'a' && ch <= 'z')
+			v = ch - 'a' + 26;
+		else if (ch >= '0' && ch <= '9')
+			v = ch - '0' + 52;
+		else if (ch == '+' || ch == '-')
+			v = 62;
+		else if (ch == '/' || ch == '_')
+			v = 63;
+		else
+			return -1;
+		acc = ((acc << 6) | (uint32_t)v) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n == outsz)
+				return -1;
+			out[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	for (; i < len; i++)
+		if (s[i] != '=')
+			return -1;
+	*outlenp = n;
+	return 0;
+}
+
+/* The value of the metric line "name value" in a /metrics text. */
+static int
+metric_get(const char *text, const char *name, double *vp)
+{
+	size_t nl = strlen(name);
+	const char *p = text;
+	char *end;
+
+	while ((p = strstr(p, name)) != NULL) {
+		if ((p == text || p[-1] == '\n') && p[nl] == ' ') {
+			errno = 0;
+			*vp = strtod(p + nl + 1, &end);
+			if (errno == 0 && end != p + nl + 1)
+				return 0;
+		}
+		p += nl;
+	}
+	return CUSTODY_E_PARSE;
+}
+
+/* ---- talking to custodyd -------------------------------------------------
+ */
+
+struct metrics {
+	double issued, log_size, commits, sign_failures;
+};
+
+/* One request on a fresh connection; *resp as httpc_request's. */
+static int
+api_call(const char *sock, int timeout_ms, const char *method,
+    const char *target, const char *body, struct httpc_response *resp)
+{
+	struct httpc *c = NULL;
+	int r;
+
+	if ((r = httpc_connect_unix(sock, timeout_ms, &c)) != 0)
+		return r;
+	r = httpc_request(c, method, target, NULL,
+	    body != NULL ? "application/json" : NULL, (const uint8_t *)body,
+	    body != NULL ? strlen(body) : 0, resp);
+	httpc_close(c);
+	return r;
+}
+
+static int
+metrics_get(const char *sock, const struct bench_alg *a, struct metrics *m)
+{
+	struct httpc_response resp;
+	char name[128];
+	const char *t;
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	if ((r = api_call(sock, 0, "GET", "/metrics", NULL, &resp)) != 0)
+		return fail("GET /metrics", r);
+	t = (const char *)resp.body;
+	snprintf(name, sizeof(name),
+	    "custody_credentials_issued_total{type=\"jwt\",alg=\"%s\"}",
+	    a->name);
+	if (resp.status != 200 || metric_get(t, name, &m->issued) != 0 ||
+	    metric_get(t, "custody_audit_log_size", &m->log_size) != 0 ||
+	    metric_get(t, "custody_audit_commits_total", &m->commits) != 0 ||
+	    metric_get(t, "custody_sign_failures_total", &m->sign_failures) !=
+		0) {
+		errorx("GET /metrics: status %d, or %s, "
+		       "custody_audit_log_size, custody_audit_commits_total "
+		       "or custody_sign_failures_total missing",
+		    resp.status, name);
+		r = CUSTODY_E_PROTOCOL;
+	}
+	httpc_response_cleanup(&resp);
+	return r;
+}
+
+/* Wait until custodyd answers GET /healthz with 200, or dies. */
+static int
+custodyd_ready(struct child *d, const char *sock)
+{
+	struct httpc_response resp;
+	uint64_t t0 = now_ns();
+	char st[64];
+	int r, last = 0;
+
+	for (;;) {
+		if (interrupted)
+			return CUSTODY_E_INTERNAL;
+		if (child_gone(d)) {
+			status_text(d->status, st, sizeof(st));
+			errorx("custodyd exited before it was ready (%s)", st);
+			print_tail("custodyd's stderr", d->errpath);
+			return CUSTODY_E_NOT_RUNNING;
+		}
+		if ((r = api_call(
+			 sock, 2000, "GET", "/healthz", NULL, &resp)) == 0) {
+			last = resp.status;
+			httpc_response_cleanup(&resp);
+			if (last == 200)
+				return 0;
+		}
+		if (secs_since(t0) > READY_TIMEOUT_S) {
+			errorx("custodyd not ready after %d s (last: %s, "
+			       "status %d)",
+			    READY_TIMEOUT_S,
+			    r != 0 ? custody_strerror(r) : "answered", last);
+			print_tail("custodyd's stderr", d->errpath);
+			return CUSTODY_E_TIMEOUT;
+		}
+		sleep_ms(50);
+	}
+}
+
+/* One key of custody's, as POST /v1/keys answered. */
+struct bench_key {
+	char id[32];
+	char kid[64];
+	uint8_t spki[1024];
+	size_t spki_len;
+	struct pubkey *pk;
+};
+
+static int
+key_create(const char *sock, const struct bench_alg *a, struct bench_key *k)
+{
+	struct httpc_response resp;
+	char body[256];
+	const char *id, *kid, *spki, *alg;
+	json_t *o = NULL;
+	int r;
+
+	memset(k, 0, sizeof(*k));
+	snprintf(body, sizeof(body),
+	    "{\"agent\":\"" AGENT_PREFIX "%s\",\"owner\":\"bench\","
+	    "\"purpose\":\"jwt\",\"alg\":\"%s\"}",
+	    a->name, a->name);
+	/* RSA key generation in SoftHSM2 can take seconds */
+	if ((r = api_call(sock, 120000, "POST", "/v1/keys", body, &resp)) != 0)
+		return fail("POST /v1/keys", r);
+	r = CUSTODY_E_PROTOCOL;
+	if (resp.status != 201) {
+		errorx("POST /v1/keys %s: status %d: %.300s", body, resp.status,
+		    (const char *)resp.body);
+		goto out;
+	}
+	if ((o = json_loadb((const char *)resp.body, resp.len,
+		 JSON_REJECT_DUPLICATES, NULL)) == NULL ||
+	    json_unpack(o, "{s:s, s:s, s:s, s:s}", "id", &id, "kid", &kid,
+		"spki", &spki, "alg", &alg) != 0 ||
+	    strcmp(alg, a->name) != 0 || strlen(id) != 18 ||
+	    strncmp(id, "k_", 2) != 0 || strlen(kid) >= sizeof(k->kid) ||
+	    b64_decode(spki, strlen(spki), k->spki, sizeof(k->spki),
+		&k->spki_len) != 0) {
+		errorx("POST /v1/keys %s: unexpected answer: %.300s", body,
+		    (const char *)resp.body);
+		goto out;
+	}
+	snprintf(k->id, sizeof(k->id), "%s", id);
+	snprintf(k->kid, sizeof(k->kid), "%s", kid);
+	if ((r = pubkey_from_spki(a->alg, k->spki, k->spki_len, &k->pk)) != 0) {
+		(void)fail("the key's spki", r);
+		goto out;
+	}
+	r = 0;
+out:
+	json_decref(o);
+	httpc_response_cleanup(&resp);
+	return r;
+}
+
+/* ---- a measured run --------------------------------------------------------
+ */
+
+/*
+ * threads threads call op in a loop: as fast as they can (closed loop), or
+ * each at a fixed period so that all of them together send `rate` per
+ * second (open loop; a request's latency then counts from its scheduled
+ * send time, so a late answer also delays what was due after it). The
+ * first `warmup` seconds are not recorded; the next `seconds` are. A
+ * request belongs to the window in which it was sent (scheduled).
+ */
+struct load_spec {
+	const char *what; /* for messages */
+	unsigned threads;
+	double warmup, seconds;
+	double rate; /* 0: closed loop */
+	pid_t server;
+	int stop_on_error; /* the baselines: any error ends the run */
+	int (*init)(void *arg, unsigned id, void **wp);
+	int (*op)(void *arg, void *w);
+	void (*fini)(void *arg, void *w);
+	void *arg;
+};
+
+struct load_result {
+	unsigned threads;
+	double rate_asked; /* paced runs */
+	uint64_t n, errors, late, reconnects;
+	int mismatch; /* custodyd's counts differ from the answers */
+	double secs, rate, server_cpu_us, client_cpu_us;
+	double leaves_per_commit; /* JWT runs */
+	double others; /* cores busy with other processes during the run */
+	struct dist lat;
+};
+
+struct load;
+
+struct loader {
+	struct load *ld;
+	pthread_t t;
+	unsigned id;
+	void *w;
+	uint64_t n, errors, late;
+	struct samples lat;
+	int r;
+};
+
+struct load {
+	const struct load_spec *spec;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned ready;
+	int go;
+	atomic_int stop;
+	uint64_t t_go, t_meas, t_end, period;
+};
+
+static void
+sleep_until(uint64_t t)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(t / 1000000000u);
+	ts.tv_nsec = (long)(t % 1000000000u);
+	while (
+	    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+static void *
+loader_main(void *arg)
+{
+	struct loader *l = arg;
+	struct load *ld = l->ld;
+	const struct load_spec *sp = ld->spec;
+	uint64_t sched = 0, t0, t1, now;
+	unsigned bad = 0;
+	int r;
+
+	r = sp->init(sp->arg, l->id, &l->w);
+	pthread_mutex_lock(&ld->lock);
+	l->r = r;
+	ld->ready++;
+	pthread_cond_broadcast(&ld->cond);
+	while (!ld->go)
+		pthread_cond_wait(&ld->cond, &ld->lock);
+	pthread_mutex_unlock(&ld->lock);
+	if (r != 0)
+		goto out;
+	if (ld->period > 0) /* spread the threads over one period */
+		sched = ld->t_go + ld->period * l->id / sp->threads;
+	while (!atomic_load(&ld->stop)) {
+		if (ld->period > 0) {
+			if (sched >= ld->t_end)
+				break;
+			now = now_ns();
+			if (now < sched)
+				sleep_until(sched);
+			else if (now > ld->t_end + 1000000000u) {
+				/* hopelessly behind: what is left is late */
+				l->late +=
+				    (ld->t_end - sched + ld->period - 1) /
+				    ld->period;
+				break;
+			}
+			t0 = sched;
+			sched += ld->period;
+		} else if ((t0 = now_ns()) >= ld->t_end)
+			break;
+		r = sp->op(sp->arg, l->w);
+		t1 = now_ns();
+		if (r != 0) {
+			l->errors++;
+			if (sp->stop_on_error ||
+			    ++bad >= MAX_CONSECUTIVE_ERRORS) {
+				if (!atomic_exchange(&ld->stop, 1) &&
+				    !sp->stop_on_error)
+					errorx("%s: %u errors in a row on one "
+					       "connection: the run stops",
+					    sp->what, bad);
+				l->r = r;
+				break;
+			}
+			continue;
+		}
+		bad = 0;
+		if (t0 < ld->t_meas)
+			continue;
+		l->n++;
+		if ((r = samples_add(&l->lat, t1 - t0)) != 0) {
+			l->r = fail("recording a latency", r);
+			atomic_store(&ld->stop, 1);
+			break;
+		}
+	}
+out:
+	if (sp->fini != NULL)
+		sp->fini(sp->arg, l->w);
+	return NULL;
+}
+
+/* Sleep until t, in slices, returning early when the run must stop. */
+static void
+load_wait(struct load *ld, uint64_t t)
+{
+	uint64_t now;
+
+	while ((now = now_ns()) < t && !atomic_load(&ld->stop)) {
+		if (interrupted) {
+			atomic_store(&ld->stop, 1);
+			break;
+		}
+		sleep_until(t - now > 100000000u ? now + 100000000u : t);
+	}
+}
+
+static int
+load_run(const struct load_spec *sp, struct load_result *res)
+{
+	struct load ld;
+	struct loader *ls;
+	struct samples all = {NULL, 0, 0};
+	struct usage u0 = {0, 0}, u1 = {0, 0};
+	double s0 = 0, s1 = 0, m0 = 0, m1 = 0;
+	unsigned i, started = 0;
+	int r = 0, rc;
+
+	memset(&ld, 0, sizeof(ld));
+	memset(res, 0, sizeof(*res));
+	ld.spec = sp;
+	atomic_init(&ld.stop, 0);
+	if (sp->rate > 0)
+		ld.period = (uint64_t)((double)sp->threads * 1e9 / sp->rate);
+	if ((ls = calloc(sp->threads, sizeof(*ls))) == NULL)
+		return fail(sp->what, CUSTODY_E_NOMEM);
+	if ((rc = pthread_mutex_init(&ld.lock, NULL)) != 0 ||
+	    (rc = pthread_cond_init(&ld.cond, NULL)) != 0) {
+		errorx("pthread init: %s", strerror(rc));
+		free(ls);
+		return CUSTODY_E_INTERNAL;
+	}
+	for (i = 0; i < sp->threads; i++) {
+		ls[i].ld = &ld;
+		ls[i].id = i;
+		if ((rc = pthread_create(
+			 &ls[i].t, NULL, loader_main, &ls[i])) != 0) {
+			errorx("pthread_create: %s", strerror(rc));
+			r = CUSTODY_E_INTERNAL;
+			break;
+		}
+		started++;
+	}
+	/* every thread connected (or failed to), then all go at once */
+	pthread_mutex_lock(&ld.lock);
+	while (ld.ready < started)
+		pthread_cond_wait(&ld.cond, &ld.lock);
+	for (i = 0; i < started; i++)
+		if (ls[i].r != 0 && r == 0)
+			r = ls[i].r;
+	if (r != 0)
+		atomic_store(&ld.stop, 1);
+	ld.t_go = now_ns() + 1000000u;
+	ld.t_meas = ld.t_go + (uint64_t)(sp->warmup * 1e9);
+	ld.t_end = ld.t_meas + (uint64_t)(sp->seconds * 1e9);
+	ld.go = 1;
+	pthread_cond_broadcast(&ld.cond);
+	pthread_mutex_unlock(&ld.lock);
+
+	if (r == 0) {
+		load_wait(&ld, ld.t_meas);
+		m0 = machine_busy();
+		s0 = proc_cpu(sp->server);
+		(void)usage_get(&u0);
+		load_wait(&ld, ld.t_end);
+		m1 = machine_busy();
+		s1 = proc_cpu(sp->server);
+		(void)usage_get(&u1);
+	}
+	for (i = 0; i < started; i++) {
+		if ((rc = pthread_join(ls[i].t, NULL)) != 0) {
+			errorx("pthread_join: %s", strerror(rc));
+			r = CUSTODY_E_INTERNAL;
+			continue;
+		}
+		if (ls[i].r != 0 && r == 0)
+			r = ls[i].r;
+		res->n += ls[i].n;
+		res->errors += ls[i].errors;
+		res->late += ls[i].late;
+		if (r == 0 && (r = samples_merge(&all, &ls[i].lat)) != 0)
+			(void)fail("latencies", r);
+	}
+	if (r == 0 && interrupted) {
+		errorx("interrupted");
+		r = CUSTODY_E_INTERNAL;
+	}
+	res->threads = sp->threads;
+	res->rate_asked = sp->rate;
+	res->secs = sp->seconds;
+	res->rate = (double)res->n / sp->seconds;
+	if (res->n > 0) {
+		res->server_cpu_us = (s1 - s0) * 1e6 / (double)res->n;
+		res->client_cpu_us = (u1.cpu - u0.cpu) * 1e6 / (double)res->n;
+	}
+	/* what neither side of the run used: other processes' */
+	res->others = (m1 - m0 - (s1 - s0) - (u1.cpu - u0.cpu)) / sp->seconds;
+	if (res->others < 0)
+		res->others = 0;
+	res->lat = samples_dist(&all);
+	for (i = 0; i < sp->threads; i++)
+		samples_cleanup(&ls[i].lat);
+	samples_cleanup(&all);
+	free(ls);
+	pthread_mutex_destroy(&ld.lock);
+	pthread_cond_destroy(&ld.cond);
+	return r;
+}
+
+/* ---- JWT requests ----------------------------------------------------------
+ */
+
+/* What every connection of one run asks and expects. */
+struct jwt_target {
+	const struct bench_alg *alg;
+	const struct bench_key *key;
+	const char *sock;
+	const char *what;
+	char body[256];
+	size_t bodylen;
+	atomic_uint reported;
+	atomic_uint_fast64_t reconnects;
+	atomic_uint_fast64_t ok; /* 200s with a right token, warm-up too */
+	pthread_mutex_t lock;
+	char *tbs; /* the first signing input verified, for the baselines */
+	size_t tbslen;
+};
+
+struct jwt_conn {
+	struct httpc *hc;
+	int verified;
+};
+
+static void jwt_complain(struct jwt_target *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The first few wrong answers of a run, with the request. */
+static void
+jwt_complain(struct jwt_target *t, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	if (atomic_fetch_add(&t->reported, 1) >= REPORTED_ERRORS)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	flockfile(stderr); /* one line, whatever the other threads print */
+	errorx("%s: POST /v1/credentials/jwt %s: %s", t->what, t->body, msg);
+	funlockfile(stderr);
+}
+
+/*
+ * A 200 whose token has three parts, a header with the key's alg and kid,
+ * and (verify) a signature that verifies with the key's SPKI over the
+ * first two parts.
+ */
+static int
+jwt_check(struct jwt_target *t, const struct httpc_response *resp, int verify)
+{
+	uint8_t hdr[1024], sig[1024];
+	size_t hlen, slen;
+	const char *tok, *d1, *d2, *alg, *kid;
+	json_t *o = NULL, *h = NULL;
+	int r = CUSTODY_E_PROTOCOL;
+
+	if (resp->status != 200) {
+		jwt_complain(t, "status %d (%s): %.300s", resp->status,
+		    resp->content_type != NULL ? resp->content_type : "-",
+		    (const char *)resp->body);
+		return r;
+	}
+	if ((o = json_loadb((const char *)resp->body, resp->len,
+		 JSON_REJECT_DUPLICATES, NULL)) == NULL ||
+	    (tok = json_string_value(json_object_get(o, "token"))) == NULL ||
+	    (d1 = strchr(tok, '.')) == NULL ||
+	    (d2 = strchr(d1 + 1, '.')) == NULL || strchr(d2 + 1, '.') != NULL) {
+		jwt_complain(t, "200 without a compact JWS: %.300s",
+		    (const char *)resp->body);
+		goto out;
+	}
+	if (b64_decode(tok, (size_t)(d1 - tok), hdr, sizeof(hdr) - 1, &hlen) !=
+		0 ||
+	    (h = json_loadb((const char *)hdr, hlen, JSON_REJECT_DUPLICATES,
+		 NULL)) == NULL ||
+	    (alg = json_string_value(json_object_get(h, "alg"))) == NULL ||
+	    (kid = json_string_value(json_object_get(h, "kid"))) == NULL ||
+	    strcmp(alg, t->alg->jws) != 0 || strcmp(kid, t->key->kid) != 0) {
+		jwt_complain(t,
+		    "a token whose header is not {alg: %s, kid: %s}: "
+		    "%.300s",
+		    t->alg->jws, t->key->kid, tok);
+		goto out;
+	}
+	if (verify) {
+		if (b64_decode(
+			d2 + 1, strlen(d2 + 1), sig, sizeof(sig), &slen) != 0 ||
+		    pubkey_verify(t->key->pk, (const uint8_t *)tok,
+			(size_t)(d2 - tok), sig, slen) != 0) {
+			jwt_complain(t,
+			    "a token whose signature does not "
+			    "verify with key %s: %.300s",
+			    t->key->id, tok);
+			goto out;
+		}
+		pthread_mutex_lock(&t->lock);
+		if (t->tbs == NULL &&
+		    (t->tbs = strndup(tok, (size_t)(d2 - tok))) != NULL)
+			t->tbslen = (size_t)(d2 - tok);
+		pthread_mutex_unlock(&t->lock);
+	}
+	r = 0;
+out:
+	json_decref(h);
+	json_decref(o);
+	return r;
+}
+
+static int
+jwt_init(void *arg, unsigned id, void **wp)
+{
+	struct jwt_target *t = arg;
+	struct jwt_conn *c;
+	int r;
+
+	(void)id;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return fail(t->what, CUSTODY_E_NOMEM);
+	*wp = c;
+	if ((r = httpc_connect_unix(t->sock, 0, &c->hc)) != 0)
+		return fail("connecting to custodyd", r);
+	return 0;
+}
+
+static int
+jwt_op(void *arg, void *w)
+{
+	struct jwt_target *t = arg;
+	struct jwt_conn *c = w;
+	struct httpc_response resp;
+	int r;
+
+	if (c->hc == NULL &&
+	    (r = httpc_connect_unix(t->sock, 0, &c->hc)) != 0) {
+		jwt_complain(t, "connect: %s", custody_strerror(r));
+		sleep_ms(10);
+		return r;
+	}
+	if ((r = httpc_request(c->hc, "POST", "/v1/credentials/jwt", NULL,
+		 "application/json", (const uint8_t *)t->body, t->bodylen,
+		 &resp)) != 0) {
+		jwt_complain(t, "no answer: %s", custody_strerror(r));
+		httpc_close(c->hc);
+		c->hc = NULL;
+		return r;
+	}
+	if ((r = jwt_check(t, &resp, !c->verified)) == 0) {
+		c->verified = 1;
+		atomic_fetch_add(&t->ok, 1);
+	}
+	if (resp.closing) { /* custodyd closed a keep-alive connection */
+		httpc_close(c->hc);
+		c->hc = NULL;
+		atomic_fetch_add(&t->reconnects, 1);
+	}
+	httpc_response_cleanup(&resp);
+	return r;
+}
+
+static void
+jwt_fini(void *arg, void *w)
+{
+	struct jwt_conn *c = w;
+
+	(void)arg;
+	if (c != NULL)
+		httpc_close(c->hc);
+	free(c);
+}
+
+/*
+ * One run of JWT requests for key k: conns connections, closed loop
+ * (rate 0) or paced. Checks custodyd's count of issued tokens against the
+ * answers. *tbsp gets a signing input custodyd signed (if NULL before).
+ */
+static int
+jwt_run(const char *sock, struct child *d, const struct bench_alg *a,
+    const struct bench_key *k, unsigned conns, double rate, double seconds,
+    char **tbsp, size_t *tbslenp, struct load_result *res)
+{
+	struct jwt_target t;
+	struct load_spec sp;
+	struct metrics m0, m1;
+	char what[96], st[64];
+	int r, rm;
+
+	memset(&t, 0, sizeof(t));
+	t.alg = a;
+	t.key = k;
+	t.sock = sock;
+	snprintf(what, sizeof(what), "%s, %u connection%s%s", a->name, conns,
+	    conns == 1 ? "" : "s", rate > 0 ? ", paced" : "");
+	t.what = what;
+	t.bodylen = (size_t)snprintf(t.body, sizeof(t.body),
+	    "{\"agent\":\"" AGENT_PREFIX "%s\",\"audience\":\"" AUDIENCE
+	    "\",\"ttl\":%d}",
+	    a->name, JWT_TTL);
+	atomic_init(&t.reported, 0);
+	atomic_init(&t.reconnects, 0);
+	atomic_init(&t.ok, 0);
+	pthread_mutex_init(&t.lock, NULL);
+	memset(&sp, 0, sizeof(sp));
+	sp.what = what;
+	sp.threads = conns;
+	sp.warmup = WARMUP_SECONDS;
+	sp.seconds = seconds;
+	sp.rate = rate;
+	sp.server = d->pid;
+	sp.init = jwt_init;
+	sp.op = jwt_op;
+	sp.fini = jwt_fini;
+	sp.arg = &t;
+
+	if ((r = metrics_get(sock, a, &m0)) != 0)
+		goto out;
+	r = load_run(&sp, res);
+	res->reconnects = atomic_load(&t.reconnects);
+	if (child_gone(d)) {
+		status_text(d->status, st, sizeof(st));
+		errorx("%s: custodyd died (%s)", what, st);
+		print_tail("custodyd's stderr", d->errpath);
+		r = CUSTODY_E_NOT_RUNNING;
+		goto out;
+	}
+	if ((rm = metrics_get(sock, a, &m1)) != 0) {
+		r = r == 0 ? rm : r;
+		goto out;
+	}
+	if (m1.commits > m0.commits)
+		res->leaves_per_commit =
+		    (m1.log_size - m0.log_size) / (m1.commits - m0.commits);
+	/* every token answered was issued, and nothing else was */
+	if ((uint64_t)(m1.issued - m0.issued) != atomic_load(&t.ok)) {
+		errorx("%s: %" PRIu64 " tokens received, custodyd counts "
+		       "%.0f issued",
+		    what, (uint64_t)atomic_load(&t.ok), m1.issued - m0.issued);
+		res->mismatch = 1;
+	}
+	if (m1.sign_failures != m0.sign_failures) {
+		errorx("%s: custodyd counts %.0f signing failures", what,
+		    m1.sign_failures - m0.sign_failures);
+		res->mismatch = 1;
+	}
+	if (res->errors > 0)
+		errorx("%s: %" PRIu64 " requests failed", what, res->errors);
+	if (r == 0 && t.tbs == NULL) {
+		errorx("%s: no token was verified", what);
+		r = CUSTODY_E_INTERNAL;
+	}
+	if (r == 0 && *tbsp == NULL) {
+		*tbsp = t.tbs;
+		*tbslenp = t.tbslen;
+		t.tbs = NULL;
+	}
+out:
+	free(t.tbs);
+	pthread_mutex_destroy(&t.lock);
+	return r;
+}
+
+/* ---- PKCS#11, bypassing custody --------------------------------------------
+ */
+
+struct p11 {
+	const char *module;
+	void *dl;
+	CK_FUNCTION_LIST *f;
+	int initialized;
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE login; /* keeps the login; CK_INVALID_HANDLE: none */
+};
+
+static int
+p11_fail(const struct p11 *p, const char *what, CK_RV rv)
+{
+	errorx("%s: %s: %s (0x%lx)", p->module, what, token_rv_name(rv),
+	    (unsigned long)rv);
+	return CUSTODY_E_TOKEN;
+}
+
+static void
+p11_close(struct p11 *p)
+{
+	if (p->f != NULL && p->initialized) {
+		if (p->login != CK_INVALID_HANDLE) {
+			(void)p->f->C_Logout(p->login);
+			(void)p->f->C_CloseSession(p->login);
+		}
+		(void)p->f->C_Finalize(NULL);
+	}
+	if (p->dl != NULL)
+		(void)dlclose(p->dl);
+	memset(p, 0, sizeof(*p));
+	p->login = CK_INVALID_HANDLE;
+}
+
+/*
+ * Load module, C_Initialize it with CKF_OS_LOCKING_OK, find the token
+ * labelled TOKEN_LABEL and log in as the user with the PIN of pin_path (a
+ * file of mode 0600; the PIN is wiped once used). Sessions opened later
+ * share the login.
+ */
+static int
+p11_open(struct p11 *p, const char *module, const char *pin_path)
+{
+	CK_C_GetFunctionList gfl;
+	CK_C_INITIALIZE_ARGS args;
+	CK_SLOT_ID slots[64];
+	CK_ULONG n = 64, i, found = 0;
+	CK_TOKEN_INFO ti;
+	struct secret *pin = NULL;
+	char label[sizeof(ti.label)];
+	CK_RV rv;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->module = module;
+	p->login = CK_INVALID_HANDLE;
+	if ((p->dl = dlopen(module, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		errorx("dlopen %s: %s", module, dlerror());
+		return CUSTODY_E_MODULE_LOAD;
+	}
+	if ((gfl = (CK_C_GetFunctionList)dlsym(p->dl, "C_GetFunctionList")) ==
+	    NULL) {
+		errorx("%s: no C_GetFunctionList", module);
+		r = CUSTODY_E_MODULE_LOAD;
+		goto fail;
+	}
+	if ((rv = gfl(&p->f)) != CKR_OK || p->f == NULL) {
+		r = p11_fail(p, "C_GetFunctionList", rv);
+		goto fail;
+	}
+	/* never NULL arguments: SoftHSM2 then turns its locking off */
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	if ((rv = p->f->C_Initialize(&args)) != CKR_OK) {
+		r = p11_fail(p, "C_Initialize", rv);
+		goto fail;
+	}
+	p->initialized = 1;
+	if ((rv = p->f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK) {
+		r = p11_fail(p, "C_GetSlotList", rv);
+		goto fail;
+	}
+	memset(label, ' ', sizeof(label));
+	memcpy(label, TOKEN_LABEL, strlen(TOKEN_LABEL));
+	for (i = 0; i < n && i < 64; i++)
+		if (p->f->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+		    memcmp(ti.label, label, sizeof(label)) == 0) {
+			p->slot = slots[i];
+			found++;
+		}
+	if (found != 1) {
+		errorx("%s: %lu tokens labelled '%s'", module,
+		    (unsigned long)found, TOKEN_LABEL);
+		r = CUSTODY_E_TOKEN_NOT_FOUND;
+		goto fail;
+	}
+	if ((rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION, NULL, NULL,
+		 &p->login)) != CKR_OK) {
+		p->login = CK_INVALID_HANDLE;
+		r = p11_fail(p, "C_OpenSession", rv);
+		goto fail;
+	}
+	if ((r = secret_read_file(pin_path, &pin)) != 0) {
+		(void)fail(pin_path, r);
+		goto fail;
+	}
+	rv = p->f->C_Login(
+	    p->login, CKU_USER, (CK_UTF8CHAR_PTR)pin->data, pin->len);
+	secret_free(pin);
+	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+		r = p11_fail(p, "C_Login", rv);
+		goto fail;
+	}
+	return 0;
+fail:
+	p11_close(p);
+	return r;
+}
+
+/* The one private key whose CKA_ID the custody key id k_<16 hex> names. */
+static int
+p11_find_key(struct p11 *p, const char *id, CK_OBJECT_HANDLE *hp)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	uint8_t cka[8];
+	CK_ATTRIBUTE tmpl[] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_ID, cka, sizeof(cka)},
+	};
+	CK_OBJECT_HANDLE h[2];
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	if (strncmp(id, "k_", 2) != 0 ||
+	    util_hex_decode(id + 2, cka, sizeof(cka)) != 0) {
+		errorx("key id %s is not k_ and 16 hex digits", id);
+		return CUSTODY_E_PARSE;
+	}
+	if ((rv = p->f->C_FindObjectsInit(p->login, tmpl, 2)) != CKR_OK)
+		return p11_fail(p, "C_FindObjectsInit", rv);
+	rv = p->f->C_FindObjects(p->login, h, 2, &n);
+	(void)p->f->C_FindObjectsFinal(p->login);
+	if (rv != CKR_OK)
+		return p11_fail(p, "C_FindObjects", rv);
+	if (n != 1) {
+		errorx("%s: %lu private keys with the CKA_ID of %s", p->module,
+		    (unsigned long)n, id);
+		return CUSTODY_E_KEY_NOT_FOUND;
+	}
+	*hp = h[0];
+	return 0;
+}
+
+/* A signing loop: the mechanism custody uses, over msg. */
+struct sign_target {
+	struct p11 *p;
+	const struct bench_alg *alg;
+	CK_OBJECT_HANDLE key;
+	const uint8_t *msg;
+	size_t len;
+	const struct pubkey *pk;
+	int verify;   /* verify each signature, as custody does */
+	int may_lack; /* CKR_MECHANISM_INVALID is CUSTODY_E_UNSUPPORTED */
+	int prehash;  /* RSA-PSS: CKM_RSA_PKCS_PSS over a SHA-256 made here */
+};
+
+struct sign_worker {
+	CK_SESSION_HANDLE s;
+	uint8_t sig[512];
+};
+
+/* C_SignInit + C_Sign (one call: the buffer is large enough) [+ verify]. */
+static int
+sign_once(const struct sign_target *t, struct sign_worker *w, int verify)
+{
+	CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+	CK_MECHANISM m = {t->alg->mech, NULL, 0};
+	CK_ULONG siglen = sizeof(w->sig);
+	uint8_t digest[64];
+	const uint8_t *tbs;
+	size_t tbslen;
+	unsigned int mdlen = 0;
+	CK_RV rv;
+	int r;
+
+	if (t->alg->mech == CKM_SHA256_RSA_PKCS_PSS) {
+		m.pParameter = &pss;
+		m.ulParameterLen = sizeof(pss);
+	}
+	if (t->prehash) {
+		m.mechanism = CKM_RSA_PKCS_PSS;
+		if (!EVP_Digest(
+			t->msg, t->len, digest, &mdlen, EVP_sha256(), NULL))
+			return fail("SHA-256", CUSTODY_E_CRYPTO);
+		tbs = digest;
+		tbslen = mdlen;
+	} else if ((r = pubkey_tbs(t->alg->alg, t->msg, t->len, digest, &tbs,
+			&tbslen)) != 0) /* ECDSA: the digest, as custody's */
+		return fail("digest", r);
+	if ((rv = t->p->f->C_SignInit(w->s, &m, t->key)) != CKR_OK) {
+		/* p11-kit's RPC refuses mechanisms it cannot carry */
+		if (rv == CKR_MECHANISM_INVALID && t->may_lack)
+			return CUSTODY_E_UNSUPPORTED;
+		return p11_fail(t->p, "C_SignInit", rv);
+	}
+	if ((rv = t->p->f->C_Sign(w->s, (CK_BYTE_PTR)tbs, (CK_ULONG)tbslen,
+		 w->sig, &siglen)) != CKR_OK)
+		return p11_fail(t->p, "C_Sign", rv);
+	if (siglen != alg_sig_len(t->alg->alg)) {
+		errorx("%s: a %lu-byte %s signature", t->p->module,
+		    (unsigned long)siglen, t->alg->name);
+		return CUSTODY_E_TOKEN;
+	}
+	if (verify && (r = pubkey_verify(t->pk, t->msg, t->len, w->sig,
+			   (size_t)siglen)) != 0) {
+		errorx("%s: a %s signature by the token does not verify",
+		    t->p->module, t->alg->name);
+		return r;
+	}
+	return 0;
+}
+
+static int
+sign_init(void *arg, unsigned id, void **wp)
+{
+	struct sign_target *t = arg;
+	struct sign_worker *w;
+	CK_RV rv;
+
+	(void)id;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return fail("signer", CUSTODY_E_NOMEM);
+	w->s = CK_INVALID_HANDLE;
+	*wp = w;
+	if ((rv = t->p->f->C_OpenSession(t->p->slot, CKF_SERIAL_SESSION, NULL,
+		 NULL, &w->s)) != CKR_OK) {
+		w->s = CK_INVALID_HANDLE;
+		return p11_fail(t->p, "C_OpenSession", rv);
+	}
+	/* untimed: the key signs, and what it signs verifies */
+	return sign_once(t, w, 1);
+}
+
+static int
+sign_op(void *arg, void *w)
+{
+	struct sign_target *t = arg;
+
+	return sign_once(t, w, t->verify);
+}
+
+static void
+sign_fini(void *arg, void *wv)
+{
+	struct sign_target *t = arg;
+	struct sign_worker *w = wv;
+
+	if (w != NULL && w->s != CK_INVALID_HANDLE)
+		(void)t->p->f->C_CloseSession(w->s);
+	free(w);
+}
+
+static int
+sign_run(struct p11 *p, const struct bench_alg *a, const struct bench_key *k,
+    const uint8_t *msg, size_t len, unsigned threads, double seconds,
+    int verify, int prehash, pid_t server, const char *what,
+    struct load_result *res)
+{
+	/* through p11-kit, a mechanism may be missing (CKM_EDDSA in p11-kit
+	 * 0.24: p11-glue/p11-kit issue 668) */
+	int may_lack = server != 0;
+	struct sign_target t;
+	struct load_spec sp;
+	int r;
+
+	memset(&t, 0, sizeof(t));
+	t.p = p;
+	t.alg = a;
+	t.msg = msg;
+	t.len = len;
+	t.pk = k->pk;
+	t.verify = verify;
+	t.may_lack = may_lack;
+	t.prehash = prehash;
+	if ((r = p11_find_key(p, k->id, &t.key)) != 0)
+		return r;
+	memset(&sp, 0, sizeof(sp));
+	sp.what = what;
+	sp.threads = threads;
+	sp.warmup = WARMUP_SECONDS;
+	sp.seconds = seconds;
+	sp.server = server;
+	sp.stop_on_error = 1;
+	sp.init = sign_init;
+	sp.op = sign_op;
+	sp.fini = sign_fini;
+	sp.arg = &t;
+	return load_run(&sp, res);
+}
+
+/* ---- the report -------------------------------------------------------------
+ */
+
+struct alg_report {
+	const struct bench_alg *alg;
+	struct bench_key key;
+	char *tbs; /* a signing input custodyd signed: the baselines' message */
+	size_t tbslen;
+	struct load_result jwt[MAX_CONN_LEVELS];
+	struct load_result paced;
+	struct load_result raw, verify, p11kit;
+	int p11kit_lacks;   /* the pair cannot sign with this mechanism */
+	int p11kit_prehash; /* RSA-PSS through it: CKM_RSA_PKCS_PSS instead */
+	size_t best;	    /* index into jwt */
+	int done;	    /* measured completely */
+};
+
+struct jwt_report {
+	struct machine mach;
+	char workdir[PATH_MAX];
+	double loadavg;
+	struct alg_report algs[NALGS];
+	size_t nalgs;
+	char custodyd_exit[64];
+	long custodyd_errors; /* lines with "error" in its stderr */
+};
+
+struct goals {
+	double x_raw, x_verify, x_p11kit, p99_diff_ms;
+	int verify_met, p11kit_met, p99_met;
+};
+
+static void
+goals_of(const struct alg_report *ar, struct goals *g)
+{
+	double best = ar->jwt[ar->best].rate;
+
+	g->x_raw = ratio(best, ar->raw.rate);
+	g->x_verify = ratio(best, ar->verify.rate);
+	g->x_p11kit = ratio(best, ar->p11kit.rate);
+	g->p99_diff_ms = (ar->paced.lat.p99 - ar->raw.lat.p99) / 1e3;
+	g->verify_met = g->x_verify >= GOAL_SIGN_VERIFY;
+	/* -1: no such baseline (the pair cannot sign with the mechanism) */
+	g->p11kit_met = ar->p11kit_lacks ? -1 : g->x_p11kit >= GOAL_P11KIT;
+	g->p99_met = ar->paced.n > 0 && ar->paced.late == 0 &&
+		     g->p99_diff_ms <= GOAL_P99_MS;
+}
+
+static json_t *
+result_json(const struct load_result *r, int jwt)
+{
+	json_t *o = json_pack("{s:i, s:I, s:f, s:f, s:o, s:f, s:I}", "threads",
+	    (int)r->threads, "n", (json_int_t)r->n, "seconds", r->secs,
+	    "per_second", r->rate, "latency", dist_json(&r->lat),
+	    "client_cpu_us_per_op", r->client_cpu_us, "errors",
+	    (json_int_t)r->errors);
+
+	if (o != NULL)
+		json_object_set_new(
+		    o, "other_processes_cores", json_real(r->others));
+	if (o == NULL)
+		return NULL;
+	if (jwt) {
+		json_object_set_new(o, "connections", json_integer(r->threads));
+		json_object_set_new(o, "custodyd_cpu_us_per_request",
+		    json_real(r->server_cpu_us));
+		json_object_set_new(
+		    o, "leaves_per_commit", json_real(r->leaves_per_commit));
+		json_object_set_new(
+		    o, "reconnects", json_integer((json_int_t)r->reconnects));
+	}
+	if (r->rate_asked > 0) {
+		json_object_set_new(
+		    o, "per_second_asked", json_real(r->rate_asked));
+		json_object_set_new(
+		    o, "late", json_integer((json_int_t)r->late));
+	}
+	return o;
+}
+
+static json_t *
+alg_json(const struct alg_report *ar, size_t nconns)
+{
+	struct goals g;
+	json_t *runs, *p11, *p11x;
+	size_t i;
+
+	goals_of(ar, &g);
+	if ((runs = json_array()) == NULL)
+		return NULL;
+	/* no pair, no ratio: null rather than a 0 that reads as a miss */
+	p11x = ar->p11kit_lacks ? json_null() : json_real(g.x_p11kit);
+	for (i = 0; i < nconns; i++)
+		json_array_append_new(runs, result_json(&ar->jwt[i], 1));
+	if (ar->p11kit_lacks)
+		p11 = json_pack("{s:s}", "unsupported",
+		    "C_SignInit: CKR_MECHANISM_INVALID through p11-kit");
+	else if ((p11 = result_json(&ar->p11kit, 0)) != NULL) {
+		json_object_set_new(p11, "server_cpu_us_per_op",
+		    json_real(ar->p11kit.server_cpu_us));
+		json_object_set_new(p11, "mechanism",
+		    json_string(ar->p11kit_prehash
+				    ? "CKM_RSA_PKCS_PSS over a host SHA-256"
+				    : ar->alg->mech_name));
+	}
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o,"
+			 " s:{s:o, s:o, s:o},"
+			 " s:{s:i, s:f, s:f, s:f, s:o},"
+			 " s:{s:{s:f, s:f, s:b}, s:{s:f, s:o, s:o},"
+			 " s:{s:f, s:f, s:f, s:f, s:b}}}",
+	    "alg", ar->alg->name, "jws_alg", ar->alg->jws, "mechanism",
+	    ar->alg->mech_name, "key", ar->key.id, "kid", ar->key.kid,
+	    "message_bytes", (json_int_t)ar->tbslen, "jwt", runs,
+	    "jwt_paced_half_peak", result_json(&ar->paced, 1), "baselines",
+	    "raw_sign", result_json(&ar->raw, 0), "sign_verify",
+	    result_json(&ar->verify, 0), "p11kit_pair", p11, "ratios",
+	    "best_connections", (int)ar->jwt[ar->best].threads,
+	    "best_per_second", ar->jwt[ar->best].rate, "x_raw_sign", g.x_raw,
+	    "x_sign_verify", g.x_verify, "x_p11kit_pair", p11x, "goals",
+	    "sign_verify", "want_at_least", GOAL_SIGN_VERIFY, "value",
+	    g.x_verify, "met", g.verify_met, "p11kit_pair", "want_at_least",
+	    GOAL_P11KIT, "value", json_deep_copy(p11x), "met",
+	    g.p11kit_met < 0 ? json_null() : json_boolean(g.p11kit_met),
+	    "p99_half_peak", "p99_ms", ar->paced.lat.p99 / 1e3,
+	    "raw_sign_p99_ms", ar->raw.lat.p99 / 1e3, "difference_ms",
+	    g.p99_diff_ms, "want_at_most_ms", GOAL_P99_MS, "met", g.p99_met);
+}
+
+static int
+report_json(const struct jwt_opts *o, const struct jwt_report *rep)
+{
+	json_t *root, *algs, *conns;
+	size_t i;
+	int r = CUSTODY_E_NOMEM;
+
+	if ((algs = json_array()) == NULL || (conns = json_array()) == NULL) {
+		json_decref(algs);
+		return fail("the JSON report", r);
+	}
+	for (i = 0; i < o->nconns; i++)
+		json_array_append_new(conns, json_integer(o->conns[i]));
+	for (i = 0; i < rep->nalgs; i++)
+		json_array_append_new(algs, alg_json(&rep->algs[i], o->nconns));
+	root = json_pack("{s:s, s:s, s:{s:s, s:i, s:s, s:s, s:f, s:s},"
+			 " s:{s:f, s:f, s:o, s:i, s:i, s:f, s:s, s:s, s:s,"
+			 " s:s},"
+			 " s:o, s:{s:s, s:i}}",
+	    "custody", CUSTODY_VERSION, "openssl",
+	    OpenSSL_version(OPENSSL_VERSION), "machine", "cpu", rep->mach.cpu,
+	    "cores", (int)rep->mach.cores, "kernel", rep->mach.kernel,
+	    "filesystem", rep->mach.fs, "loadavg_at_start", rep->loadavg, "dir",
+	    rep->workdir, "params", "seconds", o->seconds, "warmup_seconds",
+	    WARMUP_SECONDS, "connections", conns, "paced_connections",
+	    PACED_CONNS, "workers", (int)o->workers, "paced_share_of_peak",
+	    PACED_SHARE, "module", o->module, "p11kit_client", o->p11kit_client,
+	    "custodyd", o->custodyd, "custody", o->custody, "algs", algs,
+	    "custodyd", "exit", rep->custodyd_exit, "error_lines",
+	    (int)rep->custodyd_errors);
+	if (root == NULL)
+		return fail("the JSON report", r);
+	r = json_dumpf(root, stdout, JSON_INDENT(2)) == 0 &&
+		    fputc('\n', stdout) != EOF
+		? 0
+		: CUSTODY_E_IO;
+	json_decref(root);
+	return r;
+}
+
+static const char *
+met(int ok)
+{
+	return ok ? "met" : "NOT MET";
+}
+
+static void
+print_row(const char *name, const char *conns, const struct load_result *r,
+    int server, int jwt)
+{
+	char scpu[16] = "-", lpc[16] = "-";
+
+	if (server)
+		snprintf(scpu, sizeof(scpu), "%.0f", r->server_cpu_us);
+	if (jwt)
+		snprintf(lpc, sizeof(lpc), "%.1f", r->leaves_per_commit);
+	printf("  %-31s %6s %8.0f %8.0f %8.0f %7s %7.0f %7s %6.2f %6" PRIu64
+	       "\n",
+	    name, conns, r->rate, r->lat.p50, r->lat.p99, scpu,
+	    r->client_cpu_us, lpc, r->others, r->errors);
+}
+
+static void
+report_text(const struct jwt_opts *o, const struct jwt_report *rep)
+{
+	const struct alg_report *ar;
+	struct goals g;
+	char name[64], conns[32];
+	size_t i, j, ngoals = 0, nmet = 0;
+	uint64_t errors = 0;
+
+	printf("custody-bench jwt: custody %s, %s\n", CUSTODY_VERSION,
+	    OpenSSL_version(OPENSSL_VERSION));
+	printf("machine: %s, %ld cores, %s; load average %.2f at the "
+	       "start\n",
+	    rep->mach.cpu, rep->mach.cores, rep->mach.kernel, rep->loadavg);
+	printf("token: %s, file object store in %s (%s), where the audit log "
+	       "is too\n",
+	    o->module, rep->workdir, rep->mach.fs);
+	printf("custodyd: %u workers; runs of %.1f s after %.1f s of warm-up; "
+	       "baselines with %u threads\n",
+	    o->workers, o->seconds, WARMUP_SECONDS, o->workers);
+	printf("p11-kit pair: p11-kit server --provider %s, client %s\n",
+	    o->module, o->p11kit_client);
+
+	for (i = 0; i < rep->nalgs; i++) {
+		ar = &rep->algs[i];
+		if (!ar->done)
+			continue;
+		goals_of(ar, &g);
+		printf("\n%s (JWS %s; %s), key %s, signing input %zu "
+		       "bytes:\n",
+		    ar->alg->name, ar->alg->jws, ar->alg->mech_name, ar->key.id,
+		    ar->tbslen);
+		printf("  %-31s %6s %8s %8s %8s %7s %7s %7s %6s %6s\n", "",
+		    "conns/", "per", "p50", "p99", "server", "client",
+		    "leaves/", "others", "errors");
+		printf("  %-31s %6s %8s %8s %8s %7s %7s %7s %6s %6s\n", "",
+		    "thrds", "second", "us", "us", "CPU us", "CPU us", "commit",
+		    "cores", "");
+		for (j = 0; j < o->nconns; j++) {
+			snprintf(
+			    conns, sizeof(conns), "%u", ar->jwt[j].threads);
+			print_row("JWT over the Unix socket", conns,
+			    &ar->jwt[j], 1, 1);
+		}
+		snprintf(name, sizeof(name), "JWT paced, %.0f/s asked",
+		    ar->paced.rate_asked);
+		snprintf(conns, sizeof(conns), "%u", ar->paced.threads);
+		print_row(name, conns, &ar->paced, 1, 1);
+		snprintf(conns, sizeof(conns), "%u", ar->raw.threads);
+		print_row("raw C_SignInit + C_Sign", conns, &ar->raw, 0, 0);
+		print_row(
+		    "raw C_Sign + OpenSSL verify", conns, &ar->verify, 0, 0);
+		if (ar->p11kit_prehash)
+			print_row("C_Sign via p11-kit pair (*)", conns,
+			    &ar->p11kit, 1, 0);
+		else if (ar->p11kit_lacks)
+			printf("  %-31s %6s  cannot sign: C_SignInit says "
+			       "CKR_MECHANISM_INVALID (p11-kit's RPC\n"
+			       "  %-31s %6s  does not carry %s)\n",
+			    "C_Sign through p11-kit pair", conns, "", "",
+			    ar->alg->mech_name);
+		else
+			print_row("C_Sign through p11-kit pair", conns,
+			    &ar->p11kit, 1, 0);
+		if (ar->p11kit_prehash)
+			printf("  (*) CKM_RSA_PKCS_PSS over a SHA-256 made "
+			       "here: p11-kit's RPC does not carry %s\n",
+			    ar->alg->mech_name);
+		for (j = 0; j < o->nconns; j++)
+			if (ar->jwt[j].reconnects > 0)
+				printf("  note: custodyd closed %" PRIu64
+				       " keep-alive connections at %u "
+				       "connections\n",
+				    ar->jwt[j].reconnects, ar->jwt[j].threads);
+		if (ar->paced.late > 0)
+			printf("  note: the paced run fell behind: %" PRIu64
+			       " requests were never sent\n",
+			    ar->paced.late);
+		if (ar->p11kit_lacks)
+			snprintf(name, sizeof(name), "no p11-kit pair");
+		else
+			snprintf(name, sizeof(name), "%.2f x p11-kit pair",
+			    g.x_p11kit);
+		printf("\n  best JWT rate %.0f/s (%u connections) = %.2f x raw "
+		       "C_Sign, %.2f x C_Sign + verify, %s\n",
+		    ar->jwt[ar->best].rate, ar->jwt[ar->best].threads, g.x_raw,
+		    g.x_verify, name);
+		printf("  goal: >= %.1f x C_Sign + verify        %5.2f      "
+		       "%s\n",
+		    GOAL_SIGN_VERIFY, g.x_verify, met(g.verify_met));
+		if (g.p11kit_met < 0)
+			printf("  goal: >= %.1f x p11-kit pair           n/a: "
+			       "the pair cannot sign %s at all\n",
+			    GOAL_P11KIT, ar->alg->name);
+		else
+			printf("  goal: >= %.1f x p11-kit pair           %5.2f "
+			       "     %s\n",
+			    GOAL_P11KIT, g.x_p11kit, met(g.p11kit_met));
+		printf("  goal: p99 at half the peak <= raw C_Sign p99 + %.0f "
+		       "ms: %.3f ms vs %.3f ms, %+.3f ms  %s\n",
+		    GOAL_P99_MS, ar->paced.lat.p99 / 1e3, ar->raw.lat.p99 / 1e3,
+		    g.p99_diff_ms, met(g.p99_met));
+		ngoals += 2 + (g.p11kit_met >= 0);
+		nmet += (size_t)g.verify_met + (size_t)(g.p11kit_met > 0) +
+			(size_t)g.p99_met;
+		for (j = 0; j < o->nconns; j++)
+			errors += ar->jwt[j].errors;
+		errors += ar->paced.errors;
+	}
+	printf("\ngoals met: %zu of %zu. Requests failed: %" PRIu64
+	       ". custodyd: %s after SIGTERM; %ld error lines in its "
+	       "log.\n",
+	    nmet, ngoals, errors, rep->custodyd_exit, rep->custodyd_errors);
+	printf("server CPU: custodyd's (p11-kit server's for the pair) per "
+	       "request, from /proc; client CPU: this\n"
+	       "process's, all threads; others: cores busy with other "
+	       "processes during the run\n"
+	       "(/proc/stat). Paced latency counts from each request's "
+	       "scheduled send time.\n");
+}
+
+/* Did any request fail, or custodyd's counts differ from the answers? */
+static int
+wrong_answers(const struct jwt_report *rep, size_t nconns)
+{
+	const struct alg_report *ar;
+	size_t i, j;
+
+	for (i = 0; i < rep->nalgs; i++) {
+		ar = &rep->algs[i];
+		if (ar->paced.errors > 0 || ar->paced.mismatch)
+			return 1;
+		for (j = 0; j < nconns; j++)
+			if (ar->jwt[j].errors > 0 || ar->jwt[j].mismatch)
+				return 1;
+	}
+	return 0;
+}
+
+/* ---- jwt: the subcommand ----------------------------------------------------
+ */
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+struct paths {
+	char *sopin, *userpin, *hsmconf, *tokens, *data, *policy, *conf, *sock,
+	    *p11sock;
+};
+
+static void
+paths_free(struct paths *p)
+{
+	free(p->sopin);
+	free(p->userpin);
+	free(p->hsmconf);
+	free(p->tokens);
+	free(p->data);
+	free(p->policy);
+	free(p->conf);
+	free(p->sock);
+	free(p->p11sock);
+	memset(p, 0, sizeof(*p));
+}
+
+/* PIN files, softhsm2.conf, the policy and custody.conf in dir. */
+static int
+setup_files(const struct jwt_opts *o, const char *dir, struct paths *p)
+{
+	uint8_t rnd[12];
+	char pin[2 * sizeof(rnd) + 1], hsmdir[PATH_MAX];
+	uid_t uid = getuid();
+	int r;
+
+	if ((p->sopin = path_join(dir, "so.pin")) == NULL ||
+	    (p->userpin = path_join(dir, "user.pin")) == NULL ||
+	    (p->data = path_join(dir, "data")) == NULL ||
+	    (p->policy = path_join(dir, "policy.json")) == NULL ||
+	    (p->conf = path_join(dir, "custody.conf")) == NULL ||
+	    (p->sock = path_join(dir, "api.sock")) == NULL ||
+	    (p->p11sock = path_join(dir, "p11-kit.sock")) == NULL)
+		return CUSTODY_E_NOMEM;
+	snprintf(hsmdir, sizeof(hsmdir), "%s/softhsm2", p->data);
+	if ((p->hsmconf = path_join(hsmdir, "softhsm2.conf")) == NULL ||
+	    (p->tokens = path_join(hsmdir, "tokens")) == NULL)
+		return CUSTODY_E_NOMEM;
+	if (mkdir(p->data, 0700) == -1 || mkdir(hsmdir, 0700) == -1 ||
+	    mkdir(p->tokens, 0700) == -1) {
+		errorx("mkdir in %s: %s", dir, strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	/* fresh PINs: in files of mode 0600 only, never in argv */
+	if ((r = util_random(rnd, sizeof(rnd))) != 0)
+		return fail("random PIN", r);
+	util_hex_encode(rnd, sizeof(rnd), pin);
+	r = write_file(p->userpin, 0600, "%s\n", pin);
+	if (r == 0 && (r = util_random(rnd, sizeof(rnd))) == 0) {
+		util_hex_encode(rnd, sizeof(rnd), pin);
+		r = write_file(p->sopin, 0600, "%s\n", pin);
+	}
+	OPENSSL_cleanse(rnd, sizeof(rnd));
+	OPENSSL_cleanse(pin, sizeof(pin));
+	if (r != 0)
+		return r;
+	if ((r = write_file(p->hsmconf, 0600,
+		 "directories.tokendir = %s\n"
+		 "objectstore.backend = file\n"
+		 "log.level = ERROR\n"
+		 "slots.mechanisms = ALL\n",
+		 p->tokens)) != 0)
+		return r;
+	if ((r = write_file(p->policy, 0600,
+		 "{\"version\": 1,\n"
+		 " \"description\": \"custody-bench jwt: this uid issues JWTs "
+		 "for its agents\",\n"
+		 " \"rules\": [\n"
+		 "  {\"id\": \"bench-admin\", \"effect\": \"allow\", "
+		 "\"principals\": [\"unix:uid=%lu\"],\n"
+		 "   \"actions\": [\"key.create\", \"key.read\", "
+		 "\"audit.read\"]},\n"
+		 "  {\"id\": \"bench-jwt\", \"effect\": \"allow\", "
+		 "\"principals\": [\"unix:uid=%lu\"],\n"
+		 "   \"actions\": [\"credential.jwt\"],\n"
+		 "   \"keys\": {\"agent\": [\"" AGENT_PREFIX "*\"], "
+		 "\"purpose\": [\"jwt\"]},\n"
+		 "   \"conditions\": {\"max_ttl\": \"15m\", \"audiences\": "
+		 "[\"" AUDIENCE "\"]}}\n"
+		 " ]}\n",
+		 (unsigned long)uid, (unsigned long)uid)) != 0)
+		return r;
+	return write_file(p->conf, 0600,
+	    "# custody-bench jwt\n"
+	    "data-dir %s\n"
+	    "pkcs11-module %s\n"
+	    "token pkcs11:token=" TOKEN_LABEL "\n"
+	    "pin-file %s\n"
+	    "pkcs11-env SOFTHSM2_CONF=%s\n"
+	    "log-origin bench.test/log\n"
+	    "issuer https://bench.test\n"
+	    "jwt-ed25519-alg EdDSA\n"
+	    "policy %s\n"
+	    "listen-unix %s\n"
+	    "workers %u\n",
+	    p->data, o->module, p->userpin, p->hsmconf, p->policy, p->sock,
+	    o->workers);
+}
+
+/* custody -c CONF init --so-pin-file FILE, to completion. */
+static int
+custody_init(const struct jwt_opts *o, const char *dir, const struct paths *p)
+{
+	struct child c;
+	char *out = NULL, *err = NULL, st[64];
+	char *argv[] = {(char *)o->custody, "-c", p->conf, "init",
+	    "--so-pin-file", p->sopin, NULL};
+	int r;
+
+	if ((out = path_join(dir, "init.out")) == NULL ||
+	    (err = path_join(dir, "init.err")) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	if ((r = child_spawn(&c, "custody init", argv, out, err)) != 0)
+		goto out;
+	(void)child_wait(&c, 1e9);
+	if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0) {
+		status_text(c.status, st, sizeof(st));
+		errorx("%s -c %s init: %s", o->custody, p->conf, st);
+		print_tail("custody init's stderr", err);
+		r = CUSTODY_E_INTERNAL;
+	}
+out:
+	free(out);
+	free(err);
+	return r;
+}
+
+/* Wait for a Unix socket to appear (p11-kit server). */
+static int
+socket_wait(struct child *c, const char *path)
+{
+	struct stat sb;
+	uint64_t t0 = now_ns();
+	char st[64];
+
+	while (stat(path, &sb) == -1 || !S_ISSOCK(sb.st_mode)) {
+		if (child_gone(c)) {
+			status_text(c->status, st, sizeof(st));
+			errorx("%s exited (%s)", c->name, st);
+			print_tail(c->name, c->errpath);
+			return CUSTODY_E_NOT_RUNNING;
+		}
+		if (interrupted || secs_since(t0) > READY_TIMEOUT_S) {
+			errorx("%s: no socket %s", c->name, path);
+			return CUSTODY_E_TIMEOUT;
+		}
+		sleep_ms(20);
+	}
+	return 0;
+}
+
+/*
+ * The p11-kit pair: p11-kit server on the module (no PIN: the client logs
+ * in), then the client module loaded here.
+ */
+static int
+p11kit_start(const struct jwt_opts *o, const char *dir, const struct paths *p,
+    struct child *srv, struct p11 *p11)
+{
+	char *out = NULL, *err = NULL, addr[PATH_MAX + 16];
+	char *argv[] = {"p11-kit", "server", "--provider", (char *)o->module,
+	    "-f", "-n", p->p11sock, "pkcs11:token=" TOKEN_LABEL, NULL};
+	int r;
+
+	if ((out = path_join(dir, "p11-kit.out")) == NULL ||
+	    (err = path_join(dir, "p11-kit.err")) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	/* SOFTHSM2_CONF is in this process's environment, so in its */
+	progress("starting p11-kit server on %s", p->p11sock);
+	if ((r = child_spawn(srv, "p11-kit server", argv, out, err)) != 0 ||
+	    (r = socket_wait(srv, p->p11sock)) != 0)
+		goto out;
+	/* the client module reads the address when it initialises */
+	snprintf(addr, sizeof(addr), "unix:path=%s", p->p11sock);
+	if (setenv("P11_KIT_SERVER_ADDRESS", addr, 1) == -1) {
+		errorx("setenv: %s", strerror(errno));
+		r = CUSTODY_E_IO;
+		goto out;
+	}
+	r = p11_open(p11, o->p11kit_client, p->userpin);
+	(void)unsetenv("P11_KIT_SERVER_ADDRESS");
+out:
+	free(out);
+	free(err);
+	return r;
+}
+
+/*
+ * The three baselines of one algorithm, while custodyd is idle: raw
+ * C_Sign and C_Sign + verify on the module (direct), and raw C_Sign
+ * through the p11-kit pair (remote), over a signing input custodyd signed.
+ */
+static int
+baselines_alg(const struct jwt_opts *o, struct p11 *direct, struct p11 *remote,
+    pid_t srv, struct alg_report *ar)
+{
+	const uint8_t *msg = (const uint8_t *)ar->tbs;
+	char what[96];
+	int r;
+
+	snprintf(what, sizeof(what), "%s, raw C_Sign", ar->alg->name);
+	progress("%s, %u threads, %.1f s", what, o->workers, o->seconds);
+	if ((r = sign_run(direct, ar->alg, &ar->key, msg, ar->tbslen,
+		 o->workers, o->seconds, 0, 0, 0, what, &ar->raw)) != 0)
+		return r;
+	snprintf(what, sizeof(what), "%s, C_Sign + verify", ar->alg->name);
+	progress("%s, %u threads, %.1f s", what, o->workers, o->seconds);
+	if ((r = sign_run(direct, ar->alg, &ar->key, msg, ar->tbslen,
+		 o->workers, o->seconds, 1, 0, 0, what, &ar->verify)) != 0)
+		return r;
+	snprintf(
+	    what, sizeof(what), "%s, C_Sign through p11-kit", ar->alg->name);
+	progress("%s, %u threads, %.1f s", what, o->workers, o->seconds);
+	r = sign_run(remote, ar->alg, &ar->key, msg, ar->tbslen, o->workers,
+	    o->seconds, 0, 0, srv, what, &ar->p11kit);
+	if (r == CUSTODY_E_UNSUPPORTED &&
+	    ar->alg->mech == CKM_SHA256_RSA_PKCS_PSS) {
+		/* the same RSA private operation, with the SHA-256 of the
+		 * message made here: the PSS signature is the same kind */
+		progress("%s: p11-kit does not carry %s: CKM_RSA_PKCS_PSS over "
+			 "a SHA-256 made here instead",
+		    what, ar->alg->mech_name);
+		ar->p11kit_prehash = 1;
+		r = sign_run(remote, ar->alg, &ar->key, msg, ar->tbslen,
+		    o->workers, o->seconds, 0, 1, srv, what, &ar->p11kit);
+	}
+	if (r == CUSTODY_E_UNSUPPORTED) {
+		progress("%s: p11-kit does not carry %s: no such baseline",
+		    what, ar->alg->mech_name);
+		memset(&ar->p11kit, 0, sizeof(ar->p11kit));
+		ar->p11kit_lacks = 1;
+		r = 0;
+	}
+	return r;
+}
+
+/* The closed-loop runs and the paced one, for one algorithm. */
+static int
+jwt_alg(const struct jwt_opts *o, const struct paths *p, struct child *d,
+    struct alg_report *ar)
+{
+	double best;
+	size_t j;
+	int r;
+
+	for (j = 0; j < o->nconns; j++) {
+		progress("%s: JWTs, %u connection%s, %.1f s", ar->alg->name,
+		    o->conns[j], o->conns[j] == 1 ? "" : "s", o->seconds);
+		if ((r = jwt_run(p->sock, d, ar->alg, &ar->key, o->conns[j], 0,
+			 o->seconds, &ar->tbs, &ar->tbslen, &ar->jwt[j])) != 0)
+			return r;
+		if (ar->jwt[j].rate > ar->jwt[ar->best].rate)
+			ar->best = j;
+	}
+	best = ar->jwt[ar->best].rate;
+	if (best <= 0) {
+		errorx("%s: no JWT was issued", ar->alg->name);
+		return CUSTODY_E_INTERNAL;
+	}
+	progress("%s: JWTs, %d connections paced at %.0f/s (half of %.0f/s), "
+		 "%.1f s",
+	    ar->alg->name, PACED_CONNS, best * PACED_SHARE, best, o->seconds);
+	return jwt_run(p->sock, d, ar->alg, &ar->key, PACED_CONNS,
+	    best * PACED_SHARE, o->seconds, &ar->tbs, &ar->tbslen, &ar->paced);
+}
+
+int
+cmd_jwt(int argc, char **argv)
+{
+	struct jwt_opts o;
+	struct jwt_report *rep = NULL;
+	struct paths p;
+	struct child d, srv;
+	struct p11 direct, remote;
+	struct sigaction sa, old_int, old_term, old_hup;
+	char *out = NULL, *err = NULL;
+	char *dargv[] = {NULL, "-c", NULL, NULL};
+	double la[1];
+	size_t i;
+	int r, made = 0, ex = EXIT_FAILURE, sigs = 0;
+
+	memset(&p, 0, sizeof(p));
+	memset(&d, 0, sizeof(d));
+	memset(&srv, 0, sizeof(srv));
+	memset(&direct, 0, sizeof(direct));
+	memset(&remote, 0, sizeof(remote));
+	if ((r = jwt_parse(argc, argv, &o)) != 0)
+		return r < 0 ? 0 : r;
+	if ((rep = calloc(1, sizeof(*rep))) == NULL) {
+		errorx("out of memory");
+		return EXIT_FAILURE;
+	}
+	snprintf(rep->custodyd_exit, sizeof(rep->custodyd_exit), "not run");
+	rep->nalgs = o.nalgs;
+	for (i = 0; i < o.nalgs; i++)
+		rep->algs[i].alg = o.algs[i];
+	if (getloadavg(la, 1) == 1)
+		rep->loadavg = la[0];
+
+	/* stop cleanly on ^C: the runs end, the children are stopped and
+	 * the work directory removed */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGINT, &sa, &old_int) == 0 &&
+	    sigaction(SIGTERM, &sa, &old_term) == 0 &&
+	    sigaction(SIGHUP, &sa, &old_hup) == 0)
+		sigs = 1;
+
+	if ((size_t)snprintf(rep->workdir, sizeof(rep->workdir),
+		"%s/custody-bench-jwt.XXXXXX", o.dir) >= sizeof(rep->workdir) ||
+	    mkdtemp(rep->workdir) == NULL) {
+		errorx("mkdtemp in %s: %s", o.dir, strerror(errno));
+		goto out;
+	}
+	made = 1;
+	machine_get(rep->workdir, &rep->mach);
+	progress("work directory %s (%s)", rep->workdir, rep->mach.fs);
+	if (setup_files(&o, rep->workdir, &p) != 0)
+		goto out;
+	/* for the baselines' own C_Initialize and the p11-kit server */
+	if (setenv("SOFTHSM2_CONF", p.hsmconf, 1) == -1) {
+		errorx("setenv: %s", strerror(errno));
+		goto out;
+	}
+	progress("custody init: token '%s' in %s", TOKEN_LABEL, p.tokens);
+	if (custody_init(&o, rep->workdir, &p) != 0)
+		goto out;
+	if ((out = path_join(rep->workdir, "custodyd.out")) == NULL ||
+	    (err = path_join(rep->workdir, "custodyd.err")) == NULL)
+		goto out;
+	dargv[0] = (char *)o.custodyd;
+	dargv[2] = p.conf;
+	progress("starting %s with %u workers", o.custodyd, o.workers);
+	if (child_spawn(&d, "custodyd", dargv, out, err) != 0 ||
+	    custodyd_ready(&d, p.sock) != 0)
+		goto out;
+	for (i = 0; i < rep->nalgs; i++) {
+		progress("POST /v1/keys: a %s key", rep->algs[i].alg->name);
+		if (key_create(p.sock, rep->algs[i].alg, &rep->algs[i].key) !=
+		    0)
+			goto out;
+	}
+
+	/* the p11-kit server before this process initialises the module
+	 * (it forks); both stay idle while custodyd is loaded */
+	if (p11kit_start(&o, rep->workdir, &p, &srv, &remote) != 0 ||
+	    p11_open(&direct, o.module, p.userpin) != 0)
+		goto out;
+	/* each algorithm's baselines right after its JWT runs, so that both
+	 * see the same machine (other load on it drifts) */
+	for (i = 0; i < rep->nalgs; i++) {
+		if (jwt_alg(&o, &p, &d, &rep->algs[i]) != 0 ||
+		    baselines_alg(
+			&o, &direct, &remote, srv.pid, &rep->algs[i]) != 0)
+			goto out;
+		rep->algs[i].done = 1;
+	}
+	p11_close(&remote);
+	p11_close(&direct);
+
+	progress("stopping custodyd (SIGTERM)");
+	r = child_stop(&d, SIGTERM, STOP_TIMEOUT_S);
+	status_text(d.status, rep->custodyd_exit, sizeof(rep->custodyd_exit));
+	rep->custodyd_errors = count_lines(err, "error");
+	if (r != 0 || !WIFEXITED(d.status) || WEXITSTATUS(d.status) != 0) {
+		errorx("custodyd did not stop cleanly: %s", rep->custodyd_exit);
+		print_tail("custodyd's stderr", err);
+		goto out;
+	}
+	if (rep->custodyd_errors != 0)
+		print_tail("custodyd's stderr (it logged errors)", err);
+	if (o.json) {
+		if (report_json(&o, rep) != 0)
+			goto out;
+	} else
+		report_text(&o, rep);
+	if (fflush(stdout) == EOF) {
+		errorx("writing the report: %s", strerror(errno));
+		goto out;
+	}
+	if (wrong_answers(rep, o.nconns)) {
+		errorx("some answers were wrong (above): the measurements "
+		       "stand, the run failed");
+		goto out;
+	}
+	ex = 0;
+out:
+	p11_close(&remote);
+	p11_close(&direct);
+	/* every path: no server is left running */
+	if (child_stop(&srv, SIGTERM, 10) != 0)
+		ex = EXIT_FAILURE;
+	if (d.pid != 0 && !d.reaped) {
+		(void)child_stop(&d, SIGTERM, STOP_TIMEOUT_S);
+		print_tail("custodyd's stderr", d.errpath);
+	}
+	for (i = 0; i < rep->nalgs; i++) {
+		pubkey_free(rep->algs[i].key.pk);
+		free(rep->algs[i].tbs);
+	}
+	if (made && o.keep)
+		progress("kept %s", rep->workdir);
+	else if (made && rm_tree(rep->workdir) != 0)
+		ex = EXIT_FAILURE;
+	if (sigs) {
+		(void)sigaction(SIGINT, &old_int, NULL);
+		(void)sigaction(SIGTERM, &old_term, NULL);
+		(void)sigaction(SIGHUP, &old_hup, NULL);
+	}
+	paths_free(&p);
+	free(out);
+	free(err);
+	free(rep);
+	return ex;
+}
