@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -88,10 +89,11 @@ struct conn {
 	struct bufferevent *bev; /* until adopted */
 	struct evhttp_connection *evcon;
 	struct event *adopt, *deadline;
-	char principal[48]; /* "" if SO_PEERCRED failed */
-	int busy;	    /* a request is being answered */
-	int closed;	    /* libevent closed it meanwhile */
-	int refused;	    /* over max-connections */
+	char principal[48];	   /* "" if SO_PEERCRED failed */
+	int busy;		   /* a request is being answered */
+	int closed;		   /* libevent closed it meanwhile */
+	int refused;		   /* over max-connections */
+	struct conn *next_pending; /* not adopted yet */
 };
 
 struct call;
@@ -139,6 +141,7 @@ struct loop {
 	/* evcon -> conn, open addressing */
 	struct conn **conns;
 	size_t nslots, nconns;
+	struct conn *pending; /* accepted, not adopted yet */
 };
 
 struct refused {
@@ -641,6 +644,15 @@ refuse(struct call *c, int status, const char *event,
 	va_end(ap);
 	if (rule != NULL)
 		snprintf(c->rule, sizeof(c->rule), "%s", rule);
+	if (c->policy_hex[0] == '\0') {
+		/* custody's own refusal, before the policy was asked: the
+		 * leaf still names the policy in force */
+		struct policy *p = service_policy(c->lp->api->sv);
+
+		if (p != NULL)
+			hex32(policy_sha256(p), c->policy_hex);
+		policy_free(p);
+	}
 	atomic_fetch_add(&c->lp->api->m.decisions[0], 1);
 	problem(c, status, status == 409 ? "conflict" : "forbidden",
 	    json_pack("{s:s}", "rule", c->rule), "%s", reason);
@@ -1857,7 +1869,8 @@ conn_release(struct conn *k)
 		conn_free(k);
 		return;
 	}
-	tv.tv_sec = (time_t)k->lp->api->cfg->request_timeout;
+	tv.tv_sec =
+	    k->lp->draining ? 1 : (time_t)k->lp->api->cfg->request_timeout;
 	tv.tv_usec = 0;
 	if (k->deadline != NULL)
 		event_add(k->deadline, &tv);
@@ -1879,6 +1892,21 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 		conn_free(k);
 }
 
+/*
+ * Close k's connection (no request of it in progress) and free k. libevent
+ * calls closecb only for a connection it deems connected: if it did not,
+ * do what conn_closed() does here, so that k and its slot are never lost.
+ */
+static void
+conn_kill(struct conn *k)
+{
+	k->busy = 1; /* k lives through the call */
+	evhttp_connection_free(k->evcon);
+	if (!k->closed)
+		conn_closed(k->evcon, k);
+	conn_free(k);
+}
+
 static void
 deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1888,12 +1916,13 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (k->busy || k->closed)
 		return;
-	atomic_fetch_add(&k->lp->api->m.slow_closed, 1);
-	log_info_f("%s: no complete request within %llds: closed",
-	    k->principal[0] ? k->principal : "a client",
-	    (long long)k->lp->api->cfg->request_timeout);
-	/* frees k through conn_closed() */
-	evhttp_connection_free(k->evcon);
+	if (!k->lp->draining) {
+		atomic_fetch_add(&k->lp->api->m.slow_closed, 1);
+		log_info_f("%s: no complete request within %llds: closed",
+		    k->principal[0] ? k->principal : "a client",
+		    (long long)k->lp->api->cfg->request_timeout);
+	}
+	conn_kill(k);
 }
 
 /*
@@ -1905,7 +1934,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 static void
 adopt_cb(evutil_socket_t fd_, short what, void *arg)
 {
-	struct conn *k = arg;
+	struct conn *k = arg, **kp;
 	struct loop *lp = k->lp;
 	struct api *a = lp->api;
 	bufferevent_data_cb rcb;
@@ -1917,6 +1946,11 @@ adopt_cb(evutil_socket_t fd_, short what, void *arg)
 
 	(void)fd_;
 	(void)what;
+	for (kp = &lp->pending; *kp != NULL; kp = &(*kp)->next_pending)
+		if (*kp == k) {
+			*kp = k->next_pending;
+			break;
+		}
 	bufferevent_getcb(k->bev, &rcb, NULL, NULL, &cbarg);
 	fd = bufferevent_getfd(k->bev);
 	bufferevent_decref(k->bev);
@@ -1934,9 +1968,9 @@ adopt_cb(evutil_socket_t fd_, short what, void *arg)
 		return;
 	}
 	evhttp_connection_set_closecb(k->evcon, conn_closed, k);
-	if (k->refused || lp->draining) {
+	if (k->refused) {
 		/* over the limit: closed before a byte is read */
-		evhttp_connection_free(k->evcon);
+		conn_kill(k);
 		return;
 	}
 	if (fd >= 0 &&
@@ -1944,7 +1978,7 @@ adopt_cb(evutil_socket_t fd_, short what, void *arg)
 	    clen == sizeof(cred))
 		snprintf(k->principal, sizeof(k->principal), "unix:uid=%lu",
 		    (unsigned long)cred.uid);
-	tv.tv_sec = (time_t)a->cfg->request_timeout;
+	tv.tv_sec = lp->draining ? 1 : (time_t)a->cfg->request_timeout;
 	tv.tv_usec = 0;
 	if ((k->deadline = evtimer_new(lp->base, deadline_cb, k)) != NULL)
 		event_add(k->deadline, &tv);
@@ -1973,6 +2007,8 @@ new_conn(struct event_base *base, void *arg)
 	k->lp = lp;
 	k->bev = bev;
 	bufferevent_incref(bev);
+	k->next_pending = lp->pending;
+	lp->pending = k;
 	atomic_fetch_add(&a->m.conns_total, 1);
 	if (atomic_fetch_add(&a->conns, 1) >= a->cfg->max_connections) {
 		k->refused = 1;
@@ -1987,24 +2023,22 @@ new_conn(struct event_base *base, void *arg)
 /* ---- the loops -----------------------------------------------------------
  */
 
+/*
+ * Draining: a connection without a request in progress has one second more
+ * to deliver one (it may be sending it now); then it is closed. One that is
+ * answered gets Connection: close.
+ */
 static void
-close_idle(struct loop *lp)
+shorten_deadlines(struct loop *lp)
 {
+	struct timeval tv = {1, 0};
 	size_t i;
 	struct conn *k;
 
-	/* freeing changes the map: collect first */
-	for (;;) {
-		k = NULL;
-		for (i = 0; i < lp->nslots; i++)
-			if (lp->conns[i] != NULL && !lp->conns[i]->busy) {
-				k = lp->conns[i];
-				break;
-			}
-		if (k == NULL)
-			break;
-		evhttp_connection_free(k->evcon);
-	}
+	for (i = 0; i < lp->nslots; i++)
+		if ((k = lp->conns[i]) != NULL && !k->busy &&
+		    k->deadline != NULL)
+			event_add(k->deadline, &tv);
 }
 
 static void
@@ -2028,10 +2062,10 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		send_answer(c);
 	}
 	if (drain && !lp->draining) {
+		/* the listener stays: the socket is gone from the file system
+		 * (api_drain), so what it still accepts was queued before */
 		lp->draining = 1;
-		if (lp->lst != NULL)
-			evconnlistener_disable(lp->lst);
-		close_idle(lp);
+		shorten_deadlines(lp);
 	}
 	if (stop)
 		event_base_loopbreak(lp->base);
@@ -2042,7 +2076,8 @@ loop_main(void *arg)
 {
 	struct loop *lp = arg;
 
-	event_base_dispatch(lp->base);
+	/* until told to stop, also with nothing to wait for */
+	event_base_loop(lp->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	return NULL;
 }
 
@@ -2101,6 +2136,7 @@ static void
 loop_cleanup(struct loop *lp)
 {
 	struct call *c, *next;
+	struct conn *k;
 	size_t i;
 
 	/* answers that were never sent: their requests die with evhttp */
@@ -2111,6 +2147,12 @@ loop_cleanup(struct loop *lp)
 	}
 	if (lp->http != NULL)
 		evhttp_free(lp->http); /* also the listener and connections */
+	while ((k = lp->pending) != NULL) {
+		/* accepted as the loop stopped: never adopted */
+		lp->pending = k->next_pending;
+		bufferevent_decref(k->bev);
+		conn_free(k);
+	}
 	for (i = 0; i < lp->nslots; i++)
 		if (lp->conns[i] != NULL)
 			conn_free(lp->conns[i]);
@@ -2325,6 +2367,26 @@ in_progress(struct api *a)
 	return n;
 }
 
+/* Remove the socket's name, if it is still ours. */
+static void
+unlink_socket(struct api *a)
+{
+	struct stat sb;
+
+	if (a->sock_path != NULL && lstat(a->sock_path, &sb) == 0 &&
+	    sb.st_dev == a->sock_dev && sb.st_ino == a->sock_ino)
+		(void)unlink(a->sock_path);
+}
+
+/* Has the kernel no connection queued on the socket (not accepted yet)? */
+static int
+backlog_empty(struct api *a)
+{
+	struct pollfd p = {a->lfd, POLLIN, 0};
+
+	return a->lfd < 0 || poll(&p, 1, 0) == 0;
+}
+
 long
 api_drain(struct api *a, int64_t timeout_ms)
 {
@@ -2335,10 +2397,20 @@ api_drain(struct api *a, int64_t timeout_ms)
 
 	if (a == NULL || a->loops == NULL)
 		return 0;
+	/*
+	 * No new client from here on: the socket's name goes first, so that
+	 * connect() fails at once (ENOENT), while the connections the kernel
+	 * queued before are still accepted and answered, not reset.
+	 */
+	unlink_socket(a);
 	for (i = 0; i < a->nloops; i++)
 		if (a->loops[i].running)
 			command(&a->loops[i], 1, 0);
-	while ((n = in_progress(a)) > 0 && waited < timeout_ms) {
+	/* requests in progress answered, and every connection closed (each
+	 * has a second to deliver a request it was sending) */
+	while (((n = in_progress(a)) > 0 || atomic_load(&a->conns) > 0 ||
+		   !backlog_empty(a)) &&
+	       waited < timeout_ms) {
 		nanosleep(&ts, NULL);
 		waited += 10;
 	}
@@ -2350,7 +2422,6 @@ void
 api_close(struct api *a)
 {
 	struct timespec ts = {0, 5 * 1000 * 1000};
-	struct stat sb;
 	int i;
 
 	if (a == NULL)
@@ -2378,10 +2449,7 @@ api_close(struct api *a)
 	free(a->signers);
 	if (a->lfd >= 0)
 		close(a->lfd);
-	/* remove the socket only if it is still ours */
-	if (a->sock_path != NULL && lstat(a->sock_path, &sb) == 0 &&
-	    sb.st_dev == a->sock_dev && sb.st_ino == a->sock_ino)
-		(void)unlink(a->sock_path);
+	unlink_socket(a);
 	free(a->sock_path);
 	keyring_close(a->kr);
 	pthread_mutex_destroy(&a->jmu);
