@@ -5,6 +5,9 @@
 #   finish                                prints the counts; fails if any failed
 #   custody_datadir NAME [MECHANISMS]     an initialised data directory
 #                                         $T/NAME, configured by $T/NAME.conf
+#   leaves EXPR... / nleaves              the leaves of $DB (custodyd tests)
+#   ckpt_size                             tree size of $T/d/checkpoint
+#   wait_for WHAT COMMAND...              poll COMMAND for up to 60 s
 # expect_fail leaves the command's output in out.txt and err.txt of the
 # current directory.
 
@@ -55,4 +58,30 @@ pkcs11-env SOFTHSM2_CONF=$T/$name/softhsm2/softhsm2.conf
 log-origin audit-$name.test/log
 CONF
 	"$CUSTODY" -c "$T/$name.conf" init --so-pin-file "$T/so.pin" >/dev/null
+}
+
+# leaves EXPR...: one line per leaf of the store $DB, read-only (python
+# expressions on the leaf l, run by $PY, Debian's interpreter)
+leaves() {
+	$PY - "$DB" "$@" <<'PY'
+import json, sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+for (data,) in db.execute("SELECT data FROM audit_leaves ORDER BY seq"):
+    l = json.loads(data)
+    print(" ".join(str(eval(e, {"l": l})) for e in sys.argv[2:]))
+PY
+}
+nleaves() { leaves 1 | wc -l; }
+# the tree size of the last checkpoint kept outside the database of $T/d
+ckpt_size() { sed -n 2p "$T/d/checkpoint" 2>/dev/null || echo 0; }
+# wait_for WHAT COMMAND...: poll for up to 60 s
+wait_for() {
+	local what=$1 i
+	shift
+	for ((i = 0; i < 600; i++)); do
+		if "$@"; then return 0; fi
+		sleep 0.1
+	done
+	echo "# timed out waiting for $what" >&2
+	return 1
 }

@@ -78,34 +78,12 @@ J() { "$PY" "$HERE/jwt_check.py" "$@"; }
 
 # ---- helpers ---------------------------------------------------------------------
 
-# leaves EXPR...: one line per leaf (python expressions on leaf l)
-leaves() {
-	$PY - "$DB" "$@" <<'PY'
-import json, sqlite3, sys
-db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
-for (data,) in db.execute("SELECT data FROM audit_leaves ORDER BY seq"):
-    l = json.loads(data)
-    print(" ".join(str(eval(e, {"l": l})) for e in sys.argv[2:]))
-PY
-}
-nleaves() { leaves 1 | wc -l; }
 # decisions: leaves other than the periodic requests.refused ones
 decisions() { leaves 'l["event"]' | grep -vc '^requests.refused$' || true; }
 # count EVENT DECISION: the number of leaves of that event and decision
 count() { leaves 'l["event"]' 'l.get("decision")' | grep -c "^$1 $2\$" || true; }
 # jget FILE EXPR: a python expression on the JSON document d of FILE
 jget() { $PY -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
-ckpt_size() { sed -n 2p "$T/d/checkpoint" 2>/dev/null || echo 0; }
-wait_for() { # wait_for WHAT COMMAND...: poll for up to 60 s
-	local what=$1 i
-	shift
-	for ((i = 0; i < 600; i++)); do
-		if "$@"; then return 0; fi
-		sleep 0.1
-	done
-	echo "# timed out waiting for $what" >&2
-	return 1
-}
 # start NAME [VAR=VALUE...]: custodyd in the background with that environment,
 # its stderr in NAME.err; returns once it is ready, fails if it died
 started() { grep -q "ready:" "$1.err" || ! kill -0 "$pid" 2>/dev/null; }

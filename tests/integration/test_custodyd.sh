@@ -34,32 +34,9 @@ CONF=$T/d.conf
 DB=$T/d/custody.db
 C() { "$CUSTODY" -c "$CONF" "$@"; }
 
-# leaves FIELD...: one line per leaf (python expressions on leaf l)
-leaves() {
-	$PY - "$DB" "$@" <<'PY'
-import json, sqlite3, sys
-db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
-for (data,) in db.execute("SELECT data FROM audit_leaves ORDER BY seq"):
-    l = json.loads(data)
-    print(" ".join(str(eval(e, {"l": l})) for e in sys.argv[2:]))
-PY
-}
-nleaves() { leaves 1 | wc -l; }
 # gone PID: exited (a zombie has an empty cmdline; the daemon is not our child)
 gone() { ! grep -q custodyd "/proc/$1/cmdline" 2>/dev/null; }
-ckpt_size() { sed -n 2p "$T/d/checkpoint" 2>/dev/null || echo 0; }
 ckpt_at_least() { test "$(ckpt_size)" -ge "$1"; }
-# wait_for WHAT COMMAND...: poll for up to 60 s
-wait_for() {
-	local what=$1 i
-	shift
-	for ((i = 0; i < 600; i++)); do
-		if "$@"; then return 0; fi
-		sleep 0.1
-	done
-	echo "# timed out waiting for $what" >&2
-	return 1
-}
 # start NAME: custodyd in the foreground, in the background; its stderr in NAME.err
 start() {
 	"$DAEMON" -c "$CONF" 2>"$1.err" &
