@@ -310,7 +310,8 @@ audit_open(const char *path, struct audit **ap)
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return CUSTODY_E_NOMEM;
 	if ((r = store_open(path, &a->st)) != 0 ||
-	    (r = store_leaf_count(a->st, &a->size)) != 0)
+	    (r = store_leaf_count(a->st, &a->size)) != 0 ||
+	    (r = store_wal_offload(a->st, path)) != 0)
 		goto fail;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->work, NULL);

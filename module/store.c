@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <sys/stat.h>
 
+#include <pthread.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -21,6 +23,11 @@
 #include "util.h"
 
 #define BUSY_TIMEOUT_MS 5000
+/* store_wal_offload: the checkpointer is woken at this many WAL pages (what
+ * SQLite's auto-checkpoint uses); the writer checkpoints itself once the log
+ * holds this many times as many, which lets the log start over */
+#define WAL_CKPT_PAGES	1000
+#define WAL_SELF_FACTOR 4
 
 /*
  * Schema migrations: migrations[i] takes the database from version i to
@@ -226,10 +233,20 @@ static const char *const stmt_sql[S_COUNT] = {
 	"SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
 };
 
+/* The WAL checkpointer of store_wal_offload. */
+struct walck {
+	pthread_t t;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int wanted, stop;
+	struct store *st; /* its own connection */
+};
+
 struct store {
 	sqlite3 *db;
 	int version;
 	sqlite3_stmt *stmt[S_COUNT];
+	struct walck *wc; /* or NULL: SQLite checkpoints inside commits */
 };
 
 static const char *const purposes[] = {
@@ -748,6 +765,8 @@ out:
 	return r;
 }
 
+static void walck_stop(struct store *st);
+
 void
 store_close(struct store *st)
 {
@@ -756,6 +775,7 @@ store_close(struct store *st)
 
 	if (st == NULL)
 		return;
+	walck_stop(st);
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db != NULL) {
@@ -766,6 +786,127 @@ store_close(struct store *st)
 			log_error_f("sqlite3_close: %s", sqlite3_errstr(rc));
 	}
 	free(st);
+}
+
+/* ---- the WAL checkpointer ------------------------------------------------ */
+
+/*
+ * SQLite calls this after each commit of st's connection with the pages in
+ * the WAL. Taking the hook turns SQLite's own auto-checkpoint off.
+ */
+static int
+wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct walck *wc = arg;
+	int rc;
+
+	if (pages >= WAL_CKPT_PAGES * WAL_SELF_FACTOR) {
+		/* what the thread copied is not copied again: this costs the
+		 * rest and one sync, and the next commit starts the log over
+		 * (BUSY: the thread is at it; again after the next commit) */
+		rc = sqlite3_wal_checkpoint_v2(
+		    db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			log_warn_f("WAL checkpoint: %s", sqlite3_errstr(rc));
+		return SQLITE_OK;
+	}
+	if (pages >= WAL_CKPT_PAGES) {
+		pthread_mutex_lock(&wc->mu);
+		if (!wc->wanted) {
+			wc->wanted = 1;
+			pthread_cond_signal(&wc->cv);
+		}
+		pthread_mutex_unlock(&wc->mu);
+	}
+	return SQLITE_OK;
+}
+
+static void *
+walck_main(void *arg)
+{
+	struct walck *wc = arg;
+	int rc, logged = 0;
+
+	pthread_mutex_lock(&wc->mu);
+	for (;;) {
+		while (!wc->wanted && !wc->stop)
+			pthread_cond_wait(&wc->cv, &wc->mu);
+		if (wc->stop)
+			break;
+		wc->wanted = 0;
+		pthread_mutex_unlock(&wc->mu);
+		/*
+		 * PASSIVE copies the log into the database file and syncs it
+		 * while the writer goes on committing (it waits for no one).
+		 * The log starts over only after a checkpoint that copied
+		 * every frame, which a busy writer keeps from happening here:
+		 * the writer's own checkpoint in wal_hook does that, and has
+		 * little left to copy.
+		 */
+		rc = sqlite3_wal_checkpoint_v2(
+		    wc->st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY && !logged) {
+			/* the writer takes over if the WAL keeps growing */
+			log_warn_f("WAL checkpoint: %s (logged once)",
+			    sqlite3_errmsg(wc->st->db));
+			logged = 1;
+		}
+		pthread_mutex_lock(&wc->mu);
+	}
+	pthread_mutex_unlock(&wc->mu);
+	return NULL;
+}
+
+int
+store_wal_offload(struct store *st, const char *path)
+{
+	struct walck *wc;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && path != NULL && st->wc == NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((wc = calloc(1, sizeof(*wc))) == NULL)
+		return CUSTODY_E_NOMEM;
+	if ((r = store_open(path, &wc->st)) != 0) {
+		free(wc);
+		return r;
+	}
+	pthread_mutex_init(&wc->mu, NULL);
+	pthread_cond_init(&wc->cv, NULL);
+	if (pthread_create(&wc->t, NULL, walck_main, wc) != 0) {
+		pthread_mutex_destroy(&wc->mu);
+		pthread_cond_destroy(&wc->cv);
+		store_close(wc->st);
+		free(wc);
+		return CUSTODY_E_NOMEM;
+	}
+	(void)pthread_setname_np(wc->t, "custody-wal"); /* for ps and gdb */
+	st->wc = wc;
+	(void)sqlite3_wal_hook(st->db, wal_hook, wc);
+	return 0;
+}
+
+static void
+walck_stop(struct store *st)
+{
+	struct walck *wc = st->wc;
+
+	if (wc == NULL)
+		return;
+	/* SQLite's own checkpointing again, for what this connection still
+	 * writes and at its close */
+	(void)sqlite3_wal_hook(st->db, NULL, NULL);
+	(void)sqlite3_wal_autocheckpoint(st->db, WAL_CKPT_PAGES);
+	pthread_mutex_lock(&wc->mu);
+	wc->stop = 1;
+	pthread_cond_signal(&wc->cv);
+	pthread_mutex_unlock(&wc->mu);
+	pthread_join(wc->t, NULL);
+	pthread_mutex_destroy(&wc->mu);
+	pthread_cond_destroy(&wc->cv);
+	store_close(wc->st);
+	free(wc);
+	st->wc = NULL;
 }
 
 int

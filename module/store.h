@@ -60,6 +60,22 @@ int store_open(const char *path, struct store **stp);
 /* Close; NULL-safe. */
 void store_close(struct store *st);
 
+/*
+ * Take WAL checkpoints out of st's commits: SQLite otherwise makes the
+ * commit that grows the write-ahead log past 1000 pages copy the log into
+ * the database file and fsync it, a pause of milliseconds for whoever waits
+ * on that commit. Here a thread with its own connection to path (the file
+ * st has open) runs a PASSIVE checkpoint instead, while st's connection goes
+ * on committing. The log starts over only after a checkpoint that copied
+ * all of it, which a busy writer keeps the thread from doing: when it holds
+ * 4000 pages, the committing connection checkpoints itself (copying what the
+ * thread has not, and one sync), so the WAL stays bounded. For the one
+ * connection that writes (the audit log's); once per store; store_close
+ * stops the thread first. Returns what store_open returns, or
+ * CUSTODY_E_NOMEM.
+ */
+int store_wal_offload(struct store *st, const char *path);
+
 /* Schema version of the open database (the newest this program knows). */
 int store_schema_version(const struct store *st);
 

@@ -970,6 +970,108 @@ test_leaf_count_checks(void **state)
 	assert_int_equal(n, 3);
 }
 
+/* Does a thread of this process have the name comm? */
+static int
+thread_named(const char *comm)
+{
+	char path[300], buf[32];
+	struct dirent *de;
+	DIR *d;
+	FILE *fp;
+	int found = 0;
+
+	assert_non_null(d = opendir("/proc/self/task"));
+	while (!found && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(
+		    path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+		if ((fp = fopen(path, "r")) == NULL)
+			continue;
+		if (fgets(buf, sizeof(buf), fp) != NULL) {
+			buf[strcspn(buf, "\n")] = '\0';
+			found = strcmp(buf, comm) == 0;
+		}
+		fclose(fp);
+	}
+	closedir(d);
+	return found;
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 ? sb.st_size : -1;
+}
+
+/*
+ * store_wal_offload: a thread checkpoints the WAL (the database file grows
+ * while the writer's commits go on), the WAL stays bounded, and
+ * store_close stops the thread.
+ */
+static void
+test_wal_offload(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t blob[4000];
+	char wal[sizeof(f->path) + 8];
+	uint8_t h[32];
+	uint64_t seq = 0, n = 0;
+	off_t dbsize = 0;
+	int i, j, k;
+
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	open_store(f);
+	assert_false(thread_named("custody-wal"));
+	assert_int_equal(store_wal_offload(f->st, f->path), 0);
+	assert_true(thread_named("custody-wal"));
+	assert_int_equal(
+	    store_wal_offload(f->st, f->path), CUSTODY_E_INVALID_ARG);
+	/*
+	 * Three rounds of 150 commits of 10 leaves of 4000 bytes: each adds
+	 * about 6 MiB to the database and writes about 9 MiB of WAL frames,
+	 * past the 1000-page threshold, so the thread checkpoints during
+	 * each round (up to 10 s allowed). What is left in the WAL below the
+	 * threshold at the end of a round stays there, as with SQLite's own
+	 * auto-checkpoint, hence the margins.
+	 */
+	memset(blob, 'x', sizeof(blob));
+	for (k = 1; k <= 3; k++) {
+		for (i = 0; i < 150; i++) {
+			assert_int_equal(store_begin(f->st), 0);
+			for (j = 0; j < 10; j++, seq++) {
+				memset(h, (int)(seq & 0xff), sizeof(h));
+				assert_int_equal(store_leaf_put(f->st, seq,
+						     blob, sizeof(blob), h),
+				    0);
+				assert_int_equal(
+				    store_node_put(f->st, 0, seq, h), 0);
+			}
+			assert_int_equal(store_commit(f->st), 0);
+		}
+		for (i = 0; i < 1000; i++) {
+			if ((dbsize = file_size(f->path)) >=
+			    (k - 1) * (6 << 20) + (2 << 20))
+				break;
+			usleep(10000);
+		}
+		assert_true(dbsize >= (k - 1) * (6 << 20) + (2 << 20));
+	}
+	/* the WAL was started over at 4000 pages (16.5 MB), not grown to the
+	 * 27 MiB written */
+	assert_true(file_size(wal) < 18 << 20);
+	assert_int_equal(store_leaf_count(f->st, &n), 0);
+	assert_int_equal(n, seq);
+	store_close(f->st);
+	f->st = NULL;
+	assert_false(thread_named("custody-wal"));
+	open_store(f);
+	assert_int_equal(store_leaf_count(f->st, &n), 0);
+	assert_int_equal(n, seq);
+}
+
 static void
 test_migration_from_v1(void **state)
 {
@@ -1216,6 +1318,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_corrupt_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_null_safe, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wal_offload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_marker, setup, teardown),
 	};
 
