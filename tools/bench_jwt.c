@@ -8,10 +8,12 @@
  * policy and a configuration, runs 'custody init', starts custodyd and makes
  * one key per algorithm over the API. Then, for each algorithm:
  *
- *   - JWT requests in a closed loop on N keep-alive connections (one thread
- *     each), for each N of --conns, after a warm-up;
- *   - the same at 16 connections, paced (open loop) at half the best rate,
- *     latency counted from each request's scheduled send time;
+ *   - JWT requests in a closed loop on N keep-alive connections, for each N
+ *     of --conns, after a warm-up, all driven by one thread with epoll
+ *     (hload_run);
+ *   - the same at 16 connections, paced (open loop) at half the best rate:
+ *     one request due every 1/rate s, sent on an idle connection or queued
+ *     until one is, its latency counted from when it was due;
  *
  *   - right after, while custodyd is idle, three baselines on the same
  *     token with as many threads as custodyd has workers: raw C_SignInit +
@@ -33,9 +35,13 @@
  * differs from custodyd's metrics, a baseline signature that does not
  * verify, or a custodyd that dies or does not exit 0 on SIGTERM.
  */
+#include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
@@ -54,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,15 +162,16 @@ static const char jwt_help[] =
     "JWT issuance by custodyd (POST /v1/credentials/jwt on its Unix socket;\n"
     "each decision durable in the audit log before the token signs) in a\n"
     "closed loop at each number of keep-alive connections, then at 16\n"
-    "connections paced at half the best rate. Next to baselines measured in\n"
-    "the same run on the same SoftHSM2 token, with as many threads as\n"
-    "custodyd has workers: raw C_SignInit + C_Sign, the same + OpenSSL\n"
-    "verify, and C_Sign through a p11-kit server/client pair; ratios and the\n"
-    "goals of ARCHITECTURE.md section 6. Token, data directory, policy and\n"
-    "custodyd are made in a work directory and removed at the end. p11-kit\n"
-    "0.24's RPC carries neither CKM_EDDSA (that baseline is then missing)\n"
-    "nor CKM_SHA256_RSA_PKCS_PSS (CKM_RSA_PKCS_PSS over a SHA-256 made here\n"
-    "stands in for it).\n"
+    "connections paced at half the best rate (a request due every 1/rate\n"
+    "s; its latency counts from then). One thread drives all connections.\n"
+    "Next to baselines measured in the same run on the same SoftHSM2 token,\n"
+    "with as many threads as custodyd has workers: raw C_SignInit + C_Sign,\n"
+    "the same + OpenSSL verify, and C_Sign through a p11-kit server/client\n"
+    "pair; ratios and the goals of ARCHITECTURE.md section 6. Token, data\n"
+    "directory, policy and custodyd are made in a work directory and\n"
+    "removed at the end. p11-kit 0.24's RPC carries neither CKM_EDDSA (that\n"
+    "baseline is then missing) nor CKM_SHA256_RSA_PKCS_PSS (CKM_RSA_PKCS_PSS\n"
+    "over a SHA-256 made here stands in for it).\n"
     "\n"
     "Every answer must be a 200 with a token of the right alg and kid (the\n"
     "first of each connection is verified); any other answer, a baseline\n"
@@ -1146,6 +1154,507 @@ load_run(const struct load_spec *sp, struct load_result *res)
 	return r;
 }
 
+/* ---- HTTP load from one thread ---------------------------------------------
+ */
+
+/*
+ * The JWT runs drive custodyd from one thread with epoll, however many
+ * connections: the load generator shares the machine's cores with custodyd,
+ * and a thread per connection would cost it a context switch per request
+ * (expensive in these virtual machines) and, in paced runs, a wake-up
+ * delay that would be counted as custodyd's latency. Every connection sends
+ * the same prepared request; answers are framed by Content-Length (what
+ * custodyd sends) and handed to check.
+ */
+struct hload_spec {
+	const char *what;
+	const char *sock;
+	unsigned conns;
+	double warmup, seconds;
+	double rate; /* 0: closed loop */
+	pid_t server;
+	const char *req; /* the whole request, head and body */
+	size_t reqlen;
+	/* 0 for a right answer; verify: check the signature too */
+	int (*check)(void *arg, const struct httpc_response *resp, int verify);
+	void *arg;
+};
+
+#define HLOAD_IN_MAX	(64u << 10) /* an answer's head and body */
+#define HLOAD_QUEUE_MAX 65536u	    /* paced sends waiting for a connection */
+#define HLOAD_DRAIN_S	30	    /* answers still due after the end */
+
+struct hconn {
+	int fd;
+	int busy; /* a request is out */
+	int idle; /* on the idle list (paced) */
+	int verified;
+	uint64_t t0; /* when it was due (paced) or sent */
+	size_t sent;
+	char *in;
+	size_t inlen;
+	struct hconn *next_idle;
+};
+
+struct hload {
+	const struct hload_spec *sp;
+	int ep;
+	struct hconn *c;
+	struct hconn *idle;
+	uint64_t *queue; /* due times of paced sends, a ring */
+	size_t qhead, qlen;
+	uint64_t t_meas, t_end;
+	uint64_t n, errors, late, reconnects;
+	unsigned bad; /* consecutive errors */
+	struct samples lat;
+	int r;
+};
+
+static int
+hconn_open(struct hload *h, struct hconn *c)
+{
+	struct sockaddr_un sa;
+	struct epoll_event ev;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(h->sp->sock) >= sizeof(sa.sun_path))
+		return CUSTODY_E_INVALID_ARG;
+	strcpy(sa.sun_path, h->sp->sock);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return CUSTODY_E_IO;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK) == -1) {
+		errorx("%s: connecting to %s: %s", h->sp->what, h->sp->sock,
+		    strerror(errno));
+		(void)close(fd);
+		return CUSTODY_E_IO;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.ptr = c;
+	if (epoll_ctl(h->ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		errorx("epoll_ctl: %s", strerror(errno));
+		(void)close(fd);
+		return CUSTODY_E_IO;
+	}
+	c->fd = fd;
+	c->busy = 0;
+	c->inlen = 0;
+	return 0;
+}
+
+static void
+hconn_close(struct hconn *c)
+{
+	if (c->fd != -1)
+		(void)close(c->fd); /* also leaves the epoll set */
+	c->fd = -1;
+	c->busy = 0;
+	c->inlen = 0;
+}
+
+/* Write what is left of the request; wait for EPOLLOUT if the socket is full.
+ */
+static int
+hconn_flush(struct hload *h, struct hconn *c)
+{
+	struct epoll_event ev;
+	ssize_t n;
+
+	while (c->sent < h->sp->reqlen) {
+		n = send(c->fd, h->sp->req + c->sent, h->sp->reqlen - c->sent,
+		    MSG_NOSIGNAL);
+		if (n > 0) {
+			c->sent += (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		return CUSTODY_E_IO;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | (c->sent < h->sp->reqlen ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	if (c->sent < h->sp->reqlen &&
+	    epoll_ctl(h->ep, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+		return CUSTODY_E_IO;
+	return 0;
+}
+
+/* A failed request on c: counted, c reconnected; too many in a row stop. */
+static void
+hconn_failed(struct hload *h, struct hconn *c, const char *why)
+{
+	int r;
+
+	if (c->busy && c->t0 >= h->t_meas && c->t0 < h->t_end)
+		h->errors++;
+	hconn_close(c);
+	if (++h->bad >= MAX_CONSECUTIVE_ERRORS) {
+		errorx("%s: %u errors in a row (last: %s): the run stops",
+		    h->sp->what, h->bad, why);
+		h->r = CUSTODY_E_PROTOCOL;
+		return;
+	}
+	if ((r = hconn_open(h, c)) != 0)
+		h->r = r;
+}
+
+static int
+hconn_send(struct hload *h, struct hconn *c, uint64_t t0)
+{
+	c->busy = 1;
+	c->t0 = t0;
+	c->sent = 0;
+	c->inlen = 0;
+	if (hconn_flush(h, c) != 0) {
+		hconn_failed(h, c, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The header value of name in head (lines after the first), or NULL. */
+static const char *
+head_value(const char *head, const char *name, size_t *lenp)
+{
+	size_t nl = strlen(name);
+	const char *p = strstr(head, "\r\n"), *e;
+
+	while (p != NULL && p[2] != '\r') {
+		p += 2;
+		e = strstr(p, "\r\n");
+		if (e == NULL)
+			return NULL;
+		if ((size_t)(e - p) > nl && strncasecmp(p, name, nl) == 0 &&
+		    p[nl] == ':') {
+			p += nl + 1;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			*lenp = (size_t)(e - p);
+			return p;
+		}
+		p = e;
+	}
+	return NULL;
+}
+
+/*
+ * A complete answer in c->in? 1 (and *resp, its body in c->in), 0 for
+ * more bytes, -1 for a malformed one.
+ */
+static int
+hconn_parse(struct hconn *c, struct httpc_response *resp)
+{
+	char *end, *cl;
+	const char *v;
+	size_t vlen, head, clen;
+	unsigned long long ull;
+
+	c->in[c->inlen] = '\0';
+	if ((end = strstr(c->in, "\r\n\r\n")) == NULL)
+		return c->inlen >= HLOAD_IN_MAX ? -1 : 0;
+	head = (size_t)(end - c->in) + 4;
+	end[2] = '\0'; /* the head ends with its last line's CRLF */
+	memset(resp, 0, sizeof(*resp));
+	if (strncmp(c->in, "HTTP/1.1 ", 9) != 0 ||
+	    sscanf(c->in + 9, "%3d", &resp->status) != 1 ||
+	    (v = head_value(c->in, "Content-Length", &vlen)) == NULL)
+		return -1;
+	errno = 0;
+	ull = strtoull(v, &cl, 10);
+	if (cl == v || errno != 0 || ull > HLOAD_IN_MAX)
+		return -1;
+	clen = (size_t)ull;
+	v = head_value(c->in, "Connection", &vlen);
+	resp->closing =
+	    v != NULL && vlen == 5 && strncasecmp(v, "close", 5) == 0;
+	end[2] = '\r';
+	if (head + clen > HLOAD_IN_MAX)
+		return -1;
+	if (c->inlen < head + clen)
+		return 0;
+	if (c->inlen > head + clen)
+		return -1; /* nothing was asked for */
+	resp->body = (uint8_t *)c->in + head;
+	resp->len = clen;
+	c->in[c->inlen] = '\0';
+	return 1;
+}
+
+/* Bytes arrived on c; an answer ends its request. */
+static void
+hconn_read(struct hload *h, struct hconn *c)
+{
+	struct httpc_response resp;
+	ssize_t n;
+	uint64_t t1;
+	int p;
+
+	for (;;) {
+		n = read(c->fd, c->in + c->inlen, HLOAD_IN_MAX - c->inlen);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0 || !c->busy) {
+			hconn_failed(h, c,
+			    n == 0 ? "connection closed by custodyd"
+				   : (n > 0 ? "bytes nobody asked for"
+					    : strerror(errno)));
+			return;
+		}
+		c->inlen += (size_t)n;
+		if ((p = hconn_parse(c, &resp)) == 0)
+			continue;
+		if (p < 0) {
+			hconn_failed(h, c, "a malformed answer");
+			return;
+		}
+		break;
+	}
+	t1 = now_ns();
+	if (h->sp->check(h->sp->arg, &resp, !c->verified) != 0) {
+		hconn_failed(h, c, "a wrong answer");
+		return;
+	}
+	c->verified = 1;
+	h->bad = 0;
+	if (c->t0 >= h->t_meas && c->t0 < h->t_end) {
+		h->n++;
+		if ((p = samples_add(&h->lat, t1 - c->t0)) != 0)
+			h->r = fail("recording a latency", p);
+	}
+	c->busy = 0;
+	c->inlen = 0;
+	if (resp.closing) { /* custodyd closed a keep-alive connection */
+		h->reconnects++;
+		hconn_close(c);
+		if ((p = hconn_open(h, c)) != 0)
+			h->r = p;
+	}
+}
+
+/* Paced: the due sends that found no connection wait here. */
+static void
+queue_push(struct hload *h, uint64_t t)
+{
+	if (h->qlen == HLOAD_QUEUE_MAX) {
+		h->late++; /* hopelessly behind */
+		return;
+	}
+	h->queue[(h->qhead + h->qlen++) % HLOAD_QUEUE_MAX] = t;
+}
+
+/*
+ * c has no request out: closed loop, it sends the next one at once; paced,
+ * it takes the oldest due send, or waits on the idle list.
+ */
+static void
+hconn_free(struct hload *h, struct hconn *c)
+{
+	uint64_t t;
+
+	while (h->r == 0 && c->fd != -1 && !c->busy && !c->idle) {
+		if (h->sp->rate > 0) {
+			if (h->qlen == 0) {
+				c->idle = 1;
+				c->next_idle = h->idle;
+				h->idle = c;
+				return;
+			}
+			t = h->queue[h->qhead];
+			h->qhead = (h->qhead + 1) % HLOAD_QUEUE_MAX;
+			h->qlen--;
+		} else if ((t = now_ns()) >= h->t_end)
+			return;
+		(void)hconn_send(h, c, t);
+	}
+}
+
+static int
+hload_run(const struct hload_spec *sp, struct load_result *res)
+{
+	struct hload h;
+	struct epoll_event evs[64];
+	struct itimerspec its;
+	struct usage u0 = {0, 0}, u1 = {0, 0};
+	double s0 = 0, s1 = 0, m0 = 0, m1 = 0;
+	uint64_t t_go, now, next_due = 0, period = 0, exp;
+	struct hconn *c;
+	int tfd = -1, measuring = 0, i, n, timeout;
+	unsigned k;
+	char *bufs = NULL;
+
+	memset(&h, 0, sizeof(h));
+	memset(res, 0, sizeof(*res));
+	h.sp = sp;
+	h.ep = -1;
+	if ((h.c = calloc(sp->conns, sizeof(*h.c))) == NULL ||
+	    (bufs = malloc((size_t)sp->conns * (HLOAD_IN_MAX + 1))) == NULL ||
+	    (sp->rate > 0 && (h.queue = calloc(HLOAD_QUEUE_MAX,
+				  sizeof(*h.queue))) == NULL)) {
+		h.r = fail(sp->what, CUSTODY_E_NOMEM);
+		goto out;
+	}
+	for (k = 0; k < sp->conns; k++) {
+		h.c[k].fd = -1;
+		h.c[k].in = bufs + (size_t)k * (HLOAD_IN_MAX + 1);
+	}
+	if ((h.ep = epoll_create1(EPOLL_CLOEXEC)) == -1) {
+		errorx("epoll_create1: %s", strerror(errno));
+		h.r = CUSTODY_E_IO;
+		goto out;
+	}
+	for (k = 0; k < sp->conns; k++)
+		if ((h.r = hconn_open(&h, &h.c[k])) != 0)
+			goto out;
+	t_go = now_ns() + 1000000u;
+	h.t_meas = t_go + (uint64_t)(sp->warmup * 1e9);
+	h.t_end = h.t_meas + (uint64_t)(sp->seconds * 1e9);
+	if (sp->rate > 0) {
+		/* one send every period from t_go, each on an idle connection,
+		 * or queued until one is idle (its latency counts from when it
+		 * was due) */
+		period = (uint64_t)(1e9 / sp->rate);
+		next_due = t_go;
+		for (k = 0; k < sp->conns; k++)
+			hconn_free(&h, &h.c[k]);
+		if ((tfd = timerfd_create(
+			 CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) == -1) {
+			errorx("timerfd_create: %s", strerror(errno));
+			h.r = CUSTODY_E_IO;
+			goto out;
+		}
+		memset(&its, 0, sizeof(its));
+		its.it_value.tv_sec = (time_t)(t_go / 1000000000u);
+		its.it_value.tv_nsec = (long)(t_go % 1000000000u);
+		its.it_interval.tv_sec = (time_t)(period / 1000000000u);
+		its.it_interval.tv_nsec = (long)(period % 1000000000u);
+		memset(&evs[0], 0, sizeof(evs[0]));
+		evs[0].events = EPOLLIN;
+		evs[0].data.ptr = NULL; /* the timer */
+		if (timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) == -1 ||
+		    epoll_ctl(h.ep, EPOLL_CTL_ADD, tfd, &evs[0]) == -1) {
+			errorx("timerfd: %s", strerror(errno));
+			h.r = CUSTODY_E_IO;
+			goto out;
+		}
+	} else {
+		while ((now = now_ns()) < t_go)
+			sleep_until(t_go);
+		for (k = 0; k < sp->conns; k++)
+			hconn_free(&h, &h.c[k]);
+	}
+
+	while (h.r == 0) {
+		now = now_ns();
+		if (interrupted) {
+			errorx("interrupted");
+			h.r = CUSTODY_E_INTERNAL;
+			break;
+		}
+		if (!measuring && now >= h.t_meas) {
+			measuring = 1;
+			m0 = machine_busy();
+			s0 = proc_cpu(sp->server);
+			(void)usage_get(&u0);
+		}
+		if (measuring == 1 && now >= h.t_end) {
+			measuring = 2;
+			m1 = machine_busy();
+			s1 = proc_cpu(sp->server);
+			(void)usage_get(&u1);
+		}
+		if (now >= h.t_end) {
+			for (k = 0; k < sp->conns && !h.c[k].busy; k++)
+				;
+			if (k == sp->conns)
+				break; /* every answer is in */
+			if (now >= h.t_end + HLOAD_DRAIN_S * 1000000000ull) {
+				errorx("%s: answers still missing %d s after "
+				       "the end",
+				    sp->what, HLOAD_DRAIN_S);
+				h.r = CUSTODY_E_TIMEOUT;
+				break;
+			}
+		}
+		timeout =
+		    now < h.t_meas  ? (int)((h.t_meas - now) / 1000000u) + 1
+		    : now < h.t_end ? (int)((h.t_end - now) / 1000000u) + 1
+				    : 100;
+		if ((n = epoll_wait(h.ep, evs, 64, timeout)) == -1) {
+			if (errno == EINTR)
+				continue;
+			errorx("epoll_wait: %s", strerror(errno));
+			h.r = CUSTODY_E_IO;
+			break;
+		}
+		for (i = 0; i < n && h.r == 0; i++) {
+			if ((c = evs[i].data.ptr) == NULL) {
+				if (read(tfd, &exp, sizeof(exp)) !=
+				    (ssize_t)sizeof(exp))
+					continue;
+				for (; exp > 0; exp--, next_due += period)
+					if (next_due < h.t_end)
+						queue_push(&h, next_due);
+				continue;
+			}
+			if (c->fd == -1)
+				continue; /* closed by an earlier event */
+			if ((evs[i].events & EPOLLOUT) && c->busy &&
+			    c->sent < sp->reqlen && hconn_flush(&h, c) != 0)
+				hconn_failed(&h, c, strerror(errno));
+			else if (evs[i].events &
+				 (EPOLLIN | EPOLLERR | EPOLLHUP))
+				hconn_read(&h, c);
+			hconn_free(&h, c);
+		}
+		/* paced: what is due goes out on the idle connections */
+		while (h.qlen > 0 && h.idle != NULL) {
+			c = h.idle;
+			h.idle = c->next_idle;
+			c->idle = 0;
+			hconn_free(&h, c);
+		}
+	}
+	if (sp->rate > 0)
+		h.late += h.qlen; /* due, never sent */
+	res->n = h.n;
+	res->errors = h.errors;
+	res->late = h.late;
+	res->reconnects = h.reconnects;
+	res->threads = sp->conns;
+	res->rate_asked = sp->rate;
+	res->secs = sp->seconds;
+	res->rate = (double)h.n / sp->seconds;
+	if (measuring == 2 && h.n > 0) {
+		res->server_cpu_us = (s1 - s0) * 1e6 / (double)h.n;
+		res->client_cpu_us = (u1.cpu - u0.cpu) * 1e6 / (double)h.n;
+	}
+	res->others = (m1 - m0 - (s1 - s0) - (u1.cpu - u0.cpu)) / sp->seconds;
+	if (res->others < 0)
+		res->others = 0;
+	res->lat = samples_dist(&h.lat);
+out:
+	if (h.c != NULL)
+		for (k = 0; k < sp->conns; k++)
+			hconn_close(&h.c[k]);
+	if (tfd != -1)
+		(void)close(tfd);
+	if (h.ep != -1)
+		(void)close(h.ep);
+	samples_cleanup(&h.lat);
+	free(h.queue);
+	free(bufs);
+	free(h.c);
+	return h.r;
+}
+
 /* ---- JWT requests ----------------------------------------------------------
  */
 
@@ -1158,16 +1667,10 @@ struct jwt_target {
 	char body[256];
 	size_t bodylen;
 	atomic_uint reported;
-	atomic_uint_fast64_t reconnects;
 	atomic_uint_fast64_t ok; /* 200s with a right token, warm-up too */
 	pthread_mutex_t lock;
 	char *tbs; /* the first signing input verified, for the baselines */
 	size_t tbslen;
-};
-
-struct jwt_conn {
-	struct httpc *hc;
-	int verified;
 };
 
 static void jwt_complain(struct jwt_target *t, const char *fmt, ...)
@@ -1256,66 +1759,16 @@ out:
 	return r;
 }
 
+/* hload's check: a right answer is a token custodyd issued */
 static int
-jwt_init(void *arg, unsigned id, void **wp)
+jwt_answer(void *arg, const struct httpc_response *resp, int verify)
 {
 	struct jwt_target *t = arg;
-	struct jwt_conn *c;
 	int r;
 
-	(void)id;
-	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return fail(t->what, CUSTODY_E_NOMEM);
-	*wp = c;
-	if ((r = httpc_connect_unix(t->sock, 0, &c->hc)) != 0)
-		return fail("connecting to custodyd", r);
-	return 0;
-}
-
-static int
-jwt_op(void *arg, void *w)
-{
-	struct jwt_target *t = arg;
-	struct jwt_conn *c = w;
-	struct httpc_response resp;
-	int r;
-
-	if (c->hc == NULL &&
-	    (r = httpc_connect_unix(t->sock, 0, &c->hc)) != 0) {
-		jwt_complain(t, "connect: %s", custody_strerror(r));
-		sleep_ms(10);
-		return r;
-	}
-	if ((r = httpc_request(c->hc, "POST", "/v1/credentials/jwt", NULL,
-		 "application/json", (const uint8_t *)t->body, t->bodylen,
-		 &resp)) != 0) {
-		jwt_complain(t, "no answer: %s", custody_strerror(r));
-		httpc_close(c->hc);
-		c->hc = NULL;
-		return r;
-	}
-	if ((r = jwt_check(t, &resp, !c->verified)) == 0) {
-		c->verified = 1;
+	if ((r = jwt_check(t, resp, verify)) == 0)
 		atomic_fetch_add(&t->ok, 1);
-	}
-	if (resp.closing) { /* custodyd closed a keep-alive connection */
-		httpc_close(c->hc);
-		c->hc = NULL;
-		atomic_fetch_add(&t->reconnects, 1);
-	}
-	httpc_response_cleanup(&resp);
 	return r;
-}
-
-static void
-jwt_fini(void *arg, void *w)
-{
-	struct jwt_conn *c = w;
-
-	(void)arg;
-	if (c != NULL)
-		httpc_close(c->hc);
-	free(c);
 }
 
 /*
@@ -1329,9 +1782,9 @@ jwt_run(const char *sock, struct child *d, const struct bench_alg *a,
     char **tbsp, size_t *tbslenp, struct load_result *res)
 {
 	struct jwt_target t;
-	struct load_spec sp;
+	struct hload_spec sp;
 	struct metrics m0, m1;
-	char what[96], st[64];
+	char what[96], st[64], req[512];
 	int r, rm;
 
 	memset(&t, 0, sizeof(t));
@@ -1346,25 +1799,28 @@ jwt_run(const char *sock, struct child *d, const struct bench_alg *a,
 	    "\",\"ttl\":%d}",
 	    a->name, JWT_TTL);
 	atomic_init(&t.reported, 0);
-	atomic_init(&t.reconnects, 0);
 	atomic_init(&t.ok, 0);
 	pthread_mutex_init(&t.lock, NULL);
 	memset(&sp, 0, sizeof(sp));
 	sp.what = what;
-	sp.threads = conns;
+	sp.sock = sock;
+	sp.conns = conns;
 	sp.warmup = WARMUP_SECONDS;
 	sp.seconds = seconds;
 	sp.rate = rate;
 	sp.server = d->pid;
-	sp.init = jwt_init;
-	sp.op = jwt_op;
-	sp.fini = jwt_fini;
+	sp.reqlen = (size_t)snprintf(req, sizeof(req),
+	    "POST /v1/credentials/jwt HTTP/1.1\r\nHost: custody\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n"
+	    "%s",
+	    t.bodylen, t.body);
+	sp.req = req;
+	sp.check = jwt_answer;
 	sp.arg = &t;
 
 	if ((r = metrics_get(sock, a, &m0)) != 0)
 		goto out;
-	r = load_run(&sp, res);
-	res->reconnects = atomic_load(&t.reconnects);
+	r = hload_run(&sp, res);
 	if (child_gone(d)) {
 		status_text(d->status, st, sizeof(st));
 		errorx("%s: custodyd died (%s)", what, st);
@@ -2015,7 +2471,8 @@ report_text(const struct jwt_opts *o, const struct jwt_report *rep)
 	    nmet, ngoals, errors, rep->custodyd_exit, rep->custodyd_errors);
 	printf("server CPU: custodyd's (p11-kit server's for the pair) per "
 	       "request, from /proc; client CPU: this\n"
-	       "process's, all threads; others: cores busy with other "
+	       "process's (one thread for the JWT runs); others: cores busy "
+	       "with other "
 	       "processes during the run\n"
 	       "(/proc/stat). Paced latency counts from each request's "
 	       "scheduled send time.\n");
