@@ -1,0 +1,695 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "cert.h"
+#include "err.h"
+#include "log.h"
+#include "pubkey.h"
+#include "util.h"
+
+/*
+ * The AlgorithmIdentifier of each signing algorithm, in DER, as it goes into
+ * both the TBSCertificate and the certificate: ecdsa-with-SHA256 and
+ * ecdsa-with-SHA384 (RFC 5758, no parameters), id-Ed25519 (RFC 8410, no
+ * parameters) and id-RSASSA-PSS with SHA-256, MGF1 with SHA-256 and a
+ * 32-byte salt (RFC 4055), what the token's mechanisms make.
+ */
+static const uint8_t ALG_ES256[] = {
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+static const uint8_t ALG_ES384[] = {
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
+static const uint8_t ALG_ED25519[] = {0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70};
+static const uint8_t ALG_PS256[] = {0x30, 0x41, 0x06, 0x09, 0x2a, 0x86, 0x48,
+    0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a, 0x30, 0x34, 0xa0, 0x0f, 0x30, 0x0d,
+    0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+    0x0d, 0x01, 0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+    0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0xa2, 0x03, 0x02, 0x01, 0x20};
+
+static int
+sig_alg_der(enum custody_alg alg, const uint8_t **derp, size_t *lenp)
+{
+	switch (alg) {
+	case CUSTODY_ALG_ECDSA_P256:
+		*derp = ALG_ES256;
+		*lenp = sizeof(ALG_ES256);
+		return 0;
+	case CUSTODY_ALG_ECDSA_P384:
+		*derp = ALG_ES384;
+		*lenp = sizeof(ALG_ES384);
+		return 0;
+	case CUSTODY_ALG_ED25519:
+		*derp = ALG_ED25519;
+		*lenp = sizeof(ALG_ED25519);
+		return 0;
+	case CUSTODY_ALG_RSA_PSS_3072:
+		*derp = ALG_PS256;
+		*lenp = sizeof(ALG_PS256);
+		return 0;
+	default:
+		return CUSTODY_E_UNKNOWN_ALG;
+	}
+}
+
+static int say(char *why, size_t whysz, int r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Write the reason for a refusal into why; returns r. */
+static int
+say(char *why, size_t whysz, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why != NULL && whysz > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, whysz, fmt, ap);
+		va_end(ap);
+	}
+	ERR_clear_error();
+	return r;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+/* The DER of in: in itself, or the one PEM request block it is. */
+static int
+csr_der(const uint8_t *in, size_t len, uint8_t **derp, size_t *derlenp,
+    char *why, size_t whysz)
+{
+	BIO *b;
+	char *name = NULL, *header = NULL, rest[64];
+	unsigned char *data = NULL;
+	long dlen = 0;
+	int n, r = CUSTODY_E_PARSE;
+	size_t i;
+
+	*derp = NULL;
+	if (len < 10 || memmem(in, len, "-----BEGIN", 10) == NULL) {
+		if ((*derp = malloc(len > 0 ? len : 1)) == NULL)
+			return CUSTODY_E_NOMEM;
+		memcpy(*derp, in, len);
+		*derlenp = len;
+		return 0;
+	}
+	if ((b = BIO_new_mem_buf(in, (int)len)) == NULL)
+		return CUSTODY_E_NOMEM;
+	if (PEM_read_bio(b, &name, &header, &data, &dlen) != 1 || dlen <= 0) {
+		r = say(why, whysz, CUSTODY_E_PARSE, "not a PEM block");
+		goto out;
+	}
+	if (strcmp(name, "CERTIFICATE REQUEST") != 0 &&
+	    strcmp(name, "NEW CERTIFICATE REQUEST") != 0) {
+		r = say(why, whysz, CUSTODY_E_PARSE,
+		    "a PEM block that is not a CERTIFICATE REQUEST");
+		goto out;
+	}
+	if (header != NULL && header[0] != '\0') {
+		r = say(why, whysz, CUSTODY_E_PARSE, "PEM headers");
+		goto out;
+	}
+	/* one request, nothing after it but white space */
+	while ((n = BIO_read(b, rest, sizeof(rest))) > 0)
+		for (i = 0; i < (size_t)n; i++)
+			if (rest[i] != ' ' && rest[i] != '\t' &&
+			    rest[i] != '\r' && rest[i] != '\n') {
+				r = say(why, whysz, CUSTODY_E_PARSE,
+				    "something after the request's PEM block");
+				goto out;
+			}
+	if ((*derp = malloc((size_t)dlen)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	memcpy(*derp, data, (size_t)dlen);
+	*derlenp = (size_t)dlen;
+	r = 0;
+out:
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_free(data);
+	BIO_free(b);
+	ERR_clear_error();
+	return r;
+}
+
+/* The policy's name for pk, or a refusal. */
+static int
+key_type(EVP_PKEY *pk, const char **typep, char *why, size_t whysz)
+{
+	char group[64];
+	BIGNUM *e = NULL;
+	EVP_PKEY_CTX *ctx;
+	int bits, ok, r = 0;
+
+	switch (EVP_PKEY_get_base_id(pk)) {
+	case EVP_PKEY_ED25519:
+		*typep = "ed25519";
+		return 0;
+	case EVP_PKEY_EC:
+		if (EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL) !=
+		    1)
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an EC key without a named curve");
+		if (strcmp(group, "prime256v1") == 0)
+			*typep = "ecdsa-p256";
+		else if (strcmp(group, "secp384r1") == 0)
+			*typep = "ecdsa-p384";
+		else
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an EC key on %s, not P-256 or P-384", group);
+		if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) == NULL)
+			return CUSTODY_E_NOMEM;
+		ok = EVP_PKEY_public_check(ctx);
+		EVP_PKEY_CTX_free(ctx);
+		if (ok != 1)
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an EC public key that fails the point check");
+		return 0;
+	case EVP_PKEY_RSA:
+		bits = EVP_PKEY_get_bits(pk);
+		if (bits == 2048)
+			*typep = "rsa-2048";
+		else if (bits == 3072)
+			*typep = "rsa-3072";
+		else if (bits == 4096)
+			*typep = "rsa-4096";
+		else
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an RSA key of %d bits, not 2048, 3072 or 4096",
+			    bits);
+		if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) != 1 ||
+		    !BN_is_word(e, 65537))
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an RSA public exponent other than 65537");
+		BN_free(e);
+		return r;
+	default:
+		return say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "a key that is not ECDSA P-256 or P-384, Ed25519 or RSA");
+	}
+}
+
+/* Is the one name in gens the URI uri? */
+static int
+san_is(const GENERAL_NAMES *gens, const char *uri)
+{
+	const GENERAL_NAME *g;
+	const ASN1_IA5STRING *s;
+
+	if (sk_GENERAL_NAME_num(gens) != 1)
+		return 0;
+	g = sk_GENERAL_NAME_value(gens, 0);
+	if (g->type != GEN_URI)
+		return 0;
+	s = g->d.uniformResourceIdentifier;
+	return (size_t)ASN1_STRING_length(s) == strlen(uri) &&
+	       memcmp(ASN1_STRING_get0_data(s), uri, strlen(uri)) == 0;
+}
+
+/* One extension the request asks for: only checked, never copied. */
+static int
+ext_check(X509_EXTENSION *ext, const char *spiffe_id, char *why, size_t whysz)
+{
+	ASN1_OBJECT *obj = X509_EXTENSION_get_object(ext);
+	BASIC_CONSTRAINTS *bc;
+	ASN1_BIT_STRING *ku;
+	EXTENDED_KEY_USAGE *eku;
+	GENERAL_NAMES *gens;
+	char oid[80];
+	int nid = OBJ_obj2nid(obj), i, r = 0;
+
+	switch (nid) {
+	case NID_basic_constraints:
+		if ((bc = X509V3_EXT_d2i(ext)) == NULL)
+			return say(why, whysz, CUSTODY_E_PARSE,
+			    "a malformed basicConstraints");
+		if (bc->ca || bc->pathlen != NULL)
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "basicConstraints asks for a CA certificate");
+		BASIC_CONSTRAINTS_free(bc);
+		return r;
+	case NID_key_usage:
+		if ((ku = X509V3_EXT_d2i(ext)) == NULL)
+			return say(why, whysz, CUSTODY_E_PARSE,
+			    "a malformed keyUsage");
+		if (ASN1_BIT_STRING_get_bit(ku, 5) ||
+		    ASN1_BIT_STRING_get_bit(ku, 6))
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "keyUsage asks for keyCertSign or cRLSign");
+		ASN1_BIT_STRING_free(ku);
+		return r;
+	case NID_ext_key_usage:
+		if ((eku = X509V3_EXT_d2i(ext)) == NULL)
+			return say(why, whysz, CUSTODY_E_PARSE,
+			    "a malformed extKeyUsage");
+		for (i = 0; i < sk_ASN1_OBJECT_num(eku); i++) {
+			nid = OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, i));
+			if (nid != NID_client_auth && nid != NID_server_auth) {
+				r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+				    "extKeyUsage asks for more than clientAuth "
+				    "and serverAuth");
+				break;
+			}
+		}
+		EXTENDED_KEY_USAGE_free(eku);
+		return r;
+	case NID_subject_alt_name:
+		if ((gens = X509V3_EXT_d2i(ext)) == NULL)
+			return say(why, whysz, CUSTODY_E_PARSE,
+			    "a malformed subjectAltName");
+		if (!san_is(gens, spiffe_id))
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "subjectAltName names something else than the "
+			    "agent's SPIFFE ID");
+		GENERAL_NAMES_free(gens);
+		return r;
+	default:
+		OBJ_obj2txt(oid, sizeof(oid), obj, 1);
+		return say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "%sextension %s, which custody does not grant",
+		    X509_EXTENSION_get_critical(ext) ? "critical " : "", oid);
+	}
+}
+
+static int
+csr_extensions(X509_REQ *req, const char *spiffe_id, char *why, size_t whysz)
+{
+	STACK_OF(X509_EXTENSION) * exts;
+	int i, j, n, r = 0;
+
+	exts = X509_REQ_get_extensions(req);
+	if (exts == NULL) {
+		ERR_clear_error();
+		/* none asked, or an extensionRequest that does not parse */
+		if (X509_REQ_get_attr_by_NID(req, NID_ext_req, -1) >= 0)
+			return say(why, whysz, CUSTODY_E_PARSE,
+			    "a malformed extensionRequest");
+		return 0;
+	}
+	n = sk_X509_EXTENSION_num(exts);
+	for (i = 0; i < n && r == 0; i++) {
+		X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
+
+		for (j = 0; j < i; j++)
+			if (OBJ_cmp(X509_EXTENSION_get_object(e),
+				X509_EXTENSION_get_object(
+				    sk_X509_EXTENSION_value(exts, j))) == 0)
+				break;
+		if (j < i)
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an extension named twice");
+		else
+			r = ext_check(e, spiffe_id, why, whysz);
+	}
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	return r;
+}
+
+int
+cert_csr_parse(const uint8_t *in, size_t len, const char *spiffe_id,
+    struct cert_csr **csrp, char *why, size_t whysz)
+{
+	struct cert_csr *csr = NULL;
+	X509_REQ *req = NULL;
+	uint8_t *der = NULL;
+	const unsigned char *p;
+	size_t derlen = 0;
+	unsigned int mdlen;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    in != NULL && spiffe_id != NULL && csrp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if (why != NULL && whysz > 0)
+		why[0] = '\0';
+	if (len > CERT_CSR_MAX)
+		return say(why, whysz, CUSTODY_E_TOO_LARGE,
+		    "a CSR of more than %u bytes", CERT_CSR_MAX);
+	if ((r = csr_der(in, len, &der, &derlen, why, whysz)) != 0)
+		return r;
+	p = der;
+	if (derlen == 0 || derlen > LONG_MAX ||
+	    (req = d2i_X509_REQ(NULL, &p, (long)derlen)) == NULL ||
+	    p != der + derlen) {
+		r = say(why, whysz, CUSTODY_E_PARSE,
+		    "not one DER PKCS#10 certification request");
+		goto out;
+	}
+	if ((csr = calloc(1, sizeof(*csr))) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	if ((csr->pkey = X509_REQ_get_pubkey(req)) == NULL) {
+		r = say(why, whysz, CUSTODY_E_PARSE,
+		    "a public key that does not parse");
+		goto out;
+	}
+	/* proof of possession, before anything else is believed */
+	if (X509_REQ_verify(req, csr->pkey) != 1) {
+		r = say(why, whysz, CUSTODY_E_SIG_VERIFY,
+		    "the CSR's signature does not verify with its key");
+		goto out;
+	}
+	if ((r = key_type(csr->pkey, &csr->key_type, why, whysz)) != 0 ||
+	    (r = csr_extensions(req, spiffe_id, why, whysz)) != 0)
+		goto out;
+	if (!EVP_Digest(der, derlen, csr->sha256, &mdlen, EVP_sha256(), NULL)) {
+		r = CUSTODY_E_CRYPTO;
+		goto out;
+	}
+	*csrp = csr;
+	csr = NULL;
+	r = 0;
+out:
+	cert_csr_free(csr);
+	X509_REQ_free(req);
+	free(der);
+	ERR_clear_error();
+	return r;
+}
+
+void
+cert_csr_free(struct cert_csr *csr)
+{
+	if (csr == NULL)
+		return;
+	EVP_PKEY_free(csr->pkey);
+	free(csr);
+}
+
+/* ---- certificates ------------------------------------------------------- */
+
+static int
+crypto_fail(const char *what)
+{
+	log_error_f("%s: %s", what, ERR_reason_error_string(ERR_get_error()));
+	ERR_clear_error();
+	return CUSTODY_E_CRYPTO;
+}
+
+/* A positive serial of 128 random bits (17 DER bytes when the top is set). */
+static int
+set_serial(X509 *x)
+{
+	uint8_t rnd[16];
+	BIGNUM *bn = NULL;
+	ASN1_INTEGER *sn = NULL;
+	int r;
+
+	do {
+		if ((r = util_random(rnd, sizeof(rnd))) != 0)
+			return r;
+		BN_free(bn);
+		if ((bn = BN_bin2bn(rnd, sizeof(rnd), NULL)) == NULL)
+			return CUSTODY_E_NOMEM;
+	} while (BN_is_zero(bn));
+	r = (sn = BN_to_ASN1_INTEGER(bn, NULL)) != NULL &&
+		    X509_set_serialNumber(x, sn) == 1
+		? 0
+		: crypto_fail("serial");
+	ASN1_INTEGER_free(sn);
+	BN_free(bn);
+	return r;
+}
+
+/* Unix seconds of an ASN1_TIME; 0, or CUSTODY_E_PARSE. */
+static int
+time_of(const ASN1_TIME *t, int64_t *secsp)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return CUSTODY_E_PARSE;
+	*secsp = (int64_t)timegm(&tm);
+	return 0;
+}
+
+/* The extensions of a leaf certificate, in the order RFC 5280 lists them. */
+static int
+leaf_extensions(X509 *x, X509 *ca, const struct cert_leaf *leaf)
+{
+	BASIC_CONSTRAINTS *bc = NULL;
+	ASN1_BIT_STRING *ku = NULL;
+	EXTENDED_KEY_USAGE *eku = NULL;
+	GENERAL_NAMES *gens = NULL;
+	GENERAL_NAME *g = NULL;
+	ASN1_IA5STRING *uri = NULL;
+	ASN1_OCTET_STRING *ski = NULL;
+	AUTHORITY_KEYID *aki = NULL;
+	const ASN1_OCTET_STRING *ca_ski;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen;
+	int ok = 0;
+
+	if ((bc = BASIC_CONSTRAINTS_new()) == NULL ||
+	    (ku = ASN1_BIT_STRING_new()) == NULL ||
+	    (eku = sk_ASN1_OBJECT_new_null()) == NULL ||
+	    (gens = GENERAL_NAMES_new()) == NULL ||
+	    (g = GENERAL_NAME_new()) == NULL ||
+	    (uri = ASN1_IA5STRING_new()) == NULL ||
+	    (ski = ASN1_OCTET_STRING_new()) == NULL ||
+	    (aki = AUTHORITY_KEYID_new()) == NULL)
+		goto out;
+	bc->ca = 0; /* CA:FALSE, which DER writes as an empty SEQUENCE */
+	if (((leaf->key_usage & CERT_KU_DIGITAL_SIGNATURE) &&
+		!ASN1_BIT_STRING_set_bit(ku, 0, 1)) ||
+	    ((leaf->key_usage & CERT_KU_KEY_ENCIPHERMENT) &&
+		!ASN1_BIT_STRING_set_bit(ku, 2, 1)) ||
+	    ((leaf->key_usage & CERT_KU_KEY_AGREEMENT) &&
+		!ASN1_BIT_STRING_set_bit(ku, 4, 1)))
+		goto out;
+	if (((leaf->eku & CERT_EKU_SERVER_AUTH) &&
+		!sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth))) ||
+	    ((leaf->eku & CERT_EKU_CLIENT_AUTH) &&
+		!sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth))))
+		goto out;
+	if (!ASN1_STRING_set(
+		uri, leaf->spiffe_id, (int)strlen(leaf->spiffe_id)))
+		goto out;
+	GENERAL_NAME_set0_value(g, GEN_URI, uri);
+	uri = NULL;
+	if (!sk_GENERAL_NAME_push(gens, g))
+		goto out;
+	g = NULL;
+	if (!X509_pubkey_digest(x, EVP_sha1(), md, &mdlen) ||
+	    !ASN1_OCTET_STRING_set(ski, md, (int)mdlen))
+		goto out;
+	if ((ca_ski = X509_get0_subject_key_id(ca)) != NULL) {
+		if ((aki->keyid = ASN1_OCTET_STRING_dup(ca_ski)) == NULL)
+			goto out;
+	} else if (!X509_pubkey_digest(ca, EVP_sha1(), md, &mdlen) ||
+		   (aki->keyid = ASN1_OCTET_STRING_new()) == NULL ||
+		   !ASN1_OCTET_STRING_set(aki->keyid, md, (int)mdlen))
+		goto out;
+	ok = X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, 0) == 1 &&
+	     X509_add1_ext_i2d(x, NID_key_usage, ku, 1, 0) == 1 &&
+	     X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, 0) == 1 &&
+	     X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 1, 0) == 1 &&
+	     X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, 0) == 1 &&
+	     X509_add1_ext_i2d(x, NID_authority_key_identifier, aki, 0, 0) == 1;
+out:
+	BASIC_CONSTRAINTS_free(bc);
+	ASN1_BIT_STRING_free(ku);
+	sk_ASN1_OBJECT_free(eku); /* the OIDs are OpenSSL's static ones */
+	GENERAL_NAMES_free(gens);
+	GENERAL_NAME_free(g);
+	ASN1_IA5STRING_free(uri);
+	ASN1_OCTET_STRING_free(ski);
+	AUTHORITY_KEYID_free(aki);
+	return ok ? 0 : crypto_fail("certificate extensions");
+}
+
+/*
+ * Write alg into the TBS's signature field. OpenSSL 3.0 has no setter for
+ * it (X509_sign writes it from a key it holds): the field is reached
+ * through X509_get0_tbs_sigalg, and i2d_re_X509_tbs encodes it afresh.
+ */
+static int
+set_tbs_sigalg(X509 *x, enum custody_alg alg)
+{
+	const uint8_t *der, *p;
+	size_t len;
+	X509_ALGOR *a;
+	int r;
+
+	if ((r = sig_alg_der(alg, &der, &len)) != 0)
+		return r;
+	p = der;
+	if ((a = d2i_X509_ALGOR(NULL, &p, (long)len)) == NULL)
+		return crypto_fail("signature algorithm");
+	r = X509_ALGOR_copy((X509_ALGOR *)X509_get0_tbs_sigalg(x), a) == 1
+		? 0
+		: crypto_fail("signature algorithm");
+	X509_ALGOR_free(a);
+	return r;
+}
+
+int
+cert_leaf_tbs(const struct cert_leaf *leaf, const struct cert_csr *csr,
+    X509 *ca, enum custody_alg alg, X509 **certp, uint8_t **tbsp,
+    size_t *tbslenp)
+{
+	X509 *x = NULL;
+	unsigned char *tbs = NULL;
+	int64_t ca_from, ca_until, until;
+	int n, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(leaf != NULL && csr != NULL && ca != NULL &&
+				       certp != NULL && tbsp != NULL &&
+				       tbslenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    leaf->spiffe_id != NULL && leaf->spiffe_id[0] != '\0' &&
+		leaf->ttl > 0 && leaf->eku != 0 && leaf->key_usage != 0,
+	    CUSTODY_E_INVALID_ARG);
+	if ((r = time_of(X509_get0_notBefore(ca), &ca_from)) != 0 ||
+	    (r = time_of(X509_get0_notAfter(ca), &ca_until)) != 0) {
+		log_error_f("the CA certificate's validity does not parse");
+		return r;
+	}
+	if (leaf->not_before < ca_from || leaf->not_before >= ca_until) {
+		log_error_f("the CA certificate is not valid now");
+		return CUSTODY_E_STATE;
+	}
+	until = leaf->ttl > ca_until - leaf->not_before
+		    ? ca_until
+		    : leaf->not_before + leaf->ttl;
+	if ((x = X509_new()) == NULL)
+		return CUSTODY_E_NOMEM;
+	if (X509_set_version(x, X509_VERSION_3) != 1 ||
+	    X509_set_issuer_name(x, X509_get_subject_name(ca)) != 1 ||
+	    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)leaf->not_before) ==
+		NULL ||
+	    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)until) == NULL ||
+	    X509_set_pubkey(x, csr->pkey) != 1) {
+		r = crypto_fail("certificate fields");
+		goto out;
+	}
+	if ((r = set_serial(x)) != 0 ||
+	    (r = leaf_extensions(x, ca, leaf)) != 0 ||
+	    (r = set_tbs_sigalg(x, alg)) != 0)
+		goto out;
+	if ((n = i2d_re_X509_tbs(x, &tbs)) <= 0) {
+		r = crypto_fail("TBSCertificate");
+		goto out;
+	}
+	if ((*tbsp = malloc((size_t)n)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	memcpy(*tbsp, tbs, (size_t)n);
+	*tbslenp = (size_t)n;
+	*certp = x;
+	x = NULL;
+	r = 0;
+out:
+	OPENSSL_free(tbs);
+	X509_free(x);
+	return r;
+}
+
+/* A DER length (definite form) into out (at least 9 bytes); its size. */
+static size_t
+der_len(size_t n, uint8_t *out)
+{
+	size_t k = 0, i;
+
+	if (n < 0x80) {
+		out[0] = (uint8_t)n;
+		return 1;
+	}
+	for (i = n; i > 0; i >>= 8)
+		k++;
+	out[0] = (uint8_t)(0x80 | k);
+	for (i = 0; i < k; i++)
+		out[1 + i] = (uint8_t)(n >> (8 * (k - 1 - i)));
+	return 1 + k;
+}
+
+int
+cert_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
+    const uint8_t *sig, size_t siglen, EVP_PKEY *issuer_pub, uint8_t **derp,
+    size_t *derlenp)
+{
+	const uint8_t *algder, *p;
+	uint8_t *sder = NULL, *out = NULL, hdr[10], bhdr[10];
+	size_t alglen, slen, hl, bl, body, total, off;
+	X509 *x = NULL;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(tbs != NULL && sig != NULL &&
+				       issuer_pub != NULL && derp != NULL &&
+				       derlenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((r = sig_alg_der(alg, &algder, &alglen)) != 0)
+		return r;
+	if (siglen != alg_sig_len(alg))
+		return CUSTODY_E_SIG_VERIFY;
+	if (alg == CUSTODY_ALG_ECDSA_P256 || alg == CUSTODY_ALG_ECDSA_P384) {
+		/* the token's r||s becomes Ecdsa-Sig-Value (RFC 5480) */
+		if ((r = pubkey_ecdsa_raw_to_der(sig, siglen, &sder, &slen)) !=
+		    0)
+			return r;
+		sig = sder;
+		siglen = slen;
+	}
+	/* BIT STRING { 0 unused bits, signature } */
+	bl = der_len(siglen + 1, bhdr);
+	body = tbslen + alglen + 1 + bl + 1 + siglen;
+	hl = der_len(body, hdr);
+	total = 1 + hl + body;
+	if ((out = malloc(total)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	off = 0;
+	out[off++] = 0x30;
+	memcpy(out + off, hdr, hl);
+	off += hl;
+	memcpy(out + off, tbs, tbslen);
+	off += tbslen;
+	memcpy(out + off, algder, alglen);
+	off += alglen;
+	out[off++] = 0x03;
+	memcpy(out + off, bhdr, bl);
+	off += bl;
+	out[off++] = 0x00;
+	memcpy(out + off, sig, siglen);
+	off += siglen;
+	/* what OpenSSL reads back is what custody meant, and it verifies */
+	p = out;
+	if ((x = d2i_X509(NULL, &p, (long)total)) == NULL || p != out + total) {
+		r = crypto_fail("the assembled certificate does not parse");
+		goto out;
+	}
+	if (X509_verify(x, issuer_pub) != 1) {
+		ERR_clear_error();
+		log_error_f("the assembled certificate does not verify with "
+			    "the issuer's key; withheld");
+		r = CUSTODY_E_SIG_VERIFY;
+		goto out;
+	}
+	*derp = out;
+	*derlenp = total;
+	out = NULL;
+	r = 0;
+out:
+	X509_free(x);
+	free(out);
+	free(sder);
+	return r;
+}

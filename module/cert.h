@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef CUSTODY_CERT_H
+#define CUSTODY_CERT_H
+/*
+ * X.509 for the credential module (ARCHITECTURE.md section 5): PKCS#10
+ * requests checked before anything is decided, certificates built by
+ * custody alone around a CSR's public key, and the signature made in the
+ * token attached afterwards.
+ *
+ * OpenSSL 3.0 cannot sign an X509 with a key it does not hold, so a
+ * certificate is made in two steps: cert_tbs() builds it (every field set,
+ * the signature algorithm of the issuing key written into the TBS) and
+ * returns the DER TBSCertificate to sign; cert_finish() wraps the TBS and
+ * the token's signature in SEQUENCE { tbs, algorithm, BIT STRING }, parses
+ * the result back with d2i_X509 and verifies it with the issuer's public
+ * key before anything is released.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "alg.h"
+
+/* Largest CSR accepted, PEM or DER. */
+#define CERT_CSR_MAX (16u << 10)
+
+/* A checked PKCS#10 request: all custody takes from it. */
+struct cert_csr {
+	EVP_PKEY *pkey; /* its public key */
+	/* the key as the policy's csr_keys names it: "ecdsa-p256",
+	 * "ecdsa-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096" */
+	const char *key_type;
+	uint8_t sha256[32]; /* of the request's DER */
+};
+
+/*
+ * Parse and check a CSR (PEM "CERTIFICATE REQUEST", or DER) for the agent
+ * spiffe_id. Refused: more than CERT_CSR_MAX bytes (CUSTODY_E_TOO_LARGE);
+ * anything but one well-formed request, trailing bytes included
+ * (CUSTODY_E_PARSE); a signature that its own key does not verify
+ * (CUSTODY_E_SIG_VERIFY: no proof of possession); a key other than the six
+ * types above, an RSA exponent other than 65537, an EC point that fails
+ * OpenSSL's public check; and extensions asked for that custody would never
+ * grant (CUSTODY_E_INVALID_ARG): basicConstraints with CA:TRUE or a path
+ * length, keyUsage keyCertSign or cRLSign, an extended key usage other than
+ * clientAuth or serverAuth, a subjectAltName other than exactly the URI
+ * spiffe_id, any other extension, and an extension named twice. Nothing of
+ * the request is copied into a certificate but its key, so an allowed
+ * extension is only checked, never granted. why (whysz bytes, may be NULL)
+ * gets a one-line reason for a refusal, fit for an error answer.
+ */
+int cert_csr_parse(const uint8_t *in, size_t len, const char *spiffe_id,
+    struct cert_csr **csrp, char *why, size_t whysz);
+
+void cert_csr_free(struct cert_csr *csr);
+
+/* Extended key usages and key usages of an issued certificate. */
+#define CERT_EKU_CLIENT_AUTH	  (1u << 0)
+#define CERT_EKU_SERVER_AUTH	  (1u << 1)
+#define CERT_KU_DIGITAL_SIGNATURE (1u << 0)
+#define CERT_KU_KEY_ENCIPHERMENT  (1u << 1)
+#define CERT_KU_KEY_AGREEMENT	  (1u << 2)
+
+/* A leaf certificate for an agent. */
+struct cert_leaf {
+	const char *spiffe_id; /* the one URI SAN; the subject is empty */
+	int64_t not_before;    /* Unix seconds */
+	int64_t ttl;	       /* seconds, > 0; cut at the issuer's notAfter */
+	unsigned eku;	       /* CERT_EKU_*, at least one */
+	unsigned key_usage;    /* CERT_KU_*, at least one */
+};
+
+/*
+ * Build the certificate for leaf, with the CSR's key, issued under the CA
+ * certificate ca by a key of algorithm alg: version 3, a 128-bit random
+ * serial, ca's subject as issuer, basicConstraints CA:FALSE (critical),
+ * keyUsage (critical), extKeyUsage, subjectAltName (critical: the subject
+ * is empty), subjectKeyIdentifier (SHA-1 of the key, RFC 5280 4.2.1.2) and
+ * authorityKeyIdentifier (ca's SKI). A validity that would outlive ca is
+ * cut at ca's notAfter; a ca that is not valid at not_before is refused
+ * (CUSTODY_E_STATE). Returns the certificate without its signature (free it)
+ * and *tbsp, the DER TBSCertificate to sign (free(3)).
+ */
+int cert_leaf_tbs(const struct cert_leaf *leaf, const struct cert_csr *csr,
+    X509 *ca, enum custody_alg alg, X509 **certp, uint8_t **tbsp,
+    size_t *tbslenp);
+
+/*
+ * The certificate: tbs (as cert_leaf_tbs made it) signed with sig, the
+ * token's signature by a key of algorithm alg (raw r||s for ECDSA), whose
+ * public key is issuer_pub. The result is parsed back and must verify with
+ * issuer_pub (CUSTODY_E_SIG_VERIFY otherwise). Returns its DER in *derp
+ * (free(3)).
+ */
+int cert_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
+    const uint8_t *sig, size_t siglen, EVP_PKEY *issuer_pub, uint8_t **derp,
+    size_t *derlenp);
+
+#endif

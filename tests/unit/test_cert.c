@@ -1,0 +1,491 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cert: CSR checks and certificates assembled around a signature made
+ * elsewhere. The CA key here is a software key standing in for the token;
+ * every certificate is checked by OpenSSL's X509_verify and by the
+ * `openssl verify -x509_strict` command against the CA certificate.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "cert.h"
+#include "err.h"
+#include "log.h"
+#include "testutil.h"
+
+#define AGENT "spiffe://example.org/agent/a1"
+
+static EVP_PKEY *
+keygen(const char *type)
+{
+	EVP_PKEY *k = NULL;
+
+	if (strcmp(type, "p256") == 0)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	else if (strcmp(type, "p384") == 0)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+	else if (strcmp(type, "p521") == 0)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-521");
+	else if (strcmp(type, "ed25519") == 0)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	else if (strcmp(type, "rsa1024") == 0)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+	else if (strcmp(type, "rsa2048") == 0)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+	else if (strcmp(type, "rsa3072") == 0)
+		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)3072);
+	assert_non_null(k);
+	return k;
+}
+
+/* A CSR signed by signer (its key is pub's unless signer differs), with
+ * the extensions of conf ("name=value" lines for X509V3_EXT_conf_nid). */
+static size_t
+make_csr(EVP_PKEY *pub, EVP_PKEY *signer, const char *const *exts, uint8_t *out,
+    size_t outsz)
+{
+	X509_REQ *req;
+	STACK_OF(X509_EXTENSION) *sk = NULL;
+	X509V3_CTX ctx;
+	X509_EXTENSION *e;
+	BIO *b;
+	char *data;
+	long n;
+	size_t i;
+
+	assert_non_null(req = X509_REQ_new());
+	assert_int_equal(X509_REQ_set_pubkey(req, pub), 1);
+	X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN",
+	    MBSTRING_ASC, (const unsigned char *)"agent", -1, -1, 0);
+	if (exts != NULL && exts[0] != NULL) {
+		assert_non_null(sk = sk_X509_EXTENSION_new_null());
+		X509V3_set_ctx(&ctx, NULL, NULL, req, NULL, 0);
+		for (i = 0; exts[i] != NULL; i += 2) {
+			e = X509V3_EXT_conf(NULL, &ctx, exts[i], exts[i + 1]);
+			assert_non_null(e);
+			sk_X509_EXTENSION_push(sk, e);
+		}
+		assert_int_equal(X509_REQ_add_extensions(req, sk), 1);
+		sk_X509_EXTENSION_pop_free(sk, X509_EXTENSION_free);
+	}
+	assert_true(X509_REQ_sign(req, signer,
+			EVP_PKEY_get_base_id(signer) == EVP_PKEY_ED25519
+			    ? NULL
+			    : EVP_sha256()) > 0);
+	assert_non_null(b = BIO_new(BIO_s_mem()));
+	assert_int_equal(PEM_write_bio_X509_REQ(b, req), 1);
+	n = BIO_get_mem_data(b, &data);
+	assert_true(n > 0 && (size_t)n < outsz);
+	memcpy(out, data, (size_t)n);
+	BIO_free(b);
+	X509_REQ_free(req);
+	return (size_t)n;
+}
+
+/* A self-signed CA certificate for key, valid from a day ago for days. */
+static X509 *
+make_ca(EVP_PKEY *key, int days)
+{
+	X509 *ca;
+	X509V3_CTX ctx;
+	X509_EXTENSION *e;
+	const char *exts[] = {"basicConstraints", "critical,CA:TRUE",
+	    "keyUsage", "critical,keyCertSign,cRLSign", "subjectKeyIdentifier",
+	    "hash", NULL};
+	size_t i;
+	EVP_MD_CTX *mctx;
+	EVP_PKEY_CTX *pctx = NULL;
+
+	assert_non_null(ca = X509_new());
+	X509_set_version(ca, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(ca), 1);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(ca), "CN",
+	    MBSTRING_ASC, (const unsigned char *)"custody test CA", -1, -1, 0);
+	X509_set_issuer_name(ca, X509_get_subject_name(ca));
+	X509_gmtime_adj(X509_getm_notBefore(ca), -86400);
+	X509_gmtime_adj(X509_getm_notAfter(ca), (long)days * 86400);
+	X509_set_pubkey(ca, key);
+	X509V3_set_ctx(&ctx, ca, ca, NULL, NULL, 0);
+	for (i = 0; exts[i] != NULL; i += 2) {
+		assert_non_null(
+		    e = X509V3_EXT_conf(NULL, &ctx, exts[i], exts[i + 1]));
+		X509_add_ext(ca, e, -1);
+		X509_EXTENSION_free(e);
+	}
+	assert_non_null(mctx = EVP_MD_CTX_new());
+	assert_int_equal(
+	    EVP_DigestSignInit(mctx, &pctx,
+		EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519 ? NULL
+							      : EVP_sha256(),
+		NULL, key),
+	    1);
+	if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA) {
+		EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
+		EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32);
+	}
+	assert_true(X509_sign_ctx(ca, mctx) > 0);
+	EVP_MD_CTX_free(mctx);
+	return ca;
+}
+
+/* Sign msg as the token would: raw r||s for ECDSA, PSS salt 32 for RSA. */
+static size_t
+token_like_sign(EVP_PKEY *key, enum custody_alg alg, const uint8_t *msg,
+    size_t len, uint8_t *out)
+{
+	EVP_MD_CTX *mctx;
+	EVP_PKEY_CTX *pctx = NULL;
+	uint8_t der[1024];
+	const uint8_t *p = der;
+	size_t dlen = sizeof(der), half;
+	ECDSA_SIG *es;
+	const BIGNUM *r, *s;
+
+	assert_non_null(mctx = EVP_MD_CTX_new());
+	assert_int_equal(EVP_DigestSignInit(mctx, &pctx,
+			     alg == CUSTODY_ALG_ED25519	     ? NULL
+			     : alg == CUSTODY_ALG_ECDSA_P384 ? EVP_sha384()
+							     : EVP_sha256(),
+			     NULL, key),
+	    1);
+	if (alg == CUSTODY_ALG_RSA_PSS_3072) {
+		EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
+		EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256());
+		EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32);
+	}
+	assert_int_equal(EVP_DigestSign(mctx, der, &dlen, msg, len), 1);
+	EVP_MD_CTX_free(mctx);
+	if (alg != CUSTODY_ALG_ECDSA_P256 && alg != CUSTODY_ALG_ECDSA_P384) {
+		memcpy(out, der, dlen);
+		return dlen;
+	}
+	half = alg == CUSTODY_ALG_ECDSA_P256 ? 32 : 48;
+	assert_non_null(es = d2i_ECDSA_SIG(NULL, &p, (long)dlen));
+	ECDSA_SIG_get0(es, &r, &s);
+	BN_bn2binpad(r, out, (int)half);
+	BN_bn2binpad(s, out + half, (int)half);
+	ECDSA_SIG_free(es);
+	return 2 * half;
+}
+
+static void
+write_pem(const char *path, X509 *x)
+{
+	FILE *f;
+
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(PEM_write_X509(f, x), 1);
+	fclose(f);
+}
+
+/* Issue a leaf for a CSR of csr_type under a CA of ca_type; check it. */
+static void
+issue_and_check(const char *ca_type, enum custody_alg alg, const char *csr_type,
+    const char *want_type)
+{
+	EVP_PKEY *cakey = keygen(ca_type), *leafkey = keygen(csr_type);
+	X509 *ca = make_ca(cakey, 30), *x = NULL, *got;
+	struct cert_csr *csr = NULL;
+	struct cert_leaf leaf = {AGENT, 0, 3600,
+	    CERT_EKU_CLIENT_AUTH | CERT_EKU_SERVER_AUTH,
+	    CERT_KU_DIGITAL_SIGNATURE};
+	const char *exts[] = {"subjectAltName", "URI:" AGENT, NULL};
+	uint8_t pem[8192], *tbs = NULL, sig[1024], *der = NULL;
+	const uint8_t *p;
+	size_t n, tbslen, siglen, derlen;
+	char dir[] = "/tmp/test_cert.XXXXXX", cmd[512], path[300];
+	GENERAL_NAMES *gens;
+	BASIC_CONSTRAINTS *bc;
+	int crit;
+
+	leaf.not_before = (int64_t)time(NULL);
+	n = make_csr(leafkey, leafkey, exts, pem, sizeof(pem));
+	assert_int_equal(cert_csr_parse(pem, n, AGENT, &csr, NULL, 0), 0);
+	assert_string_equal(csr->key_type, want_type);
+	assert_int_equal(
+	    cert_leaf_tbs(&leaf, csr, ca, alg, &x, &tbs, &tbslen), 0);
+	siglen = token_like_sign(cakey, alg, tbs, tbslen, sig);
+	assert_int_equal(
+	    cert_finish(tbs, tbslen, alg, sig, siglen, cakey, &der, &derlen),
+	    0);
+	p = der;
+	assert_non_null(got = d2i_X509(NULL, &p, (long)derlen));
+	assert_int_equal(X509_verify(got, cakey), 1);
+	/* the extensions custody chose, and nothing from the CSR but its key
+	 */
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(got), leafkey), 1);
+	assert_int_equal(X509_NAME_entry_count(X509_get_subject_name(got)), 0);
+	assert_int_equal(X509_get_ext_count(got), 6);
+	assert_non_null(
+	    bc = X509_get_ext_d2i(got, NID_basic_constraints, &crit, NULL));
+	assert_int_equal(crit, 1);
+	assert_false(bc->ca);
+	BASIC_CONSTRAINTS_free(bc);
+	assert_non_null(
+	    gens = X509_get_ext_d2i(got, NID_subject_alt_name, &crit, NULL));
+	assert_int_equal(crit, 1);
+	assert_int_equal(sk_GENERAL_NAME_num(gens), 1);
+	GENERAL_NAMES_free(gens);
+	assert_int_equal(X509_get_key_usage(got), KU_DIGITAL_SIGNATURE);
+	assert_int_equal(
+	    X509_get_extended_key_usage(got), XKU_SSL_CLIENT | XKU_SSL_SERVER);
+	assert_int_equal(ASN1_STRING_cmp(X509_get0_authority_key_id(got),
+			     X509_get0_subject_key_id(ca)),
+	    0);
+	assert_true(BN_num_bits(ASN1_INTEGER_to_BN(
+			X509_get0_serialNumber(got), NULL)) > 64);
+	/* and by the openssl command, strictly, for a TLS client */
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ca.pem", dir);
+	write_pem(path, ca);
+	snprintf(path, sizeof(path), "%s/leaf.pem", dir);
+	write_pem(path, got);
+	snprintf(cmd, sizeof(cmd),
+	    "openssl verify -x509_strict -purpose sslclient -CAfile %s/ca.pem "
+	    "%s/leaf.pem >/dev/null",
+	    dir, dir);
+	assert_int_equal(system(cmd), 0);
+	testutil_rmtree(dir);
+	X509_free(got);
+	free(der);
+	free(tbs);
+	X509_free(x);
+	cert_csr_free(csr);
+	X509_free(ca);
+	EVP_PKEY_free(cakey);
+	EVP_PKEY_free(leafkey);
+}
+
+static void
+test_issue_p256(void **state)
+{
+	(void)state;
+	issue_and_check("p256", CUSTODY_ALG_ECDSA_P256, "p256", "ecdsa-p256");
+	issue_and_check("p256", CUSTODY_ALG_ECDSA_P256, "ed25519", "ed25519");
+}
+
+static void
+test_issue_p384_ed25519(void **state)
+{
+	(void)state;
+	issue_and_check("p384", CUSTODY_ALG_ECDSA_P384, "p384", "ecdsa-p384");
+	issue_and_check("ed25519", CUSTODY_ALG_ED25519, "p256", "ecdsa-p256");
+}
+
+static void
+test_issue_rsa_pss(void **state)
+{
+	(void)state;
+	issue_and_check(
+	    "rsa3072", CUSTODY_ALG_RSA_PSS_3072, "rsa2048", "rsa-2048");
+}
+
+/* One CSR that must be refused with r and a reason mentioning what. */
+static void
+refused(const uint8_t *in, size_t len, int r, const char *what)
+{
+	struct cert_csr *csr = NULL;
+	char why[256];
+
+	assert_int_equal(
+	    cert_csr_parse(in, len, AGENT, &csr, why, sizeof(why)), r);
+	assert_null(csr);
+	if (strstr(why, what) == NULL)
+		fail_msg("reason \"%s\" lacks \"%s\"", why, what);
+}
+
+static void
+refused_exts(const char *const *exts, const char *what)
+{
+	EVP_PKEY *k = keygen("p256");
+	uint8_t pem[8192];
+	size_t n = make_csr(k, k, exts, pem, sizeof(pem));
+
+	refused(pem, n, CUSTODY_E_INVALID_ARG, what);
+	EVP_PKEY_free(k);
+}
+
+static void
+test_csr_extensions_refused(void **state)
+{
+	const char *ca[] = {"basicConstraints", "CA:TRUE", NULL};
+	const char *ca_crit[] = {"basicConstraints", "critical,CA:TRUE", NULL};
+	const char *pathlen[] = {
+	    "basicConstraints", "CA:FALSE,pathlen:0", NULL};
+	const char *kcs[] = {"keyUsage", "digitalSignature,keyCertSign", NULL};
+	const char *crl[] = {"keyUsage", "cRLSign", NULL};
+	const char *eku[] = {
+	    "extendedKeyUsage", "clientAuth,codeSigning", NULL};
+	const char *any[] = {"extendedKeyUsage", "anyExtendedKeyUsage", NULL};
+	const char *other[] = {
+	    "subjectAltName", "URI:spiffe://example.org/agent/a2", NULL};
+	const char *two[] = {
+	    "subjectAltName", "URI:" AGENT ",DNS:evil.example", NULL};
+	const char *dns[] = {"subjectAltName", "DNS:a1.example.org", NULL};
+	const char *nc[] = {
+	    "nameConstraints", "permitted;DNS:example.org", NULL};
+	const char *unknown[] = {"1.2.3.4.5", "critical,ASN1:NULL", NULL};
+	const char *extra[] = {"1.2.3.4.5", "ASN1:NULL", NULL};
+	const char *dup[] = {"subjectAltName", "URI:" AGENT, "subjectAltName",
+	    "URI:" AGENT, NULL};
+
+	(void)state;
+	refused_exts(ca, "CA certificate");
+	refused_exts(ca_crit, "CA certificate");
+	refused_exts(pathlen, "CA certificate");
+	refused_exts(kcs, "keyCertSign");
+	refused_exts(crl, "cRLSign");
+	refused_exts(eku, "extKeyUsage");
+	refused_exts(any, "extKeyUsage");
+	refused_exts(other, "SPIFFE ID");
+	refused_exts(two, "SPIFFE ID");
+	refused_exts(dns, "SPIFFE ID");
+	refused_exts(nc, "does not grant");
+	refused_exts(unknown, "critical extension 1.2.3.4.5");
+	refused_exts(extra, "extension 1.2.3.4.5");
+	refused_exts(dup, "named twice");
+}
+
+static void
+test_csr_keys_refused(void **state)
+{
+	const char *types[][2] = {
+	    {"rsa1024", "1024 bits"}, {"p521", "secp521r1"}};
+	EVP_PKEY *k, *other;
+	uint8_t pem[8192];
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		k = keygen(types[i][0]);
+		n = make_csr(k, k, NULL, pem, sizeof(pem));
+		refused(pem, n, CUSTODY_E_INVALID_ARG, types[i][1]);
+		EVP_PKEY_free(k);
+	}
+	/* a key the requester does not hold: signed by another */
+	k = keygen("p256");
+	other = keygen("p256");
+	n = make_csr(k, other, NULL, pem, sizeof(pem));
+	refused(pem, n, CUSTODY_E_SIG_VERIFY, "does not verify");
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(other);
+}
+
+static void
+test_csr_malformed(void **state)
+{
+	EVP_PKEY *k = keygen("p256");
+	uint8_t pem[8192], big[CERT_CSR_MAX + 1], two[16384];
+	const char *garbage = "-----BEGIN CERTIFICATE REQUEST-----\n"
+			      "bm90IGEgcmVxdWVzdA==\n"
+			      "-----END CERTIFICATE REQUEST-----\n";
+	const char *cert = "-----BEGIN CERTIFICATE-----\nAAAA\n"
+			   "-----END CERTIFICATE-----\n";
+	size_t n = make_csr(k, k, NULL, pem, sizeof(pem));
+	struct cert_csr *csr = NULL;
+
+	(void)state;
+	/* the request itself is fine, as PEM and as DER */
+	assert_int_equal(cert_csr_parse(pem, n, AGENT, &csr, NULL, 0), 0);
+	cert_csr_free(csr);
+	refused((const uint8_t *)garbage, strlen(garbage), CUSTODY_E_PARSE,
+	    "PKCS#10");
+	refused((const uint8_t *)cert, strlen(cert), CUSTODY_E_PARSE,
+	    "not a CERTIFICATE REQUEST");
+	refused((const uint8_t *)"\x30\x03\x02\x01\x01", 5, CUSTODY_E_PARSE,
+	    "PKCS#10");
+	refused((const uint8_t *)"", 0, CUSTODY_E_PARSE, "PKCS#10");
+	memset(big, 'A', sizeof(big));
+	refused(big, sizeof(big), CUSTODY_E_TOO_LARGE, "more than");
+	/* two requests in one */
+	memcpy(two, pem, n);
+	memcpy(two + n, pem, n);
+	refused(two, 2 * n, CUSTODY_E_PARSE, "after the request");
+	/* truncated */
+	refused(pem, n / 2, CUSTODY_E_PARSE, "PEM");
+	EVP_PKEY_free(k);
+}
+
+/* A validity past the CA's end is cut there; a CA not yet or no longer
+ * valid issues nothing; a signature that does not verify is withheld. */
+static void
+test_validity_and_withheld(void **state)
+{
+	EVP_PKEY *cakey = keygen("p256"), *leafkey = keygen("p256"),
+		 *wrong = keygen("p256");
+	X509 *ca = make_ca(cakey, 1), *x = NULL;
+	struct cert_csr *csr = NULL;
+	struct cert_leaf leaf = {AGENT, 0, 7 * 86400, CERT_EKU_CLIENT_AUTH,
+	    CERT_KU_DIGITAL_SIGNATURE};
+	uint8_t pem[8192], *tbs = NULL, sig[256], *der = NULL;
+	size_t n, tbslen, siglen, derlen;
+
+	(void)state;
+	leaf.not_before = (int64_t)time(NULL);
+	n = make_csr(leafkey, leafkey, NULL, pem, sizeof(pem));
+	assert_int_equal(cert_csr_parse(pem, n, AGENT, &csr, NULL, 0), 0);
+	assert_int_equal(cert_leaf_tbs(&leaf, csr, ca, CUSTODY_ALG_ECDSA_P256,
+			     &x, &tbs, &tbslen),
+	    0);
+	assert_int_equal(
+	    ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(ca)),
+	    0);
+	/* signed by another key: withheld */
+	siglen =
+	    token_like_sign(wrong, CUSTODY_ALG_ECDSA_P256, tbs, tbslen, sig);
+	assert_int_equal(cert_finish(tbs, tbslen, CUSTODY_ALG_ECDSA_P256, sig,
+			     siglen, cakey, &der, &derlen),
+	    CUSTODY_E_SIG_VERIFY);
+	assert_int_equal(cert_finish(tbs, tbslen, CUSTODY_ALG_ECDSA_P256, sig,
+			     siglen - 1, cakey, &der, &derlen),
+	    CUSTODY_E_SIG_VERIFY);
+	free(tbs);
+	X509_free(x);
+	x = NULL;
+	leaf.not_before += 2 * 86400; /* after the CA's end */
+	assert_int_equal(cert_leaf_tbs(&leaf, csr, ca, CUSTODY_ALG_ECDSA_P256,
+			     &x, &tbs, &tbslen),
+	    CUSTODY_E_STATE);
+	leaf.not_before -= 3 * 86400 + 60; /* before its start */
+	assert_int_equal(cert_leaf_tbs(&leaf, csr, ca, CUSTODY_ALG_ECDSA_P256,
+			     &x, &tbs, &tbslen),
+	    CUSTODY_E_STATE);
+	cert_csr_free(csr);
+	X509_free(ca);
+	EVP_PKEY_free(cakey);
+	EVP_PKEY_free(leafkey);
+	EVP_PKEY_free(wrong);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_issue_p256),
+	    cmocka_unit_test(test_issue_p384_ed25519),
+	    cmocka_unit_test(test_issue_rsa_pss),
+	    cmocka_unit_test(test_csr_extensions_refused),
+	    cmocka_unit_test(test_csr_keys_refused),
+	    cmocka_unit_test(test_csr_malformed),
+	    cmocka_unit_test(test_validity_and_withheld),
+	};
+
+	custody_log_set(NULL, getenv("TEST_CERT_LOG") ? 7 : 2, NULL);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
