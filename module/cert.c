@@ -620,21 +620,20 @@ der_len(size_t n, uint8_t *out)
 	return 1 + k;
 }
 
-int
-cert_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
-    const uint8_t *sig, size_t siglen, EVP_PKEY *issuer_pub, uint8_t **derp,
-    size_t *derlenp)
+/*
+ * SEQUENCE { tbs, the AlgorithmIdentifier of alg, BIT STRING { sig } }: a
+ * certificate (RFC 5280) or a certification request (RFC 2986), which have
+ * the same outer shape. sig is the token's (raw r||s for ECDSA).
+ */
+static int
+assemble(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
+    const uint8_t *sig, size_t siglen, uint8_t **outp, size_t *outlenp)
 {
-	const uint8_t *algder, *p;
-	uint8_t *sder = NULL, *out = NULL, hdr[10], bhdr[10];
+	const uint8_t *algder;
+	uint8_t *sder = NULL, *out, hdr[10], bhdr[10];
 	size_t alglen, slen, hl, bl, body, total, off;
-	X509 *x = NULL;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(tbs != NULL && sig != NULL &&
-				       issuer_pub != NULL && derp != NULL &&
-				       derlenp != NULL,
-	    CUSTODY_E_INVALID_ARG);
 	if ((r = sig_alg_der(alg, &algder, &alglen)) != 0)
 		return r;
 	if (siglen != alg_sig_len(alg))
@@ -653,8 +652,8 @@ cert_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
 	hl = der_len(body, hdr);
 	total = 1 + hl + body;
 	if ((out = malloc(total)) == NULL) {
-		r = CUSTODY_E_NOMEM;
-		goto out;
+		free(sder);
+		return CUSTODY_E_NOMEM;
 	}
 	off = 0;
 	out[off++] = 0x30;
@@ -669,7 +668,29 @@ cert_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
 	off += bl;
 	out[off++] = 0x00;
 	memcpy(out + off, sig, siglen);
-	off += siglen;
+	free(sder);
+	*outp = out;
+	*outlenp = total;
+	return 0;
+}
+
+int
+cert_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
+    const uint8_t *sig, size_t siglen, EVP_PKEY *issuer_pub, uint8_t **derp,
+    size_t *derlenp)
+{
+	const uint8_t *p;
+	uint8_t *out = NULL;
+	size_t total;
+	X509 *x = NULL;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(tbs != NULL && sig != NULL &&
+				       issuer_pub != NULL && derp != NULL &&
+				       derlenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((r = assemble(tbs, tbslen, alg, sig, siglen, &out, &total)) != 0)
+		return r;
 	/* what OpenSSL reads back is what custody meant, and it verifies */
 	p = out;
 	if ((x = d2i_X509(NULL, &p, (long)total)) == NULL || p != out + total) {
@@ -690,6 +711,374 @@ cert_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
 out:
 	X509_free(x);
 	free(out);
-	free(sder);
+	return r;
+}
+
+/* ---- the CA certificate of an x509-ca key ------------------------------- */
+
+/* The RDN attribute types a subject may use. */
+static const char *const rdn_types[] = {
+    "CN", "O", "OU", "C", "L", "ST", "DC", NULL};
+
+int
+cert_name_parse(const char *s, X509_NAME **namep, char *why, size_t whysz)
+{
+	char buf[CERT_NAME_MAX + 1], *rdns[CERT_NAME_RDNS], *eq, *save = NULL,
+								 *tok;
+	const unsigned char *c;
+	X509_NAME *name = NULL;
+	size_t n = 0, i, vlen;
+	int t, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    s != NULL && namep != NULL, CUSTODY_E_INVALID_ARG);
+	if (strlen(s) > CERT_NAME_MAX)
+		return say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "a subject of more than %d bytes", CERT_NAME_MAX);
+	for (c = (const unsigned char *)s; *c != '\0'; c++)
+		if (*c < 0x20 || *c == 0x7f || strchr("\\\"+;<>#", *c) != NULL)
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "a subject with a control character or one of "
+			    "\\ \" + ; < > #");
+	strcpy(buf, s);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (n == CERT_NAME_RDNS)
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "a subject of more than %d attributes",
+			    CERT_NAME_RDNS);
+		rdns[n++] = tok;
+	}
+	if (n == 0 || s[0] == ',' || s[strlen(s) - 1] == ',' ||
+	    strstr(s, ",,") != NULL)
+		return say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "a subject that is not TYPE=value[,TYPE=value...]");
+	if ((name = X509_NAME_new()) == NULL)
+		return CUSTODY_E_NOMEM;
+	/* RFC 4514 writes the last RDN first: add them in reverse */
+	for (i = n; i-- > 0;) {
+		if ((eq = strchr(rdns[i], '=')) == NULL) {
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "'%s' is not TYPE=value", rdns[i]);
+			goto fail;
+		}
+		*eq = '\0';
+		for (t = 0; rdn_types[t] != NULL; t++)
+			if (strcmp(rdns[i], rdn_types[t]) == 0)
+				break;
+		vlen = strlen(eq + 1);
+		if (rdn_types[t] == NULL) {
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "attribute type '%s' (one of CN, O, OU, C, L, ST, "
+			    "DC)",
+			    rdns[i]);
+			goto fail;
+		}
+		if (vlen == 0 || vlen > 64 || eq[1] == ' ' || eq[vlen] == ' ' ||
+		    (strcmp(rdns[i], "C") == 0 && vlen != 2)) {
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "the value of %s: 1 to 64 bytes (C: 2), no space "
+			    "at either end",
+			    rdns[i]);
+			goto fail;
+		}
+		if (X509_NAME_add_entry_by_txt(name, rdns[i], MBSTRING_UTF8,
+			(const unsigned char *)eq + 1, (int)vlen, -1, 0) != 1) {
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "the value of %s is not valid UTF-8 for it",
+			    rdns[i]);
+			goto fail;
+		}
+	}
+	*namep = name;
+	return 0;
+fail:
+	X509_NAME_free(name);
+	return r;
+}
+
+/* The extensions of a CA certificate (self-signed when ca is NULL). */
+static int
+ca_extensions(X509 *x)
+{
+	BASIC_CONSTRAINTS *bc = NULL;
+	ASN1_BIT_STRING *ku = NULL;
+	ASN1_OCTET_STRING *ski = NULL;
+	AUTHORITY_KEYID *aki = NULL;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen;
+	int ok = 0;
+
+	if ((bc = BASIC_CONSTRAINTS_new()) == NULL ||
+	    (bc->pathlen = ASN1_INTEGER_new()) == NULL ||
+	    (ku = ASN1_BIT_STRING_new()) == NULL ||
+	    (ski = ASN1_OCTET_STRING_new()) == NULL ||
+	    (aki = AUTHORITY_KEYID_new()) == NULL)
+		goto out;
+	/* CA:TRUE, pathlen 0: it issues leaves, never other CAs */
+	bc->ca = 0xff;
+	if (!ASN1_INTEGER_set(bc->pathlen, 0) ||
+	    !ASN1_BIT_STRING_set_bit(ku, 0, 1) || /* digitalSignature */
+	    !ASN1_BIT_STRING_set_bit(ku, 5, 1) || /* keyCertSign */
+	    !ASN1_BIT_STRING_set_bit(ku, 6, 1))	  /* cRLSign */
+		goto out;
+	if (!X509_pubkey_digest(x, EVP_sha1(), md, &mdlen) ||
+	    !ASN1_OCTET_STRING_set(ski, md, (int)mdlen) ||
+	    (aki->keyid = ASN1_OCTET_STRING_dup(ski)) == NULL)
+		goto out;
+	ok = X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, 0) == 1 &&
+	     X509_add1_ext_i2d(x, NID_key_usage, ku, 1, 0) == 1 &&
+	     X509_add1_ext_i2d(x, NID_subject_key_identifier, ski, 0, 0) == 1 &&
+	     X509_add1_ext_i2d(x, NID_authority_key_identifier, aki, 0, 0) == 1;
+out:
+	BASIC_CONSTRAINTS_free(bc);
+	ASN1_BIT_STRING_free(ku);
+	ASN1_OCTET_STRING_free(ski);
+	AUTHORITY_KEYID_free(aki);
+	return ok ? 0 : crypto_fail("CA certificate extensions");
+}
+
+int
+cert_ca_tbs(const X509_NAME *subject, int64_t not_before, int64_t ttl,
+    EVP_PKEY *pub, enum custody_alg alg, uint8_t **tbsp, size_t *tbslenp)
+{
+	X509 *x = NULL;
+	unsigned char *tbs = NULL;
+	int n, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(subject != NULL && pub != NULL && ttl > 0 &&
+				       tbsp != NULL && tbslenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((x = X509_new()) == NULL)
+		return CUSTODY_E_NOMEM;
+	if (X509_set_version(x, X509_VERSION_3) != 1 ||
+	    X509_set_subject_name(x, subject) != 1 ||
+	    X509_set_issuer_name(x, subject) != 1 ||
+	    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)not_before) == NULL ||
+	    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(not_before + ttl)) ==
+		NULL ||
+	    X509_set_pubkey(x, pub) != 1) {
+		r = crypto_fail("CA certificate fields");
+		goto out;
+	}
+	if ((r = set_serial(x)) != 0 || (r = ca_extensions(x)) != 0 ||
+	    (r = set_tbs_sigalg(x, alg)) != 0)
+		goto out;
+	if ((n = i2d_re_X509_tbs(x, &tbs)) <= 0) {
+		r = crypto_fail("TBSCertificate");
+		goto out;
+	}
+	if ((*tbsp = malloc((size_t)n)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	memcpy(*tbsp, tbs, (size_t)n);
+	*tbslenp = (size_t)n;
+	r = 0;
+out:
+	OPENSSL_free(tbs);
+	X509_free(x);
+	return r;
+}
+
+int
+cert_csr_tbs(
+    const X509_NAME *subject, EVP_PKEY *pub, uint8_t **tbsp, size_t *tbslenp)
+{
+	X509_REQ *req = NULL;
+	STACK_OF(X509_EXTENSION) *exts = NULL;
+	X509 *tmp = NULL;
+	unsigned char *tbs = NULL;
+	int n, i, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    subject != NULL && pub != NULL && tbsp != NULL && tbslenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	/* the CA extensions, made on a scratch certificate, asked for */
+	if ((req = X509_REQ_new()) == NULL || (tmp = X509_new()) == NULL ||
+	    X509_set_pubkey(tmp, pub) != 1) {
+		r = crypto_fail("certification request");
+		goto out;
+	}
+	if ((r = ca_extensions(tmp)) != 0)
+		goto out;
+	if ((exts = sk_X509_EXTENSION_new_null()) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	for (i = 0; i < X509_get_ext_count(tmp); i++) {
+		int nid = OBJ_obj2nid(
+		    X509_EXTENSION_get_object(X509_get_ext(tmp, i)));
+
+		/* the issuer's CA names its own key: no AKI asked for */
+		if (nid != NID_authority_key_identifier &&
+		    !sk_X509_EXTENSION_push(exts, X509_get_ext(tmp, i))) {
+			r = CUSTODY_E_NOMEM;
+			goto out;
+		}
+	}
+	if (X509_REQ_set_version(req, 0) != 1 ||
+	    X509_REQ_set_subject_name(req, subject) != 1 ||
+	    X509_REQ_set_pubkey(req, pub) != 1 ||
+	    X509_REQ_add_extensions(req, exts) != 1) {
+		r = crypto_fail("certification request");
+		goto out;
+	}
+	if ((n = i2d_re_X509_REQ_tbs(req, &tbs)) <= 0) {
+		r = crypto_fail("CertificationRequestInfo");
+		goto out;
+	}
+	if ((*tbsp = malloc((size_t)n)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	memcpy(*tbsp, tbs, (size_t)n);
+	*tbslenp = (size_t)n;
+	r = 0;
+out:
+	OPENSSL_free(tbs);
+	sk_X509_EXTENSION_free(exts); /* tmp owns the extensions */
+	X509_free(tmp);
+	X509_REQ_free(req);
+	return r;
+}
+
+int
+cert_csr_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
+    const uint8_t *sig, size_t siglen, EVP_PKEY *pub, uint8_t **derp,
+    size_t *derlenp)
+{
+	const uint8_t *p;
+	uint8_t *out = NULL;
+	size_t total;
+	X509_REQ *req = NULL;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(tbs != NULL && sig != NULL && pub != NULL &&
+				       derp != NULL && derlenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((r = assemble(tbs, tbslen, alg, sig, siglen, &out, &total)) != 0)
+		return r;
+	p = out;
+	if ((req = d2i_X509_REQ(NULL, &p, (long)total)) == NULL ||
+	    p != out + total) {
+		r = crypto_fail("the assembled request does not parse");
+		goto out;
+	}
+	if (X509_REQ_verify(req, pub) != 1) {
+		ERR_clear_error();
+		log_error_f("the assembled request does not verify with the "
+			    "key's public key; withheld");
+		r = CUSTODY_E_SIG_VERIFY;
+		goto out;
+	}
+	*derp = out;
+	*derlenp = total;
+	out = NULL;
+	r = 0;
+out:
+	X509_REQ_free(req);
+	free(out);
+	return r;
+}
+
+int
+cert_ca_check(const uint8_t *pem, size_t len, EVP_PKEY *pub, int64_t now,
+    STACK_OF(X509) * *certsp, char *why, size_t whysz)
+{
+	STACK_OF(X509) *certs = NULL;
+	X509_STORE *store = NULL;
+	X509_STORE_CTX *ctx = NULL;
+	X509 *x, *last;
+	BIO *b = NULL;
+	int i, n, r;
+	time_t t = (time_t)now;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(pem != NULL && pub != NULL && certsp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if (why != NULL && whysz > 0)
+		why[0] = '\0';
+	if (len > CERT_CHAIN_MAX)
+		return say(why, whysz, CUSTODY_E_TOO_LARGE,
+		    "certificates of more than %u bytes", CERT_CHAIN_MAX);
+	if ((certs = sk_X509_new_null()) == NULL ||
+	    (b = BIO_new_mem_buf(pem, (int)len)) == NULL) {
+		r = CUSTODY_E_NOMEM;
+		goto out;
+	}
+	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+		if (sk_X509_num(certs) == CERT_CHAIN_CERTS ||
+		    !sk_X509_push(certs, x)) {
+			X509_free(x);
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "more than %d certificates", CERT_CHAIN_CERTS);
+			goto out;
+		}
+	ERR_clear_error();
+	if ((n = sk_X509_num(certs)) == 0) {
+		r = say(why, whysz, CUSTODY_E_PARSE,
+		    "no PEM CERTIFICATE that parses");
+		goto out;
+	}
+	x = sk_X509_value(certs, 0);
+	if (EVP_PKEY_eq(X509_get0_pubkey(x), pub) != 1) {
+		r = say(why, whysz, CUSTODY_E_KEY_MISMATCH,
+		    "the first certificate is not for this key");
+		goto out;
+	}
+	if (X509_check_ca(x) != 1 ||
+	    !(X509_get_key_usage(x) & KU_KEY_CERT_SIGN)) {
+		r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "the first certificate is not a CA certificate with "
+		    "keyCertSign");
+		goto out;
+	}
+	/* each certificate is signed by the next, and all are valid now */
+	for (i = 0; i < n; i++) {
+		x = sk_X509_value(certs, i);
+		if (X509_cmp_time(X509_get0_notBefore(x), &t) >= 0 ||
+		    X509_cmp_time(X509_get0_notAfter(x), &t) <= 0) {
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "certificate %d is not valid now", i + 1);
+			goto out;
+		}
+		if (i + 1 < n && X509_verify(x, X509_get0_pubkey(sk_X509_value(
+						    certs, i + 1))) != 1) {
+			r = say(why, whysz, CUSTODY_E_SIG_VERIFY,
+			    "certificate %d is not signed by certificate %d",
+			    i + 1, i + 2);
+			goto out;
+		}
+	}
+	/* a chain that ends in a root: the whole path, as a verifier would */
+	last = sk_X509_value(certs, n - 1);
+	if (X509_self_signed(last, 1) == 1) {
+		if ((store = X509_STORE_new()) == NULL ||
+		    (ctx = X509_STORE_CTX_new()) == NULL ||
+		    X509_STORE_add_cert(store, last) != 1 ||
+		    X509_STORE_CTX_init(
+			ctx, store, sk_X509_value(certs, 0), certs) != 1) {
+			r = CUSTODY_E_NOMEM;
+			goto out;
+		}
+		X509_STORE_CTX_set_time(ctx, 0, t);
+		X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_X509_STRICT);
+		if (X509_verify_cert(ctx) != 1) {
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "the chain does not verify: %s",
+			    X509_verify_cert_error_string(
+				X509_STORE_CTX_get_error(ctx)));
+			goto out;
+		}
+	}
+	*certsp = certs;
+	certs = NULL;
+	r = 0;
+out:
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_pop_free(certs, X509_free);
+	BIO_free(b);
+	ERR_clear_error();
 	return r;
 }

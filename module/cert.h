@@ -98,4 +98,60 @@ int cert_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
     const uint8_t *sig, size_t siglen, EVP_PKEY *issuer_pub, uint8_t **derp,
     size_t *derlenp);
 
+/* ---- the CA certificate of an x509-ca key ---- */
+
+#define CERT_NAME_MAX	 512	     /* bytes of a subject string */
+#define CERT_NAME_RDNS	 8	     /* attributes in it */
+#define CERT_CHAIN_MAX	 (64u << 10) /* bytes of a PEM chain */
+#define CERT_CHAIN_CERTS 8	     /* certificates in it */
+
+/*
+ * A subject as RFC 4514 writes it, restricted: TYPE=value pairs separated
+ * by commas, TYPE one of CN, O, OU, C, L, ST, DC, values of 1 to 64 bytes of
+ * UTF-8 (C: 2) without escapes, quotes, '+', ';', '<', '>', '#' or control
+ * characters, at most 8 pairs. The last pair is the first RDN of the DER
+ * name, as RFC 4514 says. CUSTODY_E_INVALID_ARG (why says what) or 0 and a
+ * new *namep.
+ */
+int cert_name_parse(const char *s, X509_NAME **namep, char *why, size_t whysz);
+
+/*
+ * The TBSCertificate of a self-signed CA certificate for the key pub of
+ * algorithm alg: subject and issuer subject, a 128-bit random serial,
+ * valid from not_before for ttl seconds, basicConstraints CA:TRUE with
+ * pathLenConstraint 0 (critical), keyUsage digitalSignature, keyCertSign
+ * and cRLSign (critical), SKI and AKI (both the key's SHA-1). Sign it in the
+ * token and pass it to cert_finish with pub as the issuer's key.
+ */
+int cert_ca_tbs(const X509_NAME *subject, int64_t not_before, int64_t ttl,
+    EVP_PKEY *pub, enum custody_alg alg, uint8_t **tbsp, size_t *tbslenp);
+
+/*
+ * The CertificationRequestInfo of a PKCS#10 request for the key pub, for an
+ * external CA: subject, and an extensionRequest for the extensions of
+ * cert_ca_tbs but the AKI. Sign it in the token, then cert_csr_finish.
+ */
+int cert_csr_tbs(
+    const X509_NAME *subject, EVP_PKEY *pub, uint8_t **tbsp, size_t *tbslenp);
+
+/* The request: as cert_finish, but parsed back as a request and verified
+ * with pub, its own key. */
+int cert_csr_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
+    const uint8_t *sig, size_t siglen, EVP_PKEY *pub, uint8_t **derp,
+    size_t *derlenp);
+
+/*
+ * Check what an external CA answered, before it is installed: PEM
+ * certificates (at most CERT_CHAIN_MAX bytes, CERT_CHAIN_CERTS of them),
+ * the first for the key pub (CUSTODY_E_KEY_MISMATCH otherwise), a CA
+ * certificate with keyCertSign, then its issuers in order, each
+ * signing the one before (CUSTODY_E_SIG_VERIFY otherwise), all valid at
+ * now. When the last is self-signed the whole path is verified by OpenSSL
+ * (X509_V_FLAG_X509_STRICT) with it as the trust anchor. Returns the
+ * certificates in *certsp (sk_X509_pop_free them), or CUSTODY_E_TOO_LARGE,
+ * CUSTODY_E_PARSE, CUSTODY_E_INVALID_ARG, with a reason in why.
+ */
+int cert_ca_check(const uint8_t *pem, size_t len, EVP_PKEY *pub, int64_t now,
+    STACK_OF(X509) * *certsp, char *why, size_t whysz);
+
 #endif

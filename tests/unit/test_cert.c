@@ -473,6 +473,332 @@ test_validity_and_withheld(void **state)
 	EVP_PKEY_free(wrong);
 }
 
+static void
+test_name_parse(void **state)
+{
+	const char *bad[] = {"", "CN", "CN=", "XX=a", "cn=a", "CN=a\\,b",
+	    "CN=a+O=b", "CN=a;O=b", "CN=\"a\"", "CN=#00", "CN=a,,O=b", ",CN=a",
+	    "CN=a,", "C=GBR", "CN= a", "CN=a ", "CN=a\nO=b",
+	    "CN=0123456789012345678901234567890123456789012345678901234567890"
+	    "1234",
+	    "CN=a,O=b,OU=c,L=d,ST=e,DC=f,DC=g,DC=h,DC=i", NULL};
+	X509_NAME *name = NULL;
+	char why[256], out[256];
+	BIO *b;
+	size_t i;
+	int n;
+
+	(void)state;
+	assert_int_equal(cert_name_parse("CN=custody CA,O=Example Org,C=GB",
+			     &name, why, sizeof(why)),
+	    0);
+	/* DER order is the reverse of RFC 4514's: C first */
+	assert_int_equal(X509_NAME_entry_count(name), 3);
+	assert_int_equal(OBJ_obj2nid(X509_NAME_ENTRY_get_object(
+			     X509_NAME_get_entry(name, 0))),
+	    NID_countryName);
+	assert_non_null(b = BIO_new(BIO_s_mem()));
+	X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253);
+	n = BIO_read(b, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	assert_string_equal(out, "CN=custody CA,O=Example Org,C=GB");
+	BIO_free(b);
+	X509_NAME_free(name);
+	for (i = 0; bad[i] != NULL; i++) {
+		name = NULL;
+		if (cert_name_parse(bad[i], &name, why, sizeof(why)) !=
+		    CUSTODY_E_INVALID_ARG)
+			fail_msg("subject \"%s\" was not refused", bad[i]);
+		assert_null(name);
+		assert_true(why[0] != '\0');
+	}
+}
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+run(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static void
+write_key(const char *path, EVP_PKEY *k)
+{
+	FILE *f;
+
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(
+	    PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+}
+
+/* A self-signed CA certificate made as custody makes it, "in the token". */
+static X509 *
+custody_ca(EVP_PKEY *key, enum custody_alg alg, const char *subject,
+    int64_t from, int64_t ttl)
+{
+	X509_NAME *name = NULL;
+	uint8_t *tbs = NULL, sig[1024], *der = NULL;
+	const uint8_t *p;
+	size_t tbslen, siglen, derlen;
+	X509 *x;
+
+	assert_int_equal(cert_name_parse(subject, &name, NULL, 0), 0);
+	assert_int_equal(
+	    cert_ca_tbs(name, from, ttl, key, alg, &tbs, &tbslen), 0);
+	siglen = token_like_sign(key, alg, tbs, tbslen, sig);
+	assert_int_equal(
+	    cert_finish(tbs, tbslen, alg, sig, siglen, key, &der, &derlen), 0);
+	p = der;
+	assert_non_null(x = d2i_X509(NULL, &p, (long)derlen));
+	free(der);
+	free(tbs);
+	X509_NAME_free(name);
+	return x;
+}
+
+/* custody's self-signed CA: openssl verifies it strictly, and a leaf it
+ * issues, for each algorithm of the token */
+static void
+test_ca_self_signed(void **state)
+{
+	const struct {
+		const char *type;
+		enum custody_alg alg;
+	} cas[] = {{"p256", CUSTODY_ALG_ECDSA_P256},
+	    {"p384", CUSTODY_ALG_ECDSA_P384}, {"ed25519", CUSTODY_ALG_ED25519},
+	    {"rsa3072", CUSTODY_ALG_RSA_PSS_3072}};
+	char dir[] = "/tmp/test_cert.XXXXXX", path[300];
+	EVP_PKEY *key, *leafkey = keygen("p256");
+	struct cert_leaf leaf = {
+	    AGENT, 0, 3600, CERT_EKU_CLIENT_AUTH, CERT_KU_DIGITAL_SIGNATURE};
+	struct cert_csr *csr = NULL;
+	uint8_t pem[8192], *tbs = NULL, sig[1024], *der = NULL;
+	const uint8_t *p;
+	size_t i, n, tbslen, siglen, derlen;
+	X509 *ca, *x = NULL, *got;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	leaf.not_before = (int64_t)time(NULL);
+	n = make_csr(leafkey, leafkey, NULL, pem, sizeof(pem));
+	assert_int_equal(cert_csr_parse(pem, n, AGENT, &csr, NULL, 0), 0);
+	for (i = 0; i < sizeof(cas) / sizeof(cas[0]); i++) {
+		key = keygen(cas[i].type);
+		ca = custody_ca(key, cas[i].alg, "CN=custody CA,O=Example",
+		    leaf.not_before - 60, 30 * 86400);
+		assert_int_equal(X509_check_ca(ca), 1);
+		assert_int_equal(X509_get_key_usage(ca),
+		    KU_DIGITAL_SIGNATURE | KU_KEY_CERT_SIGN | KU_CRL_SIGN);
+		assert_int_equal(X509_get_pathlen(ca), 0);
+		snprintf(path, sizeof(path), "%s/ca.pem", dir);
+		write_pem(path, ca);
+		assert_int_equal(cert_leaf_tbs(&leaf, csr, ca, cas[i].alg, &x,
+				     &tbs, &tbslen),
+		    0);
+		siglen = token_like_sign(key, cas[i].alg, tbs, tbslen, sig);
+		assert_int_equal(cert_finish(tbs, tbslen, cas[i].alg, sig,
+				     siglen, key, &der, &derlen),
+		    0);
+		p = der;
+		assert_non_null(got = d2i_X509(NULL, &p, (long)derlen));
+		snprintf(path, sizeof(path), "%s/leaf.pem", dir);
+		write_pem(path, got);
+		assert_int_equal(run("openssl verify -x509_strict -CAfile "
+				     "%s/ca.pem %s/ca.pem >/dev/null && "
+				     "openssl verify -x509_strict -purpose "
+				     "sslclient -CAfile %s/ca.pem %s/leaf.pem "
+				     ">/dev/null",
+				     dir, dir, dir, dir),
+		    0);
+		X509_free(got);
+		X509_free(x);
+		x = NULL;
+		free(der);
+		free(tbs);
+		X509_free(ca);
+		EVP_PKEY_free(key);
+	}
+	cert_csr_free(csr);
+	EVP_PKEY_free(leafkey);
+	testutil_rmtree(dir);
+}
+
+/* A CSR for an external CA, signed by the openssl command as a root CA
+ * would; its answer with the root is accepted, wrong answers are not. */
+static void
+test_ca_csr_and_import(void **state)
+{
+	char dir[] = "/tmp/test_cert.XXXXXX", path[300], why[256];
+	EVP_PKEY *key = keygen("p256"), *rootkey = keygen("p384"),
+		 *other = keygen("p256");
+	X509 *root;
+	X509_NAME *name = NULL;
+	STACK_OF(X509) *certs = NULL;
+	uint8_t *tbs = NULL, sig[256], *der = NULL, *buf = NULL;
+	size_t tbslen, siglen, derlen, len;
+	int64_t now = (int64_t)time(NULL);
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(
+	    cert_name_parse("CN=custody issuing CA,O=Example", &name, NULL, 0),
+	    0);
+	assert_int_equal(cert_csr_tbs(name, key, &tbs, &tbslen), 0);
+	siglen = token_like_sign(key, CUSTODY_ALG_ECDSA_P256, tbs, tbslen, sig);
+	assert_int_equal(cert_csr_finish(tbs, tbslen, CUSTODY_ALG_ECDSA_P256,
+			     sig, siglen, key, &der, &derlen),
+	    0);
+	/* signed by another key: withheld */
+	assert_int_equal(cert_csr_finish(tbs, tbslen, CUSTODY_ALG_ECDSA_P256,
+			     sig, siglen, other, &buf, &len),
+	    CUSTODY_E_SIG_VERIFY);
+	snprintf(path, sizeof(path), "%s/csr.der", dir);
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(fwrite(der, 1, derlen, f), derlen);
+	fclose(f);
+	root = make_ca(rootkey, 3650);
+	snprintf(path, sizeof(path), "%s/root.pem", dir);
+	write_pem(path, root);
+	snprintf(path, sizeof(path), "%s/root.key", dir);
+	write_key(path, rootkey);
+	/* the external CA: openssl, copying the CA extensions asked for */
+	assert_int_equal(
+	    run("cd %s && openssl req -inform DER -in csr.der -verify -noout "
+		"2>/dev/null && openssl x509 -req -inform DER -in csr.der "
+		"-CA root.pem -CAkey root.key -copy_extensions copyall "
+		"-days 30 -out int.pem 2>/dev/null && cat int.pem root.pem "
+		">chain.pem && cat root.pem int.pem >reversed.pem && "
+		"openssl verify -x509_strict -CAfile root.pem int.pem "
+		">/dev/null",
+		dir),
+	    0);
+	snprintf(path, sizeof(path), "%s/chain.pem", dir);
+	assert_non_null(buf = (uint8_t *)testutil_read_file(path, &len));
+	assert_int_equal(
+	    cert_ca_check(buf, len, key, now, &certs, why, sizeof(why)), 0);
+	assert_int_equal(sk_X509_num(certs), 2);
+	sk_X509_pop_free(certs, X509_free);
+	certs = NULL;
+	/* the answer alone, without its root, is checked as far as it goes */
+	snprintf(path, sizeof(path), "%s/int.pem", dir);
+	free(buf);
+	assert_non_null(buf = (uint8_t *)testutil_read_file(path, &len));
+	assert_int_equal(
+	    cert_ca_check(buf, len, key, now, &certs, why, sizeof(why)), 0);
+	sk_X509_pop_free(certs, X509_free);
+	certs = NULL;
+	/* for another key */
+	assert_int_equal(
+	    cert_ca_check(buf, len, other, now, &certs, why, sizeof(why)),
+	    CUSTODY_E_KEY_MISMATCH);
+	/* not yet valid, no longer valid */
+	assert_int_equal(
+	    cert_ca_check(buf, len, key, now - 86400, &certs, why, sizeof(why)),
+	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(cert_ca_check(buf, len, key, now + 60 * 86400, &certs,
+			     why, sizeof(why)),
+	    CUSTODY_E_INVALID_ARG);
+	/* in the wrong order: the root is not for this key */
+	snprintf(path, sizeof(path), "%s/reversed.pem", dir);
+	free(buf);
+	assert_non_null(buf = (uint8_t *)testutil_read_file(path, &len));
+	assert_int_equal(
+	    cert_ca_check(buf, len, key, now, &certs, why, sizeof(why)),
+	    CUSTODY_E_KEY_MISMATCH);
+	assert_null(certs);
+	assert_int_equal(cert_ca_check((const uint8_t *)"garbage", 7, key, now,
+			     &certs, why, sizeof(why)),
+	    CUSTODY_E_PARSE);
+	free(buf);
+	free(der);
+	free(tbs);
+	X509_NAME_free(name);
+	X509_free(root);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(rootkey);
+	EVP_PKEY_free(other);
+	testutil_rmtree(dir);
+}
+
+/* A leaf certificate is no CA; a chain whose links do not sign each other
+ * is refused. */
+static void
+test_ca_check_refusals(void **state)
+{
+	char dir[] = "/tmp/test_cert.XXXXXX", path[300], why[256];
+	EVP_PKEY *key = keygen("p256"), *k2 = keygen("p256");
+	struct cert_leaf leaf = {
+	    AGENT, 0, 3600, CERT_EKU_CLIENT_AUTH, CERT_KU_DIGITAL_SIGNATURE};
+	struct cert_csr *csr = NULL;
+	uint8_t pem[8192], *tbs = NULL, sig[256], *der = NULL, *buf = NULL;
+	const uint8_t *p;
+	size_t n, tbslen, siglen, derlen, len;
+	X509 *ca, *ca2, *x = NULL, *got;
+	STACK_OF(X509) *certs = NULL;
+	int64_t now = (int64_t)time(NULL);
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	leaf.not_before = now;
+	ca = custody_ca(key, CUSTODY_ALG_ECDSA_P256, "CN=a", now - 60, 86400);
+	ca2 = custody_ca(k2, CUSTODY_ALG_ECDSA_P256, "CN=b", now - 60, 86400);
+	n = make_csr(key, key, NULL, pem, sizeof(pem));
+	assert_int_equal(cert_csr_parse(pem, n, AGENT, &csr, NULL, 0), 0);
+	/* a leaf for key's own public key, issued by ca2 */
+	assert_int_equal(cert_leaf_tbs(&leaf, csr, ca2, CUSTODY_ALG_ECDSA_P256,
+			     &x, &tbs, &tbslen),
+	    0);
+	siglen = token_like_sign(k2, CUSTODY_ALG_ECDSA_P256, tbs, tbslen, sig);
+	assert_int_equal(cert_finish(tbs, tbslen, CUSTODY_ALG_ECDSA_P256, sig,
+			     siglen, k2, &der, &derlen),
+	    0);
+	p = der;
+	assert_non_null(got = d2i_X509(NULL, &p, (long)derlen));
+	snprintf(path, sizeof(path), "%s/leaf.pem", dir);
+	write_pem(path, got);
+	assert_non_null(buf = (uint8_t *)testutil_read_file(path, &len));
+	assert_int_equal(
+	    cert_ca_check(buf, len, key, now, &certs, why, sizeof(why)),
+	    CUSTODY_E_INVALID_ARG);
+	assert_non_null(strstr(why, "not a CA certificate"));
+	free(buf);
+	/* key's CA certificate followed by an unrelated root */
+	snprintf(path, sizeof(path), "%s/bad.pem", dir);
+	{
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		PEM_write_X509(f, ca);
+		PEM_write_X509(f, ca2);
+		fclose(f);
+	}
+	assert_non_null(buf = (uint8_t *)testutil_read_file(path, &len));
+	assert_int_equal(
+	    cert_ca_check(buf, len, key, now, &certs, why, sizeof(why)),
+	    CUSTODY_E_SIG_VERIFY);
+	assert_null(certs);
+	free(buf);
+	X509_free(got);
+	X509_free(x);
+	free(der);
+	free(tbs);
+	cert_csr_free(csr);
+	X509_free(ca);
+	X509_free(ca2);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(k2);
+	testutil_rmtree(dir);
+}
+
 int
 main(void)
 {
@@ -484,6 +810,10 @@ main(void)
 	    cmocka_unit_test(test_csr_keys_refused),
 	    cmocka_unit_test(test_csr_malformed),
 	    cmocka_unit_test(test_validity_and_withheld),
+	    cmocka_unit_test(test_name_parse),
+	    cmocka_unit_test(test_ca_self_signed),
+	    cmocka_unit_test(test_ca_csr_and_import),
+	    cmocka_unit_test(test_ca_check_refusals),
 	};
 
 	custody_log_set(NULL, getenv("TEST_CERT_LOG") ? 7 : 2, NULL);
