@@ -39,6 +39,7 @@ static const char *const action_names[POLICY_NACTIONS] = {
     [POLICY_LIFECYCLE_EVENT] = "lifecycle.event",
     [POLICY_AUDIT_READ] = "audit.read",
     [POLICY_CHECKPOINT_SIGN] = "checkpoint.sign",
+    [POLICY_CA_MANAGE] = "ca.manage",
 };
 
 #define A(x)	     (1u << (x))

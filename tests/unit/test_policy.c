@@ -1493,7 +1493,8 @@ test_action_names(void **state)
 {
 	static const char *const names[POLICY_NACTIONS] = {"credential.jwt",
 	    "credential.x509", "key.create", "key.rotate", "key.destroy",
-	    "key.read", "lifecycle.event", "audit.read", "checkpoint.sign"};
+	    "key.read", "lifecycle.event", "audit.read", "checkpoint.sign",
+	    "ca.manage"};
 	int a;
 
 	(void)state;
