@@ -123,6 +123,21 @@ static const char *const migrations[] = {
     "  pid INTEGER NOT NULL CHECK (pid > 0),"
     "  started_at INTEGER NOT NULL CHECK (started_at > 0)"
     ") STRICT;",
+    /*
+     * 6: the CA certificates of x509-ca keys, each installed in the same
+     * transaction as its leaf (self-signed, or an external CA's answer with
+     * the chain above it: DER certificates one after the other, the issuer
+     * first). The last installed for a key is its certificate; older rows
+     * stay, as the log does.
+     */
+    "CREATE TABLE ca_certs ("
+    "  n INTEGER PRIMARY KEY NOT NULL,"
+    "  key_id TEXT NOT NULL REFERENCES keys (id),"
+    "  cert BLOB NOT NULL CHECK (length(cert) > 0),"
+    "  chain BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL CHECK (created_at > 0)"
+    ") STRICT;"
+    "CREATE INDEX ca_certs_key ON ca_certs (key_id, n);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -184,6 +199,8 @@ enum stmt_id {
 	S_RUN_GET,
 	S_RUN_BEGIN,
 	S_RUN_END,
+	S_CA_PUT,
+	S_CA_GET,
 	S_COUNT
 };
 
@@ -229,6 +246,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RUN_BEGIN] = "INSERT OR REPLACE INTO service_run (id, pid, started_at)"
 		    " VALUES (1, ?1, ?2)",
     [S_RUN_END] = "DELETE FROM service_run WHERE id = 1",
+    [S_CA_PUT] = "INSERT INTO ca_certs (key_id, cert, chain, created_at)"
+		 " VALUES (?1, ?2, ?3, ?4)",
+    [S_CA_GET] = "SELECT cert, chain FROM ca_certs WHERE key_id = ?1"
+		 " ORDER BY n DESC LIMIT 1",
     [S_NODE_GET] =
 	"SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
 };
@@ -1817,4 +1838,77 @@ store_run_end(struct store *st)
 	if ((r = run(st, st->stmt[S_RUN_END])) != 0)
 		return r;
 	return sqlite3_changes(st->db) == 1 ? 0 : CUSTODY_E_NOT_FOUND;
+}
+
+/* ---- CA certificates -------------------------------------------------- */
+
+int
+store_ca_put(struct store *st, const char *key_id, const uint8_t *cert,
+    size_t certlen, const uint8_t *chain, size_t chainlen, int64_t now)
+{
+	sqlite3_stmt *s;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && key_id != NULL &&
+				       cert != NULL &&
+				       (chain != NULL || chainlen == 0),
+	    CUSTODY_E_INVALID_ARG);
+	if (certlen == 0 || certlen > INT_MAX || chainlen > INT_MAX || now <= 0)
+		return CUSTODY_E_INVALID_ARG;
+	s = st->stmt[S_CA_PUT];
+	bind_text(s, 1, key_id);
+	sqlite3_bind_blob(s, 2, cert, (int)certlen, SQLITE_STATIC);
+	/* an empty chain is a zero-length blob, not NULL */
+	sqlite3_bind_zeroblob(s, 3, 0);
+	if (chainlen > 0)
+		sqlite3_bind_blob(s, 3, chain, (int)chainlen, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	return run(st, s);
+}
+
+/* A copy of column col's blob (empty allowed) into *outp, *lenp. */
+static int
+col_blob(sqlite3_stmt *s, int col, uint8_t **outp, size_t *lenp)
+{
+	const void *b = sqlite3_column_blob(s, col);
+	int len = sqlite3_column_bytes(s, col);
+
+	if ((*outp = malloc(len > 0 ? (size_t)len : 1)) == NULL)
+		return CUSTODY_E_NOMEM;
+	if (len > 0)
+		memcpy(*outp, b, (size_t)len);
+	*lenp = (size_t)len;
+	return 0;
+}
+
+int
+store_ca_get(struct store *st, const char *key_id, uint8_t **certp,
+    size_t *certlenp, uint8_t **chainp, size_t *chainlenp)
+{
+	sqlite3_stmt *s;
+	uint8_t *cert = NULL, *chain = NULL;
+	size_t certlen = 0, chainlen = 0;
+	int rc, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && key_id != NULL &&
+				       certp != NULL && certlenp != NULL &&
+				       chainp != NULL && chainlenp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_CA_GET];
+	bind_text(s, 1, key_id);
+	if ((rc = sqlite3_step(s)) == SQLITE_DONE)
+		r = CUSTODY_E_NOT_FOUND;
+	else if (rc != SQLITE_ROW)
+		r = sqlerr(st, rc, "read a CA certificate");
+	else if ((r = col_blob(s, 0, &cert, &certlen)) == 0 &&
+		 (r = col_blob(s, 1, &chain, &chainlen)) == 0) {
+		*certp = cert;
+		*certlenp = certlen;
+		*chainp = chain;
+		*chainlenp = chainlen;
+		cert = chain = NULL;
+	}
+	stmt_done(s);
+	free(cert);
+	free(chain);
+	return r;
 }

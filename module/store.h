@@ -227,4 +227,18 @@ int store_run_end(struct store *st);
 void store_key_free(struct store_key *k);
 void store_key_list_free(struct store_key **keys, size_t n);
 
+/*
+ * The CA certificate of the x509-ca key key_id (DER) and the chain above it
+ * (DER certificates one after the other, the issuer first; empty for a
+ * self-signed one), installed at now. Called inside the transaction of its
+ * audit leaf. CUSTODY_E_INVALID_ARG for a key_id not in the registry.
+ */
+int store_ca_put(struct store *st, const char *key_id, const uint8_t *cert,
+    size_t certlen, const uint8_t *chain, size_t chainlen, int64_t now);
+
+/* The last CA certificate installed for key_id, and its chain (free(3)
+ * both); CUSTODY_E_NOT_FOUND when none was. */
+int store_ca_get(struct store *st, const char *key_id, uint8_t **certp,
+    size_t *certlenp, uint8_t **chainp, size_t *chainlenp);
+
 #endif

@@ -27,8 +27,8 @@
 #include "testutil.h"
 
 /* the schema version this program writes (store.c's migrations) */
-#define SCHEMA_NOW     5
-#define SCHEMA_NOW_STR "5"
+#define SCHEMA_NOW     6
+#define SCHEMA_NOW_STR "6"
 
 #define ID_A "k_0123456789abcdef"
 #define ID_B "k_fedcba9876543210"
@@ -1072,6 +1072,51 @@ test_wal_offload(void **state)
 	assert_int_equal(n, seq);
 }
 
+/* CA certificates: the last installed is the key's; an unknown key or an
+ * empty certificate is refused. */
+static void
+test_ca_certs(void **state)
+{
+	struct fixture *f = *state;
+	struct store_key k;
+	uint8_t *cert = NULL, *chain = NULL;
+	size_t certlen = 0, chainlen = 0;
+
+	open_store(f);
+	key_init(&k, ID_A);
+	assert_int_equal(store_key_insert(f->st, &k), 0);
+	assert_int_equal(
+	    store_ca_get(f->st, ID_A, &cert, &certlen, &chain, &chainlen),
+	    CUSTODY_E_NOT_FOUND);
+	assert_int_equal(
+	    store_ca_put(f->st, ID_A, (const uint8_t *)"one", 3, NULL, 0, 1000),
+	    0);
+	assert_int_equal(
+	    store_ca_get(f->st, ID_A, &cert, &certlen, &chain, &chainlen), 0);
+	assert_int_equal(certlen, 3);
+	assert_memory_equal(cert, "one", 3);
+	assert_int_equal(chainlen, 0);
+	free(cert);
+	free(chain);
+	assert_int_equal(store_ca_put(f->st, ID_A, (const uint8_t *)"two", 3,
+			     (const uint8_t *)"chain", 5, 2000),
+	    0);
+	assert_int_equal(
+	    store_ca_get(f->st, ID_A, &cert, &certlen, &chain, &chainlen), 0);
+	assert_memory_equal(cert, "two", 3);
+	assert_int_equal(chainlen, 5);
+	assert_memory_equal(chain, "chain", 5);
+	free(cert);
+	free(chain);
+	/* foreign key: no such key */
+	assert_int_equal(
+	    store_ca_put(f->st, ID_B, (const uint8_t *)"x", 1, NULL, 0, 1000),
+	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(
+	    store_ca_put(f->st, ID_A, (const uint8_t *)"x", 0, NULL, 0, 1000),
+	    CUSTODY_E_INVALID_ARG);
+}
+
 static void
 test_migration_from_v1(void **state)
 {
@@ -1089,6 +1134,7 @@ test_migration_from_v1(void **state)
 	/* take it back to what version 1 wrote */
 	db = raw_open(f);
 	assert_int_equal(sqlite3_exec(db,
+			     "DROP TABLE ca_certs;"
 			     "DROP TABLE service_run; DROP TABLE checkpoints;"
 			     "DROP TABLE audit_leaves;"
 			     "DROP TABLE merkle_nodes;"
@@ -1319,6 +1365,7 @@ main(void)
 		test_corrupt_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_null_safe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wal_offload, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ca_certs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_run_marker, setup, teardown),
 	};
 
