@@ -26,9 +26,13 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "api.h"
 #include "audit.h"
+#include "cert.h"
 #include "credential.h"
 #include "err.h"
 #include "keyring.h"
@@ -53,13 +57,15 @@ enum route {
 	R_CHECKPOINT,
 	R_TILE,
 	R_PROOF,
+	R_X509,
+	R_CA,
 	R_OTHER,
 	R_COUNT
 };
 
 static const char *const route_names[] = {"healthz", "metrics",
     "credentials_jwt", "keys", "key", "jwks", "log_checkpoint", "log_tile",
-    "log_proof", "other"};
+    "log_proof", "credentials_x509", "key_ca", "other"};
 
 static const int statuses[] = {
     200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503};
@@ -72,6 +78,7 @@ static const double buckets[] = {
 struct metrics {
 	atomic_ulong requests[R_COUNT][NSTATUS];
 	atomic_ulong issued[CUSTODY_ALG_COUNT];
+	atomic_ulong issued_x509[CUSTODY_ALG_COUNT];
 	atomic_ulong decisions[2]; /* deny, allow */
 	atomic_ulong sign_failures;
 	atomic_ulong conns_open, conns_total, conns_refused, slow_closed;
@@ -117,6 +124,7 @@ struct call {
 	uint64_t seq;
 	struct keyring_key *key;
 	struct credential_jwt *jwt;
+	struct x509_job *x509;
 	struct keys_create_req kreq;
 	char *kfree[4]; /* kreq's strings */
 	char rule[POLICY_RULE_ID_MAX + 1];
@@ -386,6 +394,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 /* ---- sending answers ---------------------------------------------------- */
 
 static void conn_release(struct conn *k);
+static void x509_job_free(struct x509_job *x);
 
 static void
 call_free(struct call *c)
@@ -396,6 +405,7 @@ call_free(struct call *c)
 		return;
 	keyring_put(c->key);
 	credential_jwt_free(c->jwt);
+	x509_job_free(c->x509);
 	for (i = 0; i < sizeof(c->kfree) / sizeof(c->kfree[0]); i++)
 		free(c->kfree[i]);
 	free(c->body);
@@ -631,17 +641,51 @@ static void refuse(struct call *c, int status, const char *event,
     const char *rule, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
+static void refuse_as(struct call *c, int status, const char *slug,
+    const char *event, const struct store_key *key,
+    const uint8_t *request_sha256, const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 8, 9)));
+
+static void vrefuse(struct call *c, int status, const char *slug,
+    const char *event, const struct store_key *key,
+    const uint8_t *request_sha256, const char *rule, const char *fmt,
+    va_list ap) __attribute__((format(printf, 8, 0)));
+
 static void
 refuse(struct call *c, int status, const char *event,
     const struct store_key *key, const uint8_t *request_sha256,
     const char *rule, const char *fmt, ...)
 {
-	char reason[320];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(reason, sizeof(reason), fmt, ap);
+	vrefuse(c, status, status == 409 ? "conflict" : "forbidden", event, key,
+	    request_sha256, rule, fmt, ap);
 	va_end(ap);
+}
+
+/* A refusal of what the request carries (a CSR, certificates) with its own
+ * problem type: logged as refuse() logs. */
+static void
+refuse_as(struct call *c, int status, const char *slug, const char *event,
+    const struct store_key *key, const uint8_t *request_sha256,
+    const char *rule, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vrefuse(c, status, slug, event, key, request_sha256, rule, fmt, ap);
+	va_end(ap);
+}
+
+static void
+vrefuse(struct call *c, int status, const char *slug, const char *event,
+    const struct store_key *key, const uint8_t *request_sha256,
+    const char *rule, const char *fmt, va_list ap)
+{
+	char reason[320];
+
+	vsnprintf(reason, sizeof(reason), fmt, ap);
 	if (rule != NULL)
 		snprintf(c->rule, sizeof(c->rule), "%s", rule);
 	if (c->policy_hex[0] == '\0') {
@@ -654,8 +698,8 @@ refuse(struct call *c, int status, const char *event,
 		policy_free(p);
 	}
 	atomic_fetch_add(&c->lp->api->m.decisions[0], 1);
-	problem(c, status, status == 409 ? "conflict" : "forbidden",
-	    json_pack("{s:s}", "rule", c->rule), "%s", reason);
+	problem(
+	    c, status, slug, json_pack("{s:s}", "rule", c->rule), "%s", reason);
 	c->work = NULL;
 	log_then(c, decision_leaf(
 			c, event, key, request_sha256, NULL, 0, reason, NULL));
@@ -1292,6 +1336,866 @@ out:
 	json_decref(o);
 }
 
+/* ---- X.509: certificates and the CA certificates of x509-ca keys -------- */
+
+/* CA certificates made here: a year unless asked, at most 20 years, never
+ * past the key's ttl */
+#define CA_TTL_DEFAULT (365 * 86400)
+#define CA_TTL_MAX     (20 * 366 * 86400)
+
+/* What an X.509 call carries from the loop to its signer and back. */
+struct x509_job {
+	enum { X_ISSUE, X_CA_SELF, X_CA_CSR, X_CA_IMPORT } kind;
+	X509 *ca;	/* X_ISSUE: the key's CA certificate */
+	uint8_t *chain; /* DER certificates above it (issuer first) */
+	size_t chainlen;
+	EVP_PKEY *pub; /* the x509-ca key's own public key (CA calls) */
+	uint8_t *tbs;  /* what the token signs */
+	size_t tbslen;
+	char serial[80];
+	int64_t not_after;
+	/* X_CA_SELF, X_CA_IMPORT: what the install leaf puts in the store */
+	char key_id[STORE_KEY_ID_LEN + 1];
+	uint8_t *der; /* the CA certificate */
+	size_t derlen;
+	json_t *detail; /* of the install leaf */
+};
+
+static void
+x509_job_free(struct x509_job *x)
+{
+	if (x == NULL)
+		return;
+	X509_free(x->ca);
+	EVP_PKEY_free(x->pub);
+	free(x->chain);
+	free(x->tbs);
+	free(x->der);
+	json_decref(x->detail);
+	free(x);
+}
+
+/* The PEM certificates of a stored chain (first, the CA certificate der
+ * itself when not NULL) into a new JSON array. */
+static json_t *
+pem_array(
+    const uint8_t *der, size_t derlen, const uint8_t *chain, size_t chainlen)
+{
+	const uint8_t *p = chain, *start;
+	json_t *arr = json_array();
+	X509 *x;
+	char *pem;
+
+	if (arr == NULL)
+		return NULL;
+	if (der != NULL) {
+		if ((pem = cert_pem("CERTIFICATE", der, derlen)) == NULL ||
+		    json_array_append_new(arr, json_string(pem)) != 0) {
+			free(pem);
+			goto fail;
+		}
+		free(pem);
+	}
+	while (p != NULL &&
+	       (start = p, cert_next_der(&p, chain + chainlen, &x)) == 0) {
+		X509_free(x);
+		if ((pem = cert_pem(
+			 "CERTIFICATE", start, (size_t)(p - start))) == NULL ||
+		    json_array_append_new(arr, json_string(pem)) != 0) {
+			free(pem);
+			goto fail;
+		}
+		free(pem);
+	}
+	return arr;
+fail:
+	json_decref(arr);
+	return NULL;
+}
+
+/* {"certificate": PEM, "chain": [PEM of its issuers]}, with key and
+ * log_index when given (log_index < 0: none). */
+static json_t *
+ca_json(const char *key, const uint8_t *der, size_t derlen,
+    const uint8_t *chain, size_t chainlen, int64_t log_index)
+{
+	json_t *arr = pem_array(der, derlen, chain, chainlen), *o = NULL,
+	       *first;
+
+	if (arr == NULL || (first = json_array_get(arr, 0)) == NULL ||
+	    (o = json_pack("{s:s, s:O}", "key", key, "certificate", first)) ==
+		NULL ||
+	    json_array_remove(arr, 0) != 0 ||
+	    json_object_set(o, "chain", arr) != 0 ||
+	    (log_index >= 0 && json_object_set_new(o, "log_index",
+				   json_integer((json_int_t)log_index)) != 0)) {
+		json_decref(o);
+		o = NULL;
+	}
+	json_decref(arr);
+	return o;
+}
+
+/* The CA certificate of key k and its chain, from the store. */
+static int
+ca_load(struct call *c, const struct store_key *k, X509 **cap, uint8_t **chainp,
+    size_t *chainlenp)
+{
+	struct store *st;
+	uint8_t *der = NULL;
+	const uint8_t *p;
+	size_t derlen = 0;
+	int r;
+
+	if ((st = loop_store(c)) == NULL)
+		return CUSTODY_E_STORE;
+	if ((r = store_ca_get(st, k->id, &der, &derlen, chainp, chainlenp)) !=
+	    0)
+		return r;
+	p = der;
+	if ((*cap = d2i_X509(NULL, &p, (long)derlen)) == NULL) {
+		ERR_clear_error();
+		free(*chainp);
+		*chainp = NULL;
+		r = CUSTODY_E_PARSE;
+	}
+	free(der);
+	return r;
+}
+
+/* The key's own public key. */
+static EVP_PKEY *
+key_pub(const struct store_key *k)
+{
+	const uint8_t *p = k->spki;
+	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)k->spki_len);
+
+	if (pk == NULL)
+		ERR_clear_error();
+	return pk;
+}
+
+/* A signature the token did not make (or that failed verification): the
+ * outcome leaf completes the decision, and the answer is 503. */
+static void
+sign_failed(struct call *c, int r, const char *what)
+{
+	struct api *a = c->lp->api;
+	json_t *o;
+
+	atomic_fetch_add(&a->m.sign_failures, 1);
+	log_error_fr(r, "%s for leaf %llu (key %s) not signed", what,
+	    (unsigned long long)c->seq, c->key->rec->id);
+	o = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "event", "outcome",
+	    "principal", c->principal, "detail", "decision_seq",
+	    (json_int_t)c->seq, "result", "error", "error",
+	    custody_strerror(r));
+	if (o != NULL)
+		(void)audit_append_async(
+		    a->audit, o, NULL, NULL, flushed, NULL);
+	json_decref(o);
+	problem(c, 503, "sign-failed", NULL,
+	    "the token did not sign (%s); the decision is leaf %llu",
+	    custody_strerror(r), (unsigned long long)c->seq);
+}
+
+static void
+x509_sign(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct x509_job *x = c->x509;
+	uint8_t *sig = NULL, *der = NULL;
+	size_t siglen = 0, derlen = 0;
+	enum custody_alg alg;
+	char exp[32], *pem = NULL;
+	json_t *chain;
+	int r;
+
+	if ((r = alg_from_name(c->key->rec->alg, &alg)) != 0 ||
+	    (r = keyring_sign(
+		 a->kr, c->key, x->tbs, x->tbslen, &sig, &siglen)) != 0 ||
+	    (r = cert_finish(x->tbs, x->tbslen, alg, sig, siglen,
+		 X509_get0_pubkey(x->ca), &der, &derlen)) != 0) {
+		sign_failed(c, r, "certificate");
+		goto out;
+	}
+	atomic_fetch_add(&a->m.issued_x509[alg], 1);
+	util_format_time(x->not_after, exp, sizeof(exp));
+	if ((pem = cert_pem("CERTIFICATE", der, derlen)) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto out;
+	}
+	{
+		uint8_t *cader = NULL;
+		int n = i2d_X509(x->ca, &cader);
+
+		chain = n > 0
+			    ? pem_array(cader, (size_t)n, x->chain, x->chainlen)
+			    : NULL;
+		OPENSSL_free(cader);
+	}
+	if (chain == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto out;
+	}
+	set_json(c, 200,
+	    json_pack("{s:s, s:o, s:s, s:s, s:I}", "certificate", pem, "chain",
+		chain, "serial", x->serial, "expires_at", exp, "log_index",
+		(json_int_t)c->seq));
+out:
+	free(pem);
+	free(der);
+	free(sig);
+}
+
+static void
+handle_x509(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct credential_x509_req *q = NULL;
+	struct cert_csr *csr = NULL;
+	struct policy_request pq;
+	struct policy_decision d;
+	struct policy_key pk;
+	struct cert_leaf leaf;
+	const struct store_key *k;
+	const uint8_t *body;
+	X509 *cert = NULL;
+	uint8_t tbs_sha[32];
+	char err[320], na[32], hex[65];
+	enum custody_alg alg;
+	int64_t now, ttl, left;
+	size_t len;
+	json_t *detail;
+	int r;
+
+	if ((body = json_body(c, &len)) == NULL)
+		goto answer;
+	if ((r = credential_x509_parse(
+		 body, len, CERT_CSR_MAX, &q, err, sizeof(err))) != 0) {
+		if (r == CUSTODY_E_NOMEM)
+			problem(c, 503, "unavailable", NULL, "out of memory");
+		else if (r == CUSTODY_E_TOO_LARGE)
+			problem(c, 413, "too-large", NULL, "%s", err);
+		else
+			problem(c, 400, "bad-request", NULL, "%s", err);
+		goto answer;
+	}
+	r = q->key != NULL
+		? keyring_get(a->kr, q->key, &c->key)
+		: keyring_find(a->kr, q->agent, "x509-ca", NULL, &c->key);
+	if (r != 0) {
+		if (q->key != NULL)
+			problem(
+			    c, 404, "not-found", NULL, "no key %.64s", q->key);
+		else
+			problem(c, 404, "not-found", NULL,
+			    "agent %.256s has no active x509-ca key", q->agent);
+		goto answer;
+	}
+	k = c->key->rec;
+	if (strcmp(k->purpose, "x509-ca") != 0) {
+		refuse(c, 403, "credential.x509", k, q->request_sha256,
+		    "(purpose)",
+		    "key %s is a %s key: it never issues a certificate", k->id,
+		    k->purpose);
+		goto out;
+	}
+	if (strcmp(k->state, "active") != 0) {
+		refuse(c, 409, "credential.x509", k, q->request_sha256,
+		    "(state)", "key %s is %s: it signs nothing more", k->id,
+		    k->state);
+		goto out;
+	}
+	/* the CSR before the policy: the policy decides on its key type */
+	if ((r = cert_csr_parse((const uint8_t *)q->csr, q->csrlen, k->agent,
+		 &csr, err, sizeof(err))) != 0) {
+		if (r == CUSTODY_E_NOMEM) {
+			problem(c, 503, "unavailable", NULL, "out of memory");
+			goto answer;
+		}
+		refuse_as(c, 400, "bad-csr", "credential.x509", k,
+		    q->request_sha256, "(csr)", "the CSR is refused: %s", err);
+		goto out;
+	}
+	now = time(NULL);
+	policy_key_of(k, &pk);
+	memset(&pq, 0, sizeof(pq));
+	pq.principal = c->principal;
+	pq.action = POLICY_CREDENTIAL_X509;
+	pq.key = &pk;
+	pq.now_ms = now_ms();
+	pq.ttl = q->ttl;
+	pq.csr_key = csr->key_type;
+	decide(c, &pq, &d);
+	if (!d.allow) {
+		refuse_decision(c, "credential.x509", k, q->request_sha256, &d);
+		goto out;
+	}
+	ttl = d.ttl;
+	if (k->ttl > 0) {
+		left = k->created_at + k->ttl - now;
+		if (left <= 0) {
+			refuse(c, 409, "credential.x509", k, q->request_sha256,
+			    "(state)",
+			    "key %s reached the end of its ttl: it signs "
+			    "nothing more",
+			    k->id);
+			goto out;
+		}
+		if (left < ttl)
+			ttl = left;
+	}
+	if (ttl <= 0) {
+		refuse(c, 403, "credential.x509", k, q->request_sha256, NULL,
+		    "the rule grants no lifetime");
+		goto out;
+	}
+	if ((c->x509 = calloc(1, sizeof(*c->x509))) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto answer;
+	}
+	c->x509->kind = X_ISSUE;
+	if ((r = ca_load(c, k, &c->x509->ca, &c->x509->chain,
+		 &c->x509->chainlen)) != 0) {
+		if (r == CUSTODY_E_STORE)
+			goto answer; /* loop_store answered */
+		refuse(c, 409, "credential.x509", k, q->request_sha256, "(ca)",
+		    r == CUSTODY_E_NOT_FOUND
+			? "key %s has no CA certificate yet (custody ca init "
+			  "or ca import)"
+			: "the CA certificate of key %s does not parse",
+		    k->id);
+		goto out;
+	}
+	leaf = (struct cert_leaf){k->agent, now, ttl, d.eku, d.key_usage};
+	if ((r = alg_from_name(k->alg, &alg)) != 0 ||
+	    (r = cert_leaf_tbs(&leaf, csr, c->x509->ca, alg, &cert,
+		 &c->x509->tbs, &c->x509->tbslen)) != 0) {
+		if (r == CUSTODY_E_STATE) {
+			refuse(c, 409, "credential.x509", k, q->request_sha256,
+			    "(ca)",
+			    "the CA certificate of key %s is not valid now",
+			    k->id);
+			goto out;
+		}
+		problem(c, 500, "internal", NULL,
+		    "the certificate could not be built (%s)",
+		    custody_strerror(r));
+		goto answer;
+	}
+	if ((r = cert_serial_hex(
+		 cert, c->x509->serial, sizeof(c->x509->serial))) != 0 ||
+	    (r = cert_validity(cert, NULL, &c->x509->not_after)) != 0 ||
+	    !EVP_Digest(c->x509->tbs, c->x509->tbslen, tbs_sha, NULL,
+		EVP_sha256(), NULL)) {
+		problem(c, 500, "internal", NULL,
+		    "the certificate could not be built");
+		goto answer;
+	}
+	util_format_time(c->x509->not_after, na, sizeof(na));
+	hex32(csr->sha256, hex);
+	detail = json_pack("{s:s, s:s, s:[s], s:s, s:s, s:s}", "serial",
+	    c->x509->serial, "subject", "", "sans", k->agent, "not_after", na,
+	    "csr_sha256", hex, "csr_key", csr->key_type);
+	atomic_fetch_add(&a->m.decisions[1], 1);
+	c->work = x509_sign;
+	log_then(c, decision_leaf(c, "credential.x509", k, q->request_sha256,
+			tbs_sha, 1, NULL, detail));
+	goto out;
+answer:
+	send_answer(c);
+out:
+	X509_free(cert);
+	cert_csr_free(csr);
+	credential_x509_req_free(q);
+}
+
+/* ---- the CA certificate of an x509-ca key: /v1/keys/ID/ca ---------------- */
+
+/* Store the CA certificate with its install leaf (writer thread). */
+static int
+ca_put_op(struct store *st, void *arg)
+{
+	struct x509_job *x = arg;
+
+	return store_ca_put(st, x->key_id, x->der, x->derlen, x->chain,
+	    x->chainlen, (int64_t)time(NULL));
+}
+
+/* The ca.install leaf of x's certificate: the store changes with it. */
+static json_t *
+install_leaf(struct call *c, const struct store_key *k, X509 *cert,
+    const uint8_t *der, size_t derlen, int self_signed, size_t nchain)
+{
+	char serial[80], na[32], hex[65], *subject = NULL, *issuer = NULL;
+	uint8_t h[32];
+	int64_t until = 0;
+	json_t *o;
+
+	if (cert_serial_hex(cert, serial, sizeof(serial)) != 0 ||
+	    cert_validity(cert, NULL, &until) != 0 ||
+	    !EVP_Digest(der, derlen, h, NULL, EVP_sha256(), NULL) ||
+	    (subject = X509_NAME_oneline(
+		 X509_get_subject_name(cert), NULL, 0)) == NULL ||
+	    (issuer = X509_NAME_oneline(X509_get_issuer_name(cert), NULL, 0)) ==
+		NULL) {
+		OPENSSL_free(subject);
+		ERR_clear_error();
+		return NULL;
+	}
+	util_format_time(until, na, sizeof(na));
+	hex32(h, hex);
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:I}", "cert_sha256", hex,
+	    "serial", serial, "subject", subject, "issuer", issuer, "not_after",
+	    na, "self_signed", self_signed, "chain_length", (json_int_t)nchain);
+	OPENSSL_free(subject);
+	OPENSSL_free(issuer);
+	return decision_leaf(c, "ca.install", k, NULL, NULL, 1, NULL, o);
+}
+
+static void
+ca_self_work(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct x509_job *x = c->x509;
+	uint8_t *sig = NULL;
+	const uint8_t *p;
+	size_t siglen = 0;
+	enum custody_alg alg;
+	X509 *cert = NULL;
+	json_t *leaf = NULL;
+	uint64_t seq = 0;
+	int r;
+
+	if ((r = alg_from_name(c->key->rec->alg, &alg)) != 0 ||
+	    (r = keyring_sign(
+		 a->kr, c->key, x->tbs, x->tbslen, &sig, &siglen)) != 0 ||
+	    (r = cert_finish(x->tbs, x->tbslen, alg, sig, siglen, x->pub,
+		 &x->der, &x->derlen)) != 0) {
+		sign_failed(c, r, "CA certificate");
+		goto out;
+	}
+	p = x->der;
+	if ((cert = d2i_X509(NULL, &p, (long)x->derlen)) == NULL ||
+	    (leaf = install_leaf(
+		 c, c->key->rec, cert, x->der, x->derlen, 1, 0)) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto out;
+	}
+	/* the certificate is the key's once its leaf is durable */
+	if ((r = audit_append(
+		 a->audit, leaf, ca_put_op, x, &seq, NULL, NULL)) != 0) {
+		problem(c, 503, "log-failed", NULL,
+		    "the CA certificate was signed (leaf %llu) but not "
+		    "installed: %s",
+		    (unsigned long long)c->seq, custody_strerror(r));
+		goto out;
+	}
+	set_json(c, 201,
+	    ca_json(c->key->rec->id, x->der, x->derlen, NULL, 0, (int64_t)seq));
+out:
+	json_decref(leaf);
+	X509_free(cert);
+	free(sig);
+}
+
+static void
+ca_csr_work(struct call *c)
+{
+	struct api *a = c->lp->api;
+	struct x509_job *x = c->x509;
+	uint8_t *sig = NULL, *der = NULL;
+	size_t siglen = 0, derlen = 0;
+	enum custody_alg alg;
+	char *pem = NULL;
+	int r;
+
+	if ((r = alg_from_name(c->key->rec->alg, &alg)) != 0 ||
+	    (r = keyring_sign(
+		 a->kr, c->key, x->tbs, x->tbslen, &sig, &siglen)) != 0 ||
+	    (r = cert_csr_finish(x->tbs, x->tbslen, alg, sig, siglen, x->pub,
+		 &der, &derlen)) != 0) {
+		sign_failed(c, r, "CSR");
+		goto out;
+	}
+	if ((pem = cert_pem("CERTIFICATE REQUEST", der, derlen)) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto out;
+	}
+	set_json(c, 200,
+	    json_pack("{s:s, s:s, s:I}", "key", c->key->rec->id, "csr", pem,
+		"log_index", (json_int_t)c->seq));
+out:
+	free(pem);
+	free(der);
+	free(sig);
+}
+
+/*
+ * The common part of the CA calls: the key (active, x509-ca: else a deny
+ * leaf of event) and the policy's ca.manage. Returns the key, or NULL when
+ * c is answered (or being answered).
+ */
+static const struct store_key *
+ca_manage_key(struct call *c, const char *id, const char *event,
+    const uint8_t *request_sha256)
+{
+	struct api *a = c->lp->api;
+	struct policy_request pq;
+	struct policy_decision d;
+	struct policy_key pk;
+	const struct store_key *k;
+
+	if (keyring_get(a->kr, id, &c->key) != 0) {
+		problem(c, 404, "not-found", NULL, "no key %.64s", id);
+		send_answer(c);
+		return NULL;
+	}
+	k = c->key->rec;
+	if (strcmp(k->purpose, "x509-ca") != 0) {
+		refuse(c, 403, event, k, request_sha256, "(purpose)",
+		    "key %s is a %s key: it has no CA certificate", k->id,
+		    k->purpose);
+		return NULL;
+	}
+	if (strcmp(k->state, "active") != 0) {
+		refuse(c, 409, event, k, request_sha256, "(state)",
+		    "key %s is %s: it signs nothing more", k->id, k->state);
+		return NULL;
+	}
+	policy_key_of(k, &pk);
+	memset(&pq, 0, sizeof(pq));
+	pq.principal = c->principal;
+	pq.action = POLICY_CA_MANAGE;
+	pq.key = &pk;
+	pq.now_ms = now_ms();
+	decide(c, &pq, &d);
+	if (!d.allow) {
+		refuse_decision(c, event, k, request_sha256, &d);
+		return NULL;
+	}
+	return k;
+}
+
+/* {"subject": ..., "ttl": ...} of a CA call, each optional, nothing else. */
+static int
+ca_body(struct call *c, int with_ttl, uint8_t sha[32], X509_NAME **namep,
+    int64_t *ttlp)
+{
+	const uint8_t *body;
+	json_error_t je;
+	json_t *o = NULL, *v;
+	const char *key, *subject = NULL;
+	char why[256];
+	size_t len;
+	int r = -1;
+
+	if ((body = json_body(c, &len)) == NULL)
+		return -1;
+	if (!EVP_Digest(body, len, sha, NULL, EVP_sha256(), NULL)) {
+		problem(c, 500, "internal", NULL, "SHA-256 failed");
+		return -1;
+	}
+	if (len == 0)
+		o = json_object();
+	else if ((o = json_loadb((const char *)body, len,
+		      JSON_REJECT_DUPLICATES, &je)) == NULL ||
+		 !json_is_object(o)) {
+		problem(c, 400, "bad-request", NULL,
+		    "the body must be a JSON object%s%s", o ? "" : ": ",
+		    o ? "" : je.text);
+		goto out;
+	}
+	json_object_foreach(o, key, v)
+	{
+		if (strcmp(key, "subject") == 0 && json_is_string(v))
+			subject = json_string_value(v);
+		else if (with_ttl && strcmp(key, "ttl") == 0 &&
+			 json_is_integer(v) && json_integer_value(v) >= 3600 &&
+			 json_integer_value(v) <= CA_TTL_MAX)
+			*ttlp = (int64_t)json_integer_value(v);
+		else {
+			problem(c, 400, "bad-request", NULL,
+			    "'%.64s': the members are subject (a string)%s",
+			    key,
+			    with_ttl ? " and ttl (seconds, 3600 to 20 years)"
+				     : "");
+			goto out;
+		}
+	}
+	if (subject == NULL) {
+		char def[64];
+
+		snprintf(def, sizeof(def), "CN=custody CA %s",
+		    c->key != NULL ? c->key->rec->id : "");
+		r = cert_name_parse(def, namep, why, sizeof(why));
+	} else
+		r = cert_name_parse(subject, namep, why, sizeof(why));
+	if (r != 0) {
+		problem(c, 400, "bad-request", NULL, "subject: %s", why);
+		r = -1;
+	}
+out:
+	json_decref(o);
+	return r;
+}
+
+/* POST /v1/keys/ID/ca/self-signed and POST /v1/keys/ID/ca/csr */
+static void
+handle_ca_make(struct call *c, const char *id, int self)
+{
+	const char *event = self ? "ca.init" : "ca.csr";
+	const struct store_key *k;
+	struct x509_job *x;
+	X509_NAME *name = NULL;
+	uint8_t sha[32], tbs_sha[32];
+	enum custody_alg alg;
+	int64_t now = time(NULL), ttl = CA_TTL_DEFAULT, left;
+	json_t *detail;
+	int r;
+
+	/* the key first, for the default subject; its checks after the body */
+	if (keyring_get(c->lp->api->kr, id, &c->key) != 0) {
+		problem(c, 404, "not-found", NULL, "no key %.64s", id);
+		goto answer;
+	}
+	if (ca_body(c, self, sha, &name, &ttl) != 0)
+		goto answer;
+	keyring_put(c->key);
+	c->key = NULL;
+	if ((k = ca_manage_key(c, id, event, sha)) == NULL)
+		goto out;
+	if (k->ttl > 0 && (left = k->created_at + k->ttl - now) < ttl)
+		ttl = left;
+	if ((x = c->x509 = calloc(1, sizeof(*x))) == NULL ||
+	    (x->pub = key_pub(k)) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto answer;
+	}
+	x->kind = self ? X_CA_SELF : X_CA_CSR;
+	snprintf(x->key_id, sizeof(x->key_id), "%s", k->id);
+	if ((r = alg_from_name(k->alg, &alg)) != 0 ||
+	    (r = self ? cert_ca_tbs(
+			    name, now, ttl, x->pub, alg, &x->tbs, &x->tbslen)
+		      : cert_csr_tbs(name, x->pub, &x->tbs, &x->tbslen)) != 0 ||
+	    !EVP_Digest(x->tbs, x->tbslen, tbs_sha, NULL, EVP_sha256(), NULL)) {
+		problem(c, 500, "internal", NULL, "the %s could not be built",
+		    self ? "certificate" : "request");
+		goto answer;
+	}
+	{
+		char *subject = X509_NAME_oneline(name, NULL, 0);
+
+		detail =
+		    self
+			? json_pack("{s:s, s:I}", "subject",
+			      subject ? subject : "", "ttl", (json_int_t)ttl)
+			: json_pack("{s:s}", "subject", subject ? subject : "");
+		OPENSSL_free(subject);
+	}
+	atomic_fetch_add(&c->lp->api->m.decisions[1], 1);
+	c->work = self ? ca_self_work : ca_csr_work;
+	log_then(c, decision_leaf(c, event, k, sha, tbs_sha, 1, NULL, detail));
+	goto out;
+answer:
+	send_answer(c);
+out:
+	X509_NAME_free(name);
+}
+
+/* The install leaf of an import is durable: answer (writer thread). */
+static void
+ca_installed(void *arg, int r, uint64_t seq)
+{
+	struct call *c = arg;
+	struct api *a = c->lp->api;
+	struct x509_job *x = c->x509;
+
+	if (r == CUSTODY_E_LOG_FAILED)
+		problem(c, 503, "log-failed", NULL,
+		    "the audit log could not record the CA certificate: it "
+		    "was not installed");
+	else if (r != 0)
+		problem(c, 409, "conflict", NULL,
+		    "the CA certificate was not installed (%s)",
+		    custody_strerror(r));
+	else
+		set_json(c, 201,
+		    ca_json(x->key_id, x->der, x->derlen, x->chain, x->chainlen,
+			(int64_t)seq));
+	atomic_fetch_sub(&a->pipeline, 1);
+	post_answer(c);
+}
+
+/* PUT /v1/keys/ID/ca {"certificates": PEM}: an external CA's answer. */
+static void
+handle_ca_import(struct call *c, const char *id)
+{
+	struct api *a = c->lp->api;
+	const struct store_key *k;
+	STACK_OF(X509) *certs = NULL;
+	struct x509_job *x;
+	const uint8_t *body;
+	EVP_PKEY *pub = NULL;
+	json_error_t je;
+	json_t *o = NULL, *v, *leaf;
+	uint8_t sha[32], *d = NULL;
+	char why[256];
+	size_t len, off;
+	int r, i, n, dl;
+
+	if ((body = json_body(c, &len)) == NULL)
+		goto answer;
+	if (!EVP_Digest(body, len, sha, NULL, EVP_sha256(), NULL)) {
+		problem(c, 500, "internal", NULL, "SHA-256 failed");
+		goto answer;
+	}
+	if ((o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
+		 &je)) == NULL ||
+	    !json_is_object(o) || json_object_size(o) != 1 ||
+	    !json_is_string(v = json_object_get(o, "certificates"))) {
+		problem(c, 400, "bad-request", NULL,
+		    "the body must be {\"certificates\": PEM}: the external "
+		    "CA's certificate for this key, then its issuers");
+		goto answer;
+	}
+	if ((k = ca_manage_key(c, id, "ca.install", sha)) == NULL)
+		goto out;
+	if ((pub = key_pub(k)) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto answer;
+	}
+	r = cert_ca_check((const uint8_t *)json_string_value(v),
+	    json_string_length(v), pub, (int64_t)time(NULL), &certs, why,
+	    sizeof(why));
+	if (r == CUSTODY_E_NOMEM) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto answer;
+	}
+	if (r != 0) {
+		refuse_as(c, 400, "bad-certificate", "ca.install", k, sha,
+		    "(certificate)", "the certificates are refused: %s", why);
+		goto out;
+	}
+	if ((x = c->x509 = calloc(1, sizeof(*x))) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto answer;
+	}
+	x->kind = X_CA_IMPORT;
+	snprintf(x->key_id, sizeof(x->key_id), "%s", k->id);
+	n = sk_X509_num(certs);
+	/* the certificate, then its issuers one after the other, in DER */
+	for (i = 0; i < n; i++) {
+		d = NULL;
+		if ((dl = i2d_X509(sk_X509_value(certs, i), &d)) <= 0) {
+			problem(c, 503, "unavailable", NULL, "out of memory");
+			goto answer;
+		}
+		if (i == 0) {
+			x->der = malloc((size_t)dl);
+			x->derlen = (size_t)dl;
+			if (x->der != NULL)
+				memcpy(x->der, d, (size_t)dl);
+		} else {
+			uint8_t *nc =
+			    realloc(x->chain, x->chainlen + (size_t)dl);
+
+			if (nc != NULL) {
+				off = x->chainlen;
+				memcpy(nc + off, d, (size_t)dl);
+				x->chain = nc;
+				x->chainlen += (size_t)dl;
+			} else {
+				OPENSSL_free(d);
+				d = NULL;
+				problem(c, 503, "unavailable", NULL,
+				    "out of memory");
+				goto answer;
+			}
+		}
+		OPENSSL_free(d);
+		d = NULL;
+		if (x->der == NULL) {
+			problem(c, 503, "unavailable", NULL, "out of memory");
+			goto answer;
+		}
+	}
+	if ((leaf = install_leaf(c, k, sk_X509_value(certs, 0), x->der,
+		 x->derlen, 0, (size_t)n - 1)) == NULL) {
+		problem(c, 503, "unavailable", NULL, "out of memory");
+		goto answer;
+	}
+	atomic_fetch_add(&a->m.decisions[1], 1);
+	atomic_fetch_add(&a->pipeline, 1);
+	r = audit_append_async(a->audit, leaf, ca_put_op, x, ca_installed, c);
+	json_decref(leaf);
+	if (r != 0) {
+		atomic_fetch_sub(&a->pipeline, 1);
+		problem(c, 503, "log-failed", NULL,
+		    "the audit log refuses to record (%s): nothing is "
+		    "installed until custodyd is restarted",
+		    custody_strerror(r));
+		goto answer;
+	}
+	goto out;
+answer:
+	send_answer(c);
+out:
+	EVP_PKEY_free(pub);
+	sk_X509_pop_free(certs, X509_free);
+	json_decref(o);
+}
+
+/* GET /v1/keys/ID/ca: the key's CA certificate and its issuers. */
+static void
+handle_ca_show(struct call *c, const char *id)
+{
+	struct policy_decision d;
+	struct store_key *k = NULL;
+	struct store *st;
+	uint8_t *der = NULL, *chain = NULL;
+	size_t derlen = 0, chainlen = 0;
+	json_t *o;
+	int r;
+
+	if ((st = loop_store(c)) == NULL)
+		goto answer;
+	if (store_key_id_parse(id, (uint8_t[STORE_CKA_ID_LEN]){0}) != 0 ||
+	    (r = store_key_get(st, id, &k)) == CUSTODY_E_KEY_NOT_FOUND) {
+		problem(c, 404, "not-found", NULL, "no key %.64s", id);
+		goto answer;
+	}
+	if (r != 0) {
+		problem(c, 503, "unavailable", NULL, "the store failed (%s)",
+		    custody_strerror(r));
+		goto answer;
+	}
+	if (!key_readable(c, k, &d)) {
+		refuse_decision(c, "key.read", k, NULL, &d);
+		goto out;
+	}
+	if ((r = store_ca_get(st, id, &der, &derlen, &chain, &chainlen)) ==
+	    CUSTODY_E_NOT_FOUND) {
+		problem(c, 404, "not-found", NULL,
+		    "key %s has no CA certificate", k->id);
+		goto answer;
+	}
+	if (r != 0 ||
+	    (o = ca_json(k->id, der, derlen, chain, chainlen, -1)) == NULL) {
+		problem(c, 503, "unavailable", NULL,
+		    "the CA certificate cannot be read (%s)",
+		    custody_strerror(r));
+		goto answer;
+	}
+	set_json(c, 200, o);
+answer:
+	send_answer(c);
+out:
+	free(der);
+	free(chain);
+	store_key_free(k);
+}
 /* ---- JWKS ----------------------------------------------------------------
  */
 
@@ -1542,6 +2446,12 @@ handle_metrics(struct call *c)
 		    "alg=\"%s\"} %lu\n",
 		    alg_name((enum custody_alg)i),
 		    atomic_load(&a->m.issued[i]));
+	for (i = 0; i < CUSTODY_ALG_COUNT; i++)
+		evbuffer_add_printf(b,
+		    "custody_credentials_issued_total{type=\"x509\","
+		    "alg=\"%s\"} %lu\n",
+		    alg_name((enum custody_alg)i),
+		    atomic_load(&a->m.issued_x509[i]));
 	evbuffer_add_printf(b,
 	    "# HELP custody_decisions_total Policy decisions.\n"
 	    "# TYPE custody_decisions_total counter\n"
@@ -1658,7 +2568,9 @@ on_request(struct evhttp_request *req, void *arg)
 	int get = m == EVHTTP_REQ_GET; /* HEAD: 405 (libevent 2.1 sends
 					* a body with it) */
 	int post = m == EVHTTP_REQ_POST;
-	const char *allow = NULL;
+	int put = m == EVHTTP_REQ_PUT;
+	const char *allow = NULL, *sub;
+	char id[STORE_KEY_ID_LEN + 2];
 
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		evhttp_send_error(req, 503, "out of memory");
@@ -1712,6 +2624,30 @@ on_request(struct evhttp_request *req, void *arg)
 		if (post)
 			return handle_key_create(c);
 		allow = "GET, POST";
+	} else if (strcmp(path, "/v1/credentials/x509") == 0) {
+		c->route = R_X509;
+		if (post)
+			return handle_x509(c);
+		allow = "POST";
+	} else if (strncmp(path, "/v1/keys/", 9) == 0 &&
+		   (sub = strchr(path + 9, '/')) != NULL &&
+		   (size_t)(sub - (path + 9)) < sizeof(id) &&
+		   strncmp(sub, "/ca", 3) == 0) {
+		c->route = R_CA;
+		snprintf(
+		    id, sizeof(id), "%.*s", (int)(sub - (path + 9)), path + 9);
+		if (strcmp(sub, "/ca") == 0) {
+			if (get)
+				return handle_ca_show(c, id);
+			if (put)
+				return handle_ca_import(c, id);
+			allow = "GET, PUT";
+		} else if (strcmp(sub, "/ca/self-signed") == 0 ||
+			   strcmp(sub, "/ca/csr") == 0) {
+			if (post)
+				return handle_ca_make(c, id, sub[4] == 's');
+			allow = "POST";
+		}
 	} else if (strncmp(path, "/v1/keys/", 9) == 0 &&
 		   strchr(path + 9, '/') == NULL) {
 		c->route = R_KEY;

@@ -1082,3 +1082,81 @@ out:
 	ERR_clear_error();
 	return r;
 }
+
+/* ---- small views of certificates ---------------------------------------- */
+
+int
+cert_validity(const X509 *x, int64_t *fromp, int64_t *untilp)
+{
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(x != NULL, CUSTODY_E_INVALID_ARG);
+	if (fromp != NULL && (r = time_of(X509_get0_notBefore(x), fromp)) != 0)
+		return r;
+	if (untilp != NULL && (r = time_of(X509_get0_notAfter(x), untilp)) != 0)
+		return r;
+	return 0;
+}
+
+int
+cert_serial_hex(const X509 *x, char *out, size_t outsz)
+{
+	BIGNUM *bn;
+	char *hex, *p;
+	int r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    x != NULL && out != NULL && outsz > 0, CUSTODY_E_INVALID_ARG);
+	if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) ==
+		NULL ||
+	    (hex = BN_bn2hex(bn)) == NULL) {
+		BN_free(bn);
+		return CUSTODY_E_NOMEM;
+	}
+	for (p = hex; *p != '\0'; p++)
+		*p = (char)(*p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+	if (strlen(hex) >= outsz)
+		r = CUSTODY_E_TOO_LARGE;
+	else
+		strcpy(out, hex);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return r;
+}
+
+char *
+cert_pem(const char *label, const uint8_t *der, size_t len)
+{
+	BIO *b;
+	char *data, *out = NULL;
+	long n;
+
+	if (label == NULL || der == NULL || len == 0 || len > INT_MAX ||
+	    (b = BIO_new(BIO_s_mem())) == NULL)
+		return NULL;
+	if (PEM_write_bio(b, label, "", der, (long)len) > 0 &&
+	    (n = BIO_get_mem_data(b, &data)) > 0 &&
+	    (out = malloc((size_t)n + 1)) != NULL) {
+		memcpy(out, data, (size_t)n);
+		out[n] = '\0';
+	}
+	BIO_free(b);
+	return out;
+}
+
+int
+cert_next_der(const uint8_t **p, const uint8_t *end, X509 **xp)
+{
+	const uint8_t *q = *p;
+	X509 *x;
+
+	if (q >= end)
+		return CUSTODY_E_NOT_FOUND;
+	if ((x = d2i_X509(NULL, &q, (long)(end - q))) == NULL) {
+		ERR_clear_error();
+		return CUSTODY_E_PARSE;
+	}
+	*p = q;
+	*xp = x;
+	return 0;
+}

@@ -154,4 +154,22 @@ int cert_csr_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
 int cert_ca_check(const uint8_t *pem, size_t len, EVP_PKEY *pub, int64_t now,
     STACK_OF(X509) * *certsp, char *why, size_t whysz);
 
+/* ---- small views ---- */
+
+/* notBefore and notAfter of x in Unix seconds (either pointer may be NULL);
+ * CUSTODY_E_PARSE when they do not convert. */
+int cert_validity(const X509 *x, int64_t *fromp, int64_t *untilp);
+
+/* The serial number of x in lowercase hex, without leading zeros. */
+int cert_serial_hex(const X509 *x, char *out, size_t outsz);
+
+/* PEM text of DER bytes under label ("CERTIFICATE", "CERTIFICATE
+ * REQUEST"), NUL-terminated, to free(3); NULL when out of memory. */
+char *cert_pem(const char *label, const uint8_t *der, size_t len);
+
+/* The next DER certificate at *p (before end), advancing *p:
+ * CUSTODY_E_NOT_FOUND at the end, CUSTODY_E_PARSE for bytes that are not
+ * one. For chains stored as DER certificates one after the other. */
+int cert_next_der(const uint8_t **p, const uint8_t *end, X509 **xp);
+
 #endif

@@ -392,6 +392,102 @@ out:
 	return 0;
 }
 
+int
+credential_x509_parse(const uint8_t *body, size_t len, size_t csr_max,
+    struct credential_x509_req **reqp, char *err, size_t errsz)
+{
+	static const char *const fields[] = {
+	    "agent", "key", "csr", "ttl", NULL};
+	struct credential_x509_req *q;
+	struct credential_jwt_req t;
+	json_error_t je;
+	json_t *o = NULL, *v;
+	const char *k;
+	int r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    body != NULL && reqp != NULL, CUSTODY_E_INVALID_ARG);
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return CUSTODY_E_NOMEM;
+	if ((r = sha256(body, len, q->request_sha256)) != 0)
+		goto out;
+	if ((o = json_loadb((const char *)body, len,
+		 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je)) == NULL) {
+		r = load_error(body, len, &je, err, errsz);
+		goto out;
+	}
+	if (!json_is_object(o)) {
+		r = fail(err, errsz, CUSTODY_E_INVALID_ARG,
+		    "the body must be a JSON object");
+		goto out;
+	}
+	json_object_foreach(o, k, v)
+	{
+		if (!in(fields, k)) {
+			r = fail(err, errsz, CUSTODY_E_INVALID_ARG,
+			    "unknown member '%.64s' (the members are agent or "
+			    "key, csr, ttl)",
+			    k);
+			goto out;
+		}
+		if (strcmp(k, "agent") == 0)
+			r = text(v, "agent", 256, &q->agent, err, errsz);
+		else if (strcmp(k, "key") == 0)
+			r = text(v, "key", 64, &q->key, err, errsz);
+		else if (strcmp(k, "ttl") == 0) {
+			memset(&t, 0, sizeof(t));
+			if ((r = parse_ttl(&t, v, err, errsz)) == 0)
+				q->ttl = t.ttl;
+		} else if (!json_is_string(v))
+			r = fail(err, errsz, CUSTODY_E_INVALID_ARG,
+			    "csr must be a string (a PEM CERTIFICATE REQUEST)");
+		else if (json_string_length(v) > csr_max)
+			r = fail(err, errsz, CUSTODY_E_TOO_LARGE,
+			    "csr is longer than %zu bytes", csr_max);
+		else if ((q->csr = strndup(json_string_value(v),
+			      json_string_length(v))) == NULL)
+			r = CUSTODY_E_NOMEM;
+		else
+			q->csrlen = json_string_length(v);
+		if (r != 0)
+			goto out;
+	}
+	if ((q->agent == NULL) == (q->key == NULL)) {
+		r = fail(err, errsz, CUSTODY_E_INVALID_ARG,
+		    "name either agent or key (exactly one)");
+		goto out;
+	}
+	if (q->csr == NULL) {
+		r = fail(err, errsz, CUSTODY_E_INVALID_ARG,
+		    "csr is required (a PEM CERTIFICATE REQUEST)");
+		goto out;
+	}
+	if (strlen(q->csr) != q->csrlen) {
+		r = fail(err, errsz, CUSTODY_E_INVALID_ARG,
+		    "csr holds a NUL character");
+		goto out;
+	}
+out:
+	json_decref(o);
+	if (r != 0) {
+		credential_x509_req_free(q);
+		return r;
+	}
+	*reqp = q;
+	return 0;
+}
+
+void
+credential_x509_req_free(struct credential_x509_req *q)
+{
+	if (q == NULL)
+		return;
+	free(q->agent);
+	free(q->key);
+	free(q->csr);
+	free(q);
+}
+
 void
 credential_jwt_req_free(struct credential_jwt_req *q)
 {

@@ -57,6 +57,26 @@ int credential_jwt_parse(const uint8_t *body, size_t len,
     struct credential_jwt_req **reqp, char *err, size_t errsz);
 void credential_jwt_req_free(struct credential_jwt_req *req);
 
+/* A request for an X.509 certificate (POST /v1/credentials/x509). */
+struct credential_x509_req {
+	char *agent; /* the agent's task-less x509-ca key, or NULL */
+	char *key;   /* a key id, or NULL (exactly one of the two) */
+	char *csr;   /* the PKCS#10 request as sent (PEM), NUL-terminated */
+	size_t csrlen;
+	int64_t ttl;		    /* seconds asked, 0: the policy's maximum */
+	uint8_t request_sha256[32]; /* of the body's bytes */
+};
+
+/*
+ * Parse {"agent" or "key", "csr", "ttl"?} as credential_jwt_parse parses a
+ * JWT request (duplicate and unknown members refused, ttl 1 s to 366 d);
+ * the CSR is a string of at most csr_max bytes, checked later by cert.
+ */
+int credential_x509_parse(const uint8_t *body, size_t len, size_t csr_max,
+    struct credential_x509_req **reqp, char *err, size_t errsz);
+
+void credential_x509_req_free(struct credential_x509_req *req);
+
 /* The key a JWT is signed with. */
 struct credential_key {
 	const char *id;	   /* k_... */

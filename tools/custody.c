@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "alg.h"
+#include "cert.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "datadir.h"
@@ -367,6 +368,25 @@ daemon_call(struct ctx *c, const char *cmd, const char *method,
 	}
 	httpc_response_cleanup(&resp);
 	return ex;
+}
+
+/*
+ * Connect to custodyd for a command that only it serves: 0, or the exit
+ * status after saying why.
+ */
+static int
+daemon_required(struct ctx *c, const char *cmd)
+{
+	int r;
+
+	if ((r = daemon_open(c)) == CUSTODY_E_NOT_RUNNING) {
+		fprintf(stderr,
+		    "%s: %s: custodyd is not running on %s: only it signs "
+		    "credentials and certificates (custodyd(8))\n",
+		    progname, cmd, c->cfg->listen_unix);
+		return EXIT_FAILURE;
+	}
+	return r == 0 ? 0 : EXIT_FAILURE;
 }
 
 /* ---- custody init ------------------------------------------------------- */
@@ -2084,7 +2104,7 @@ cmd_jwt_issue(struct ctx *c, int argc, char **argv)
 	json_t *body = json_object(), *aud = json_array(),
 	       *claims = json_object(), *out = NULL;
 	int64_t ttl = 0;
-	int ch, r, ex = 0;
+	int ch, ex = 0;
 
 	if (body == NULL || aud == NULL || claims == NULL) {
 		ex = fail("jwt issue", CUSTODY_E_NOMEM);
@@ -2149,18 +2169,8 @@ cmd_jwt_issue(struct ctx *c, int argc, char **argv)
 		json_object_set_new(body, "ttl", json_integer(ttl));
 	if (json_object_size(claims) > 0)
 		json_object_set(body, "claims", claims);
-	if ((r = daemon_open(c)) == CUSTODY_E_NOT_RUNNING) {
-		fprintf(stderr,
-		    "%s: jwt issue: custodyd is not running on %s: only it "
-		    "issues credentials (custodyd(8))\n",
-		    progname, c->cfg->listen_unix);
-		ex = EXIT_FAILURE;
+	if ((ex = daemon_required(c, "jwt issue")) != 0)
 		goto out;
-	}
-	if (r != 0) {
-		ex = EXIT_FAILURE;
-		goto out;
-	}
 	if ((ex = daemon_call(c, "jwt issue", "POST", "/v1/credentials/jwt",
 		 body, &out)) != 0)
 		goto out;
@@ -2194,6 +2204,328 @@ cmd_jwt(struct ctx *c, int argc, char **argv)
 	    c, "jwt", cmds, sizeof(cmds) / sizeof(cmds[0]), help, argc, argv);
 }
 
+/* ---- custody x509, custody ca -------------------------------------------- */
+
+/* A text file of at most max bytes as a JSON string (new), or NULL after
+ * saying why. */
+static json_t *
+file_string(const char *cmd, const char *path, size_t max)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	json_t *s;
+	int r;
+
+	if ((r = util_read_file(path, max, &buf, &len)) != 0) {
+		fprintf(stderr, "%s: %s: %s: %s\n", progname, cmd, path,
+		    custody_strerror(r));
+		return NULL;
+	}
+	if ((s = json_stringn((const char *)buf, len)) == NULL)
+		fprintf(stderr, "%s: %s: %s is not UTF-8 text\n", progname, cmd,
+		    path);
+	free(buf);
+	return s;
+}
+
+/* Print "certificate" then every PEM of "chain" of custodyd's answer. */
+static int
+print_chain(const char *cmd, json_t *out)
+{
+	json_t *chain = json_object_get(out, "chain"), *v;
+	size_t i;
+
+	if (js(out, "certificate") == NULL || !json_is_array(chain))
+		return fail(cmd, CUSTODY_E_PROTOCOL);
+	fputs(js(out, "certificate"), stdout);
+	json_array_foreach(chain, i, v) if (json_is_string(v))
+	    fputs(json_string_value(v), stdout);
+	return 0;
+}
+
+static const char x509_issue_help[] =
+    "usage: custody x509 issue (--agent A | --key ID) --csr FILE [--ttl D]\n"
+    "                          [--json]\n"
+    "\n"
+    "Ask custodyd (it must be running) for an X.509 certificate for the\n"
+    "public key of the PKCS#10 request in FILE (PEM), issued by agent A's\n"
+    "active x509-ca key or by key ID. Nothing of the request but its key is\n"
+    "used: the subject is empty, the one subject alternative name is the\n"
+    "agent's SPIFFE ID, the usages come from the policy. custodyd's policy\n"
+    "decides and records the decision in the audit log before the token\n"
+    "signs. Prints the certificate, then its chain (the CA certificate and\n"
+    "its issuers), in PEM.\n"
+    "\n"
+    "  --agent A    the agent whose task-less x509-ca key issues\n"
+    "  --key ID     the x509-ca key that issues\n"
+    "  --csr FILE   the request (PEM), signed by the key to certify\n"
+    "  --ttl D      lifetime asked for (15m, 24h, ...); the policy's maximum,\n"
+    "               the key's and the CA certificate's remaining life cap it\n"
+    "  --json       print custodyd's answer as JSON (certificate, chain,\n"
+    "               serial, expires_at, log_index)\n";
+
+static int
+cmd_x509_issue(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"agent", required_argument, NULL, 'a'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"csr", required_argument, NULL, 'r'},
+	    {"ttl", required_argument, NULL, 't'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *body = json_object(), *out = NULL, *csr = NULL;
+	const char *csr_path = NULL;
+	int64_t ttl = 0;
+	int ch, ex = 0;
+
+	if (body == NULL)
+		return fail("x509 issue", CUSTODY_E_NOMEM);
+	while (
+	    ex == 0 && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'a':
+		case 'k':
+			json_object_set_new(body, ch == 'a' ? "agent" : "key",
+			    json_string(optarg));
+			break;
+		case 'r':
+			csr_path = optarg;
+			break;
+		case 't':
+			if (util_parse_duration(optarg, &ttl) != 0 || ttl <= 0)
+				ex = usage_error("x509 issue",
+				    "bad --ttl '%s' (use 15m, 24h, 7d)",
+				    optarg);
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(x509_issue_help, stdout);
+			goto out;
+		default:
+			ex = usage_error("x509 issue", "unknown option");
+		}
+	}
+	if (ex != 0)
+		goto out;
+	if (optind != argc) {
+		ex = usage_error(
+		    "x509 issue", "unexpected argument '%s'", argv[optind]);
+		goto out;
+	}
+	if ((json_object_get(body, "agent") == NULL) ==
+		(json_object_get(body, "key") == NULL) ||
+	    csr_path == NULL) {
+		ex = usage_error("x509 issue",
+		    "give --agent or --key (one of them) and --csr");
+		goto out;
+	}
+	if ((csr = file_string("x509 issue", csr_path, CERT_CSR_MAX)) == NULL) {
+		ex = EXIT_FAILURE;
+		goto out;
+	}
+	json_object_set(body, "csr", csr);
+	if (ttl > 0)
+		json_object_set_new(body, "ttl", json_integer(ttl));
+	if ((ex = daemon_required(c, "x509 issue")) != 0 ||
+	    (ex = daemon_call(c, "x509 issue", "POST", "/v1/credentials/x509",
+		 body, &out)) != 0)
+		goto out;
+	if (c->json) {
+		print_json(out);
+		out = NULL;
+	} else
+		ex = print_chain("x509 issue", out);
+out:
+	json_decref(csr);
+	json_decref(out);
+	json_decref(body);
+	return ex;
+}
+
+static int
+cmd_x509(struct ctx *c, int argc, char **argv)
+{
+	static const struct subcmd cmds[] = {
+	    {"issue", cmd_x509_issue},
+	};
+	static const char help[] =
+	    "usage: custody x509 issue ...\n"
+	    "\n"
+	    "  issue   have custodyd issue an X.509 certificate for an agent\n";
+
+	return dispatch(
+	    c, "x509", cmds, sizeof(cmds) / sizeof(cmds[0]), help, argc, argv);
+}
+
+static const char ca_help[] =
+    "usage: custody ca init   --key ID [--subject S] [--ttl D] [--json]\n"
+    "       custody ca csr    --key ID [--subject S] [--json]\n"
+    "       custody ca import --key ID FILE [--json]\n"
+    "       custody ca show   --key ID [--json]\n"
+    "\n"
+    "The CA certificate of an x509-ca key, through custodyd (it must be\n"
+    "running; its policy's ca.manage decides, key.read for show):\n"
+    "\n"
+    "  init     a self-signed CA certificate, signed in the token\n"
+    "           (CA:TRUE, pathlen 0, keyCertSign); prints it\n"
+    "  csr      a PKCS#10 request for an external CA, signed in the token;\n"
+    "           prints it (nothing is installed)\n"
+    "  import   install the external CA's answer: FILE holds the certificate\n"
+    "           for this key, then its issuers (PEM); custodyd checks that\n"
+    "           it is this key's, a CA certificate, valid now, and that each\n"
+    "           certificate is signed by the next\n"
+    "  show     print the key's CA certificate and its chain\n"
+    "\n"
+    "  --key ID      the x509-ca key\n"
+    "  --subject S   the subject, RFC 4514: CN=..,O=..,C=.. (CN, O, OU, C,\n"
+    "                L, ST, DC) [CN=custody CA ID]\n"
+    "  --ttl D       validity of a self-signed certificate (1h to 20 years;\n"
+    "                never past the key's ttl) [365d]\n"
+    "  --json        print custodyd's answer as JSON\n";
+
+static int
+cmd_ca_op(struct ctx *c, int argc, char **argv, const char *op)
+{
+	static const struct option opts[] = {
+	    {"key", required_argument, NULL, 'k'},
+	    {"subject", required_argument, NULL, 's'},
+	    {"ttl", required_argument, NULL, 't'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	char cmd[32], target[96];
+	const char *key = NULL, *subject = NULL, *method = "POST";
+	json_t *body = NULL, *out = NULL, *pem = NULL;
+	int64_t ttl = 0;
+	int ch, ex = 0;
+
+	snprintf(cmd, sizeof(cmd), "ca %s", op);
+	while (
+	    ex == 0 && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'k':
+			key = optarg;
+			break;
+		case 's':
+			subject = optarg;
+			break;
+		case 't':
+			if (util_parse_duration(optarg, &ttl) != 0 || ttl <= 0)
+				ex = usage_error(cmd,
+				    "bad --ttl '%s' (use 24h, 365d)", optarg);
+			break;
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(ca_help, stdout);
+			return 0;
+		default:
+			ex = usage_error(cmd, "unknown option");
+		}
+	}
+	if (ex != 0)
+		return ex;
+	if (key == NULL ||
+	    store_key_id_parse(key, (uint8_t[STORE_CKA_ID_LEN]){0}) != 0)
+		return usage_error(cmd, "give --key ID (k_ and 16 hex digits)");
+	if ((subject != NULL &&
+		(strcmp(op, "import") == 0 || strcmp(op, "show") == 0)) ||
+	    (ttl > 0 && strcmp(op, "init") != 0))
+		return usage_error(cmd, "--subject is for init and csr, --ttl "
+					"for init");
+	if ((strcmp(op, "import") == 0) != (optind == argc - 1) ||
+	    optind < argc - 1)
+		return usage_error(cmd, strcmp(op, "import") == 0
+					    ? "give the certificates' FILE"
+					    : "unexpected argument");
+	if (strcmp(op, "show") == 0) {
+		method = "GET";
+		snprintf(target, sizeof(target), "/v1/keys/%s/ca", key);
+	} else if (strcmp(op, "import") == 0) {
+		method = "PUT";
+		snprintf(target, sizeof(target), "/v1/keys/%s/ca", key);
+		if ((pem = file_string(cmd, argv[optind], 64 << 10)) == NULL)
+			return EXIT_FAILURE;
+		body = json_pack("{s:O}", "certificates", pem);
+	} else {
+		snprintf(target, sizeof(target), "/v1/keys/%s/ca/%s", key,
+		    strcmp(op, "init") == 0 ? "self-signed" : "csr");
+		body = json_object();
+		if (body != NULL && subject != NULL)
+			json_object_set_new(
+			    body, "subject", json_string(subject));
+		if (body != NULL && ttl > 0)
+			json_object_set_new(body, "ttl", json_integer(ttl));
+	}
+	if (body == NULL && strcmp(op, "show") != 0) {
+		ex = fail(cmd, CUSTODY_E_NOMEM);
+		goto out;
+	}
+	if ((ex = daemon_required(c, cmd)) != 0 ||
+	    (ex = daemon_call(c, cmd, method, target, body, &out)) != 0)
+		goto out;
+	if (c->json) {
+		print_json(out);
+		out = NULL;
+	} else if (strcmp(op, "csr") == 0) {
+		if (js(out, "csr") != NULL)
+			fputs(js(out, "csr"), stdout);
+		else
+			ex = fail(cmd, CUSTODY_E_PROTOCOL);
+	} else
+		ex = print_chain(cmd, out);
+out:
+	json_decref(pem);
+	json_decref(body);
+	json_decref(out);
+	return ex;
+}
+
+static int
+cmd_ca_init(struct ctx *c, int argc, char **argv)
+{
+	return cmd_ca_op(c, argc, argv, "init");
+}
+
+static int
+cmd_ca_csr(struct ctx *c, int argc, char **argv)
+{
+	return cmd_ca_op(c, argc, argv, "csr");
+}
+
+static int
+cmd_ca_import(struct ctx *c, int argc, char **argv)
+{
+	return cmd_ca_op(c, argc, argv, "import");
+}
+
+static int
+cmd_ca_show(struct ctx *c, int argc, char **argv)
+{
+	return cmd_ca_op(c, argc, argv, "show");
+}
+
+static int
+cmd_ca(struct ctx *c, int argc, char **argv)
+{
+	static const struct subcmd cmds[] = {
+	    {"init", cmd_ca_init},
+	    {"csr", cmd_ca_csr},
+	    {"import", cmd_ca_import},
+	    {"show", cmd_ca_show},
+	};
+
+	return dispatch(
+	    c, "ca", cmds, sizeof(cmds) / sizeof(cmds[0]), ca_help, argc, argv);
+}
+
 static const char main_help[] =
     "usage: custody [-c FILE] [-v] COMMAND [options]\n"
     "\n"
@@ -2209,6 +2541,8 @@ static const char main_help[] =
     "  key show      show a key\n"
     "  key destroy   destroy a key (direct mode only, for now)\n"
     "  jwt issue     have custodyd issue a JWT for an agent\n"
+    "  x509 issue    have custodyd issue an X.509 certificate for an agent\n"
+    "  ca init|csr|import|show  the CA certificate of an x509-ca key\n"
     "  audit checkpoint  sign a checkpoint of the audit log in the token\n"
     "  audit vkey    print the checkpoint verifier keys, for auditors\n"
     "  audit export  write the log in the C2SP tlog-tiles layout\n"
@@ -2280,6 +2614,10 @@ main(int argc, char **argv)
 		ex = cmd_audit(&c, argc, argv);
 	else if (strcmp(argv[0], "jwt") == 0)
 		ex = cmd_jwt(&c, argc, argv);
+	else if (strcmp(argv[0], "x509") == 0)
+		ex = cmd_x509(&c, argc, argv);
+	else if (strcmp(argv[0], "ca") == 0)
+		ex = cmd_ca(&c, argc, argv);
 	else if (strcmp(argv[0], "policy") == 0)
 		ex = cmd_policy(&c, argc, argv);
 	else {
