@@ -1565,6 +1565,7 @@ handle_x509(struct call *c)
 	char err[320], na[32], hex[65];
 	enum custody_alg alg;
 	int64_t now, ttl, left;
+	unsigned ku;
 	size_t len;
 	json_t *detail;
 	int r;
@@ -1669,6 +1670,22 @@ handle_x509(struct call *c)
 		goto out;
 	}
 	leaf = (struct cert_leaf){k->agent, now, ttl, d.eku, d.key_usage};
+	if ((r = cert_leaf_check(
+		 &leaf, csr, c->x509->ca, &ku, err, sizeof(err))) != 0) {
+		if (r == CUSTODY_E_INVALID_ARG)
+			refuse_as(c, 400, "bad-csr", "credential.x509", k,
+			    q->request_sha256, "(csr)",
+			    "the CSR is refused: %s", err);
+		else if (r == CUSTODY_E_STATE)
+			refuse(c, 409, "credential.x509", k, q->request_sha256,
+			    "(ca)", "%s", err);
+		else {
+			problem(c, 503, "unavailable", NULL, "%s",
+			    custody_strerror(r));
+			send_answer(c);
+		}
+		goto out;
+	}
 	if ((r = alg_from_name(k->alg, &alg)) != 0 ||
 	    (r = cert_leaf_tbs(&leaf, csr, c->x509->ca, alg, &cert,
 		 &c->x509->tbs, &c->x509->tbslen)) != 0) {

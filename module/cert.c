@@ -98,7 +98,11 @@ csr_der(const uint8_t *in, size_t len, uint8_t **derp, size_t *derlenp,
 	size_t i;
 
 	*derp = NULL;
-	if (len < 10 || memmem(in, len, "-----BEGIN", 10) == NULL) {
+	for (i = 0; i < len && (in[i] == ' ' || in[i] == '\t' ||
+				   in[i] == '\r' || in[i] == '\n');
+	     i++)
+		;
+	if (len - i < 10 || memcmp(in + i, "-----BEGIN", 10) != 0) {
 		if ((*derp = malloc(len > 0 ? len : 1)) == NULL)
 			return CUSTODY_E_NOMEM;
 		memcpy(*derp, in, len);
@@ -144,6 +148,105 @@ out:
 	BIO_free(b);
 	ERR_clear_error();
 	return r;
+}
+
+/*
+ * The Ed25519 points of small order (libsodium's list, each checked to have
+ * order 1, 2, 4 or 8) and the non-canonical encodings y >= p: a key anyone
+ * can sign for. The sign bit (bit 255) is ignored.
+ */
+static const uint8_t ed25519_weak[][32] = {
+    {0},
+    {1},
+    {0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89,
+	0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39,
+	0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05},
+    {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76,
+	0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6,
+	0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+};
+
+static int
+ed25519_weak_key(const uint8_t *k, size_t len)
+{
+	size_t i, j;
+	int high = 1;
+
+	if (len != 32)
+		return 1;
+	for (i = 0; i < sizeof(ed25519_weak) / sizeof(ed25519_weak[0]); i++) {
+		for (j = 0; j < 31 && k[j] == ed25519_weak[i][j]; j++)
+			;
+		if (j == 31 && (k[31] & 0x7f) == ed25519_weak[i][31])
+			return 1;
+	}
+	/* y >= p = 2^255 - 19: bytes 1..30 all 0xff, byte 31 0x7f (sign bit
+	 * aside) and byte 0 at least 0xed */
+	for (j = 1; j < 31; j++)
+		high &= k[j] == 0xff;
+	return high && (k[31] & 0x7f) == 0x7f && k[0] >= 0xed;
+}
+
+/*
+ * The public key as the request encodes it, before OpenSSL's view of it:
+ * an EC key on a named curve (RFC 5480: no explicit parameters) with an
+ * uncompressed point, an Ed25519 key that is not of small order.
+ */
+static int
+spki_check(X509_REQ *req, char *why, size_t whysz)
+{
+	X509_PUBKEY *xpk = X509_REQ_get_X509_PUBKEY(req);
+	const unsigned char *k = NULL;
+	const void *pval = NULL;
+	ASN1_OBJECT *aobj = NULL;
+	X509_ALGOR *alg = NULL;
+	int klen = 0, ptype = 0;
+
+	if (xpk == NULL ||
+	    X509_PUBKEY_get0_param(&aobj, &k, &klen, &alg, xpk) != 1) {
+		ERR_clear_error();
+		return say(why, whysz, CUSTODY_E_PARSE,
+		    "a public key that does not parse");
+	}
+	switch (OBJ_obj2nid(aobj)) {
+	case NID_X9_62_id_ecPublicKey:
+		X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+		if (ptype != V_ASN1_OBJECT)
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an EC key with explicit curve parameters (RFC "
+			    "5480: a named curve only)");
+		if (klen < 1 || k[0] != 0x04)
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an EC point that is not uncompressed");
+		return 0;
+	case NID_ED25519:
+		if (ed25519_weak_key(k, (size_t)klen))
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an Ed25519 key of small order or not canonical");
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* The request's signature algorithm: SHA-2, PSS or Ed25519, not MD5 or
+ * SHA-1. */
+static int
+sig_alg_ok(X509_REQ *req)
+{
+	switch (X509_REQ_get_signature_nid(req)) {
+	case NID_ecdsa_with_SHA256:
+	case NID_ecdsa_with_SHA384:
+	case NID_ecdsa_with_SHA512:
+	case NID_sha256WithRSAEncryption:
+	case NID_sha384WithRSAEncryption:
+	case NID_sha512WithRSAEncryption:
+	case NID_rsassaPss:
+	case NID_ED25519:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /* The policy's name for pk, or a refusal. */
@@ -196,7 +299,16 @@ key_type(EVP_PKEY *pk, const char **typep, char *why, size_t whysz)
 			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
 			    "an RSA public exponent other than 65537");
 		BN_free(e);
-		return r;
+		if (r != 0)
+			return r;
+		if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL)) == NULL)
+			return CUSTODY_E_NOMEM;
+		ok = EVP_PKEY_public_check(ctx);
+		EVP_PKEY_CTX_free(ctx);
+		if (ok != 1)
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "an RSA public key that fails OpenSSL's check");
+		return 0;
 	default:
 		return say(why, whysz, CUSTODY_E_INVALID_ARG,
 		    "a key that is not ECDSA P-256 or P-384, Ed25519 or RSA");
@@ -220,6 +332,27 @@ san_is(const GENERAL_NAMES *gens, const char *uri)
 	       memcmp(ASN1_STRING_get0_data(s), uri, strlen(uri)) == 0;
 }
 
+/*
+ * The value of a known extension, parsed with its ASN.1 item, which must end
+ * exactly where the value ends (X509V3_EXT_d2i ignores trailing bytes, which
+ * could hide a second value); NULL when it does not.
+ */
+static void *
+ext_value(X509_EXTENSION *ext, const ASN1_ITEM *it)
+{
+	const ASN1_OCTET_STRING *v = X509_EXTENSION_get_data(ext);
+	const unsigned char *p = ASN1_STRING_get0_data(v);
+	long len = ASN1_STRING_length(v);
+	ASN1_VALUE *o = ASN1_item_d2i(NULL, &p, len, it);
+
+	if (o != NULL && p != ASN1_STRING_get0_data(v) + len) {
+		ASN1_item_free(o, it);
+		o = NULL;
+	}
+	ERR_clear_error();
+	return o;
+}
+
 /* One extension the request asks for: only checked, never copied. */
 static int
 ext_check(X509_EXTENSION *ext, const char *spiffe_id, char *why, size_t whysz)
@@ -234,7 +367,8 @@ ext_check(X509_EXTENSION *ext, const char *spiffe_id, char *why, size_t whysz)
 
 	switch (nid) {
 	case NID_basic_constraints:
-		if ((bc = X509V3_EXT_d2i(ext)) == NULL)
+		if ((bc = ext_value(ext, ASN1_ITEM_rptr(BASIC_CONSTRAINTS))) ==
+		    NULL)
 			return say(why, whysz, CUSTODY_E_PARSE,
 			    "a malformed basicConstraints");
 		if (bc->ca || bc->pathlen != NULL)
@@ -243,7 +377,8 @@ ext_check(X509_EXTENSION *ext, const char *spiffe_id, char *why, size_t whysz)
 		BASIC_CONSTRAINTS_free(bc);
 		return r;
 	case NID_key_usage:
-		if ((ku = X509V3_EXT_d2i(ext)) == NULL)
+		if ((ku = ext_value(ext, ASN1_ITEM_rptr(ASN1_BIT_STRING))) ==
+		    NULL)
 			return say(why, whysz, CUSTODY_E_PARSE,
 			    "a malformed keyUsage");
 		if (ASN1_BIT_STRING_get_bit(ku, 5) ||
@@ -253,7 +388,8 @@ ext_check(X509_EXTENSION *ext, const char *spiffe_id, char *why, size_t whysz)
 		ASN1_BIT_STRING_free(ku);
 		return r;
 	case NID_ext_key_usage:
-		if ((eku = X509V3_EXT_d2i(ext)) == NULL)
+		if ((eku = ext_value(
+			 ext, ASN1_ITEM_rptr(EXTENDED_KEY_USAGE))) == NULL)
 			return say(why, whysz, CUSTODY_E_PARSE,
 			    "a malformed extKeyUsage");
 		for (i = 0; i < sk_ASN1_OBJECT_num(eku); i++) {
@@ -268,7 +404,8 @@ ext_check(X509_EXTENSION *ext, const char *spiffe_id, char *why, size_t whysz)
 		EXTENDED_KEY_USAGE_free(eku);
 		return r;
 	case NID_subject_alt_name:
-		if ((gens = X509V3_EXT_d2i(ext)) == NULL)
+		if ((gens = ext_value(ext, ASN1_ITEM_rptr(GENERAL_NAMES))) ==
+		    NULL)
 			return say(why, whysz, CUSTODY_E_PARSE,
 			    "a malformed subjectAltName");
 		if (!san_is(gens, spiffe_id))
@@ -291,11 +428,31 @@ csr_extensions(X509_REQ *req, const char *spiffe_id, char *why, size_t whysz)
 	STACK_OF(X509_EXTENSION) * exts;
 	int i, j, n, r = 0;
 
+	/* one extensionRequest with one value, and no other attribute
+	 * (X509_REQ_get_extensions reads the first value of the first one
+	 * only, and a challengePassword or msExtReq means nothing here) */
+	n = X509_REQ_get_attr_count(req);
+	for (i = 0; i < n; i++) {
+		X509_ATTRIBUTE *at = X509_REQ_get_attr(req, i);
+		char oid[80];
+
+		if (OBJ_obj2nid(X509_ATTRIBUTE_get0_object(at)) !=
+		    NID_ext_req) {
+			OBJ_obj2txt(oid, sizeof(oid),
+			    X509_ATTRIBUTE_get0_object(at), 1);
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "attribute %s (only an extensionRequest is read)",
+			    oid);
+		}
+		if (X509_ATTRIBUTE_count(at) != 1 ||
+		    X509_REQ_get_attr_by_NID(req, NID_ext_req, i) != -1)
+			return say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "more than one extensionRequest");
+	}
 	exts = X509_REQ_get_extensions(req);
 	if (exts == NULL) {
 		ERR_clear_error();
-		/* none asked, or an extensionRequest that does not parse */
-		if (X509_REQ_get_attr_by_NID(req, NID_ext_req, -1) >= 0)
+		if (n > 0)
 			return say(why, whysz, CUSTODY_E_PARSE,
 			    "a malformed extensionRequest");
 		return 0;
@@ -334,6 +491,7 @@ cert_csr_parse(const uint8_t *in, size_t len, const char *spiffe_id,
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    in != NULL && spiffe_id != NULL && csrp != NULL,
 	    CUSTODY_E_INVALID_ARG);
+	*csrp = NULL;
 	if (why != NULL && whysz > 0)
 		why[0] = '\0';
 	if (len > CERT_CSR_MAX)
@@ -349,6 +507,37 @@ cert_csr_parse(const uint8_t *in, size_t len, const char *spiffe_id,
 		    "not one DER PKCS#10 certification request");
 		goto out;
 	}
+	/* DER, version 1 (0): one encoding per request, one hash */
+	if (X509_REQ_get_version(req) != 0) {
+		r = say(why, whysz, CUSTODY_E_PARSE,
+		    "a request version other than 1");
+		goto out;
+	}
+	{
+		unsigned char *re = NULL;
+		int n;
+
+		(void)i2d_re_X509_REQ_tbs(req, NULL);
+		n = i2d_X509_REQ(req, &re);
+		if (n <= 0 || (size_t)n != derlen ||
+		    memcmp(re, der, derlen) != 0) {
+			OPENSSL_free(re);
+			r = say(why, whysz, CUSTODY_E_PARSE,
+			    "a request that is not in DER (BER lengths or "
+			    "encodings)");
+			goto out;
+		}
+		OPENSSL_free(re);
+	}
+	/* the cheap checks of the key's encoding come first */
+	if ((r = spki_check(req, why, whysz)) != 0)
+		goto out;
+	if (!sig_alg_ok(req)) {
+		r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "a request signed with MD5, SHA-1 or an unknown "
+		    "algorithm");
+		goto out;
+	}
 	if ((csr = calloc(1, sizeof(*csr))) == NULL) {
 		r = CUSTODY_E_NOMEM;
 		goto out;
@@ -358,14 +547,15 @@ cert_csr_parse(const uint8_t *in, size_t len, const char *spiffe_id,
 		    "a public key that does not parse");
 		goto out;
 	}
-	/* proof of possession, before anything else is believed */
+	if ((r = key_type(csr->pkey, &csr->key_type, why, whysz)) != 0)
+		goto out;
+	/* proof of possession, before the rest is believed */
 	if (X509_REQ_verify(req, csr->pkey) != 1) {
 		r = say(why, whysz, CUSTODY_E_SIG_VERIFY,
 		    "the CSR's signature does not verify with its key");
 		goto out;
 	}
-	if ((r = key_type(csr->pkey, &csr->key_type, why, whysz)) != 0 ||
-	    (r = csr_extensions(req, spiffe_id, why, whysz)) != 0)
+	if ((r = csr_extensions(req, spiffe_id, why, whysz)) != 0)
 		goto out;
 	if (!EVP_Digest(der, derlen, csr->sha256, &mdlen, EVP_sha256(), NULL)) {
 		r = CUSTODY_E_CRYPTO;
@@ -411,8 +601,10 @@ set_serial(X509 *x)
 	int r;
 
 	do {
-		if ((r = util_random(rnd, sizeof(rnd))) != 0)
+		if ((r = util_random(rnd, sizeof(rnd))) != 0) {
+			BN_free(bn);
 			return r;
+		}
 		BN_free(bn);
 		if ((bn = BN_bin2bn(rnd, sizeof(rnd), NULL)) == NULL)
 			return CUSTODY_E_NOMEM;
@@ -432,8 +624,10 @@ time_of(const ASN1_TIME *t, int64_t *secsp)
 {
 	struct tm tm;
 
-	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+		ERR_clear_error();
 		return CUSTODY_E_PARSE;
+	}
 	*secsp = (int64_t)timegm(&tm);
 	return 0;
 }
@@ -539,13 +733,98 @@ set_tbs_sigalg(X509 *x, enum custody_alg alg)
 }
 
 int
+cert_leaf_check(const struct cert_leaf *leaf, const struct cert_csr *csr,
+    X509 *ca, unsigned *key_usagep, char *why, size_t whysz)
+{
+	NAME_CONSTRAINTS *nc;
+	GENERAL_NAMES *gens = NULL;
+	GENERAL_NAME *g = NULL;
+	ASN1_IA5STRING *uri = NULL;
+	X509 *x = NULL;
+	unsigned ku;
+	int crit = -1, rc, base;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(leaf != NULL && csr != NULL && ca != NULL &&
+				       key_usagep != NULL &&
+				       leaf->spiffe_id != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if (why != NULL && whysz > 0)
+		why[0] = '\0';
+	if (EVP_PKEY_eq(csr->pkey, X509_get0_pubkey(ca)) == 1)
+		return say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "the CSR's key is the CA's own");
+	/* the usages a key of this type may have (RFC 5480 section 3, RFC
+	 * 8410 section 5): the policy's template, less the others */
+	ku = leaf->key_usage;
+	base = EVP_PKEY_get_base_id(csr->pkey);
+	if (base == EVP_PKEY_EC || base == EVP_PKEY_ED25519)
+		ku &= ~CERT_KU_KEY_ENCIPHERMENT;
+	if (base == EVP_PKEY_RSA || base == EVP_PKEY_ED25519)
+		ku &= ~CERT_KU_KEY_AGREEMENT;
+	if (ku == 0)
+		return say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "the policy grants no key usage a %s key can have",
+		    csr->key_type);
+	/* the issuer's name constraints, enforced here rather than left to
+	 * relying parties (RFC 5280 4.2.1.10) */
+	nc = X509_get_ext_d2i(ca, NID_name_constraints, &crit, NULL);
+	if (nc == NULL && crit != -1) {
+		ERR_clear_error();
+		return say(why, whysz, CUSTODY_E_STATE,
+		    "the CA certificate's nameConstraints do not parse");
+	}
+	if (nc != NULL) {
+		rc = (x = X509_new()) != NULL &&
+			     (gens = GENERAL_NAMES_new()) != NULL &&
+			     (g = GENERAL_NAME_new()) != NULL &&
+			     (uri = ASN1_IA5STRING_new()) != NULL &&
+			     ASN1_STRING_set(uri, leaf->spiffe_id,
+				 (int)strlen(leaf->spiffe_id))
+			 ? X509_V_OK
+			 : -1;
+		if (rc == X509_V_OK) {
+			GENERAL_NAME_set0_value(g, GEN_URI, uri);
+			uri = NULL;
+			if (!sk_GENERAL_NAME_push(gens, g) ||
+			    X509_add1_ext_i2d(
+				x, NID_subject_alt_name, gens, 1, 0) != 1)
+				rc = -1;
+			else
+				g = NULL;
+		}
+		/* NAME_CONSTRAINTS_check reads the SANs OpenSSL caches
+		 * when it first looks at the extensions */
+		if (rc == X509_V_OK) {
+			(void)X509_get_extension_flags(x);
+			rc = NAME_CONSTRAINTS_check(x, nc);
+		}
+		NAME_CONSTRAINTS_free(nc);
+		GENERAL_NAMES_free(gens);
+		GENERAL_NAME_free(g);
+		ASN1_IA5STRING_free(uri);
+		X509_free(x);
+		ERR_clear_error();
+		if (rc == -1)
+			return CUSTODY_E_NOMEM;
+		if (rc != X509_V_OK)
+			return say(why, whysz, CUSTODY_E_STATE,
+			    "the CA certificate's name constraints exclude %s",
+			    leaf->spiffe_id);
+	}
+	*key_usagep = ku;
+	return 0;
+}
+
+int
 cert_leaf_tbs(const struct cert_leaf *leaf, const struct cert_csr *csr,
     X509 *ca, enum custody_alg alg, X509 **certp, uint8_t **tbsp,
     size_t *tbslenp)
 {
+	struct cert_leaf checked;
 	X509 *x = NULL;
 	unsigned char *tbs = NULL;
 	int64_t ca_from, ca_until, until;
+	unsigned ku;
 	int n, r;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(leaf != NULL && csr != NULL && ca != NULL &&
@@ -565,6 +844,10 @@ cert_leaf_tbs(const struct cert_leaf *leaf, const struct cert_csr *csr,
 		log_error_f("the CA certificate is not valid now");
 		return CUSTODY_E_STATE;
 	}
+	if ((r = cert_leaf_check(leaf, csr, ca, &ku, NULL, 0)) != 0)
+		return r;
+	checked = *leaf;
+	checked.key_usage = ku;
 	until = leaf->ttl > ca_until - leaf->not_before
 		    ? ca_until
 		    : leaf->not_before + leaf->ttl;
@@ -580,7 +863,7 @@ cert_leaf_tbs(const struct cert_leaf *leaf, const struct cert_csr *csr,
 		goto out;
 	}
 	if ((r = set_serial(x)) != 0 ||
-	    (r = leaf_extensions(x, ca, leaf)) != 0 ||
+	    (r = leaf_extensions(x, ca, &checked)) != 0 ||
 	    (r = set_tbs_sigalg(x, alg)) != 0)
 		goto out;
 	if ((n = i2d_re_X509_tbs(x, &tbs)) <= 0) {
@@ -638,6 +921,8 @@ assemble(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
 		return r;
 	if (siglen != alg_sig_len(alg))
 		return CUSTODY_E_SIG_VERIFY;
+	if (tbslen == 0 || tbslen > CERT_TBS_MAX)
+		return CUSTODY_E_TOO_LARGE;
 	if (alg == CUSTODY_ALG_ECDSA_P256 || alg == CUSTODY_ALG_ECDSA_P384) {
 		/* the token's r||s becomes Ecdsa-Sig-Value (RFC 5480) */
 		if ((r = pubkey_ecdsa_raw_to_der(sig, siglen, &sder, &slen)) !=

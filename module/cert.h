@@ -25,6 +25,8 @@
 
 /* Largest CSR accepted, PEM or DER. */
 #define CERT_CSR_MAX (16u << 10)
+/* Largest TBSCertificate or CertificationRequestInfo assembled. */
+#define CERT_TBS_MAX (64u << 10)
 
 /* A checked PKCS#10 request: all custody takes from it. */
 struct cert_csr {
@@ -73,6 +75,18 @@ struct cert_leaf {
 };
 
 /*
+ * What cert_leaf_tbs checks before it builds anything, for a caller that
+ * wants the reason: the CSR's key is not the CA's own (CUSTODY_E_INVALID_ARG),
+ * a key usage of the policy's template is left that the CSR's key type may
+ * have (keyEncipherment is dropped for EC and Ed25519 keys, keyAgreement for
+ * RSA and Ed25519; none left: CUSTODY_E_INVALID_ARG), and the CA
+ * certificate's nameConstraints, if any, permit the SPIFFE ID
+ * (CUSTODY_E_STATE). *key_usagep gets the usages the certificate will have.
+ */
+int cert_leaf_check(const struct cert_leaf *leaf, const struct cert_csr *csr,
+    X509 *ca, unsigned *key_usagep, char *why, size_t whysz);
+
+/*
  * Build the certificate for leaf, with the CSR's key, issued under the CA
  * certificate ca by a key of algorithm alg: version 3, a 128-bit random
  * serial, ca's subject as issuer, basicConstraints CA:FALSE (critical),
@@ -80,8 +94,9 @@ struct cert_leaf {
  * is empty), subjectKeyIdentifier (SHA-1 of the key, RFC 5280 4.2.1.2) and
  * authorityKeyIdentifier (ca's SKI). A validity that would outlive ca is
  * cut at ca's notAfter; a ca that is not valid at not_before is refused
- * (CUSTODY_E_STATE). Returns the certificate without its signature (free it)
- * and *tbsp, the DER TBSCertificate to sign (free(3)).
+ * (CUSTODY_E_STATE), and so is what cert_leaf_check refuses. Returns the
+ * certificate without its signature (free it) and *tbsp, the DER TBSCertificate
+ * to sign (free(3)).
  */
 int cert_leaf_tbs(const struct cert_leaf *leaf, const struct cert_csr *csr,
     X509 *ca, enum custody_alg alg, X509 **certp, uint8_t **tbsp,

@@ -248,8 +248,13 @@ issue_and_check(const char *ca_type, enum custody_alg alg, const char *csr_type,
 	assert_int_equal(ASN1_STRING_cmp(X509_get0_authority_key_id(got),
 			     X509_get0_subject_key_id(ca)),
 	    0);
-	assert_true(BN_num_bits(ASN1_INTEGER_to_BN(
-			X509_get0_serialNumber(got), NULL)) > 64);
+	{
+		BIGNUM *bn =
+		    ASN1_INTEGER_to_BN(X509_get0_serialNumber(got), NULL);
+
+		assert_true(BN_num_bits(bn) > 64);
+		BN_free(bn);
+	}
 	/* and by the openssl command, strictly, for a TLS client */
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/ca.pem", dir);
@@ -799,6 +804,183 @@ test_ca_check_refusals(void **state)
 	testutil_rmtree(dir);
 }
 
+/* A CSR file made by the openssl command in dir, read back. */
+static uint8_t *
+openssl_csr(const char *dir, const char *cmds, size_t *lenp)
+{
+	char path[300];
+	uint8_t *buf;
+
+	assert_int_equal(run("cd %s && (%s) >/dev/null 2>&1", dir, cmds), 0);
+	snprintf(path, sizeof(path), "%s/r.csr", dir);
+	assert_non_null(buf = (uint8_t *)testutil_read_file(path, lenp));
+	return buf;
+}
+
+/* The encodings and algorithms a request must not use (the review of
+ * cert.c found each accepted). */
+static void
+test_csr_hardening(void **state)
+{
+	char dir[] = "/tmp/test_cert.XXXXXX";
+	uint8_t *buf, pem[8192], der[4096], *p;
+	size_t len, n, i;
+	EVP_PKEY *k;
+	X509_REQ *req;
+	int dl;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	/* explicit curve parameters equal to P-256 */
+	buf = openssl_csr(dir,
+	    "openssl ecparam -name prime256v1 -param_enc explicit -genkey "
+	    "-out e.key && openssl req -new -key e.key -subj /CN=x -out r.csr",
+	    &len);
+	refused(buf, len, CUSTODY_E_INVALID_ARG, "explicit curve");
+	free(buf);
+	/* a compressed point */
+	buf = openssl_csr(dir,
+	    "openssl ecparam -name prime256v1 -genkey -out c0.key && "
+	    "openssl ec -in c0.key -conv_form compressed -out c.key && "
+	    "openssl req -new -key c.key -subj /CN=x -out r.csr",
+	    &len);
+	refused(buf, len, CUSTODY_E_INVALID_ARG, "not uncompressed");
+	free(buf);
+	/* signed with SHA-1 */
+	buf = openssl_csr(dir,
+	    "openssl req -new -key c0.key -sha1 -subj /CN=x -out r.csr", &len);
+	refused(buf, len, CUSTODY_E_INVALID_ARG, "SHA-1");
+	free(buf);
+	/* an attribute other than extensionRequest */
+	buf = openssl_csr(dir,
+	    "printf '[req]\ndistinguished_name=dn\nattributes=at\n"
+	    "prompt=no\n[dn]\nCN=x\n[at]\nchallengePassword=secret12\n' "
+	    ">at.cnf && openssl req -new -key c0.key -config at.cnf "
+	    "-out r.csr",
+	    &len);
+	refused(
+	    buf, len, CUSTODY_E_INVALID_ARG, "attribute 1.2.840.113549.1.9.7");
+	free(buf);
+	/* text before the PEM block: not PEM, not DER either */
+	k = keygen("p256");
+	n = make_csr(k, k, NULL, pem + 6, sizeof(pem) - 6);
+	memcpy(pem, "hello\n", 6);
+	refused(pem, n + 6, CUSTODY_E_PARSE, "PKCS#10");
+	/* an Ed25519 key of small order (the identity): refused before its
+	 * signature is even checked */
+	EVP_PKEY_free(k);
+	k = keygen("ed25519");
+	n = make_csr(k, k, NULL, pem, sizeof(pem));
+	{
+		BIO *b = BIO_new_mem_buf(pem, (int)n);
+
+		assert_non_null(
+		    req = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL));
+		BIO_free(b);
+	}
+	p = der;
+	assert_true((dl = i2d_X509_REQ(req, &p)) > 0);
+	X509_REQ_free(req);
+	/* the 32 key bytes follow the SPKI's BIT STRING header 03 21 00 */
+	for (i = 0; i + 35 <= (size_t)dl; i++)
+		if (der[i] == 0x03 && der[i + 1] == 0x21 && der[i + 2] == 0x00)
+			break;
+	assert_true(i + 35 <= (size_t)dl);
+	memset(der + i + 3, 0, 32);
+	der[i + 3] = 0x01;
+	refused(der, (size_t)dl, CUSTODY_E_INVALID_ARG, "small order");
+	EVP_PKEY_free(k);
+	testutil_rmtree(dir);
+}
+
+/* What the certificate may not be: the CA's own key, a usage the key
+ * type cannot have, a name the CA's constraints exclude. */
+static void
+test_leaf_check(void **state)
+{
+	EVP_PKEY *cakey = keygen("p256"), *leafkey = keygen("p256");
+	X509 *ca = make_ca(cakey, 30), *x = NULL, *nca;
+	struct cert_csr *csr = NULL, *own = NULL;
+	struct cert_leaf leaf = {AGENT, 0, 3600, CERT_EKU_CLIENT_AUTH,
+	    CERT_KU_DIGITAL_SIGNATURE | CERT_KU_KEY_ENCIPHERMENT};
+	uint8_t pem[8192], *tbs = NULL;
+	size_t n, tbslen;
+	unsigned ku = 0;
+	char why[256];
+	X509V3_CTX ctx;
+	X509_EXTENSION *e;
+
+	(void)state;
+	leaf.not_before = (int64_t)time(NULL);
+	n = make_csr(leafkey, leafkey, NULL, pem, sizeof(pem));
+	assert_int_equal(cert_csr_parse(pem, n, AGENT, &csr, NULL, 0), 0);
+	/* keyEncipherment is dropped for an EC key */
+	assert_int_equal(
+	    cert_leaf_check(&leaf, csr, ca, &ku, why, sizeof(why)), 0);
+	assert_int_equal(ku, CERT_KU_DIGITAL_SIGNATURE);
+	assert_int_equal(cert_leaf_tbs(&leaf, csr, ca, CUSTODY_ALG_ECDSA_P256,
+			     &x, &tbs, &tbslen),
+	    0);
+	{
+		ASN1_BIT_STRING *bits =
+		    X509_get_ext_d2i(x, NID_key_usage, NULL, NULL);
+
+		assert_non_null(bits);
+		assert_true(ASN1_BIT_STRING_get_bit(bits, 0));
+		assert_false(ASN1_BIT_STRING_get_bit(bits, 2));
+		ASN1_BIT_STRING_free(bits);
+	}
+	X509_free(x);
+	x = NULL;
+	free(tbs);
+	tbs = NULL;
+	/* and nothing left */
+	leaf.key_usage = CERT_KU_KEY_ENCIPHERMENT;
+	assert_int_equal(cert_leaf_check(&leaf, csr, ca, &ku, why, sizeof(why)),
+	    CUSTODY_E_INVALID_ARG);
+	assert_non_null(strstr(why, "no key usage"));
+	assert_int_equal(cert_leaf_tbs(&leaf, csr, ca, CUSTODY_ALG_ECDSA_P256,
+			     &x, &tbs, &tbslen),
+	    CUSTODY_E_INVALID_ARG);
+	leaf.key_usage = CERT_KU_DIGITAL_SIGNATURE;
+	/* the CA's own key */
+	n = make_csr(cakey, cakey, NULL, pem, sizeof(pem));
+	assert_int_equal(cert_csr_parse(pem, n, AGENT, &own, NULL, 0), 0);
+	assert_int_equal(cert_leaf_check(&leaf, own, ca, &ku, why, sizeof(why)),
+	    CUSTODY_E_INVALID_ARG);
+	assert_non_null(strstr(why, "CA's own"));
+	assert_int_equal(cert_leaf_tbs(&leaf, own, ca, CUSTODY_ALG_ECDSA_P256,
+			     &x, &tbs, &tbslen),
+	    CUSTODY_E_INVALID_ARG);
+	/* a CA whose name constraints permit another trust domain only */
+	nca = make_ca(cakey, 30);
+	X509V3_set_ctx(&ctx, nca, nca, NULL, NULL, 0);
+	assert_non_null(e = X509V3_EXT_conf(NULL, &ctx, "nameConstraints",
+			    "critical,permitted;URI:.other.org"));
+	X509_add_ext(nca, e, -1);
+	X509_EXTENSION_free(e);
+	assert_int_equal(
+	    cert_leaf_check(&leaf, csr, nca, &ku, why, sizeof(why)),
+	    CUSTODY_E_STATE);
+	assert_non_null(strstr(why, "name constraints"));
+	X509_free(nca);
+	/* and one that permits the agent's trust domain */
+	nca = make_ca(cakey, 30);
+	X509V3_set_ctx(&ctx, nca, nca, NULL, NULL, 0);
+	assert_non_null(e = X509V3_EXT_conf(NULL, &ctx, "nameConstraints",
+			    "critical,permitted;URI:example.org"));
+	X509_add_ext(nca, e, -1);
+	X509_EXTENSION_free(e);
+	assert_int_equal(
+	    cert_leaf_check(&leaf, csr, nca, &ku, why, sizeof(why)), 0);
+	X509_free(nca);
+	cert_csr_free(own);
+	cert_csr_free(csr);
+	X509_free(ca);
+	EVP_PKEY_free(cakey);
+	EVP_PKEY_free(leafkey);
+}
+
 int
 main(void)
 {
@@ -814,6 +996,8 @@ main(void)
 	    cmocka_unit_test(test_ca_self_signed),
 	    cmocka_unit_test(test_ca_csr_and_import),
 	    cmocka_unit_test(test_ca_check_refusals),
+	    cmocka_unit_test(test_csr_hardening),
+	    cmocka_unit_test(test_leaf_check),
 	};
 
 	custody_log_set(NULL, getenv("TEST_CERT_LOG") ? 7 : 2, NULL);
