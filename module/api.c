@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <netdb.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -20,6 +21,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -27,6 +29,8 @@
 #include <event2/thread.h>
 #include <jansson.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -96,11 +100,13 @@ struct conn {
 	struct bufferevent *bev; /* until adopted */
 	struct evhttp_connection *evcon;
 	struct event *adopt, *deadline;
-	char principal[48];	   /* "" if SO_PEERCRED failed */
-	int busy;		   /* a request is being answered */
-	int closed;		   /* libevent closed it meanwhile */
-	int refused;		   /* over max-connections */
-	struct conn *next_pending; /* not adopted yet */
+	char principal[API_PRINCIPAL_MAX]; /* "" if SO_PEERCRED failed,
+					    * or TLS before the first request */
+	int tls;			   /* on the mutual-TLS listener */
+	int busy;			   /* a request is being answered */
+	int closed;			   /* libevent closed it meanwhile */
+	int refused;			   /* over max-connections */
+	struct conn *next_pending;	   /* not adopted yet */
 };
 
 struct call;
@@ -113,7 +119,7 @@ struct call {
 	struct evhttp_request *req;
 	enum route route;
 	struct timespec t0;
-	char principal[48];
+	char principal[API_PRINCIPAL_MAX];
 	/* the answer */
 	int status;
 	const char *ctype;
@@ -138,6 +144,8 @@ struct loop {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evconnlistener *lst;
+	struct evhttp *https; /* the mutual-TLS listener's, or NULL */
+	struct evconnlistener *tlst;
 	pthread_t th;
 	int running;
 	struct event *wake;
@@ -153,7 +161,7 @@ struct loop {
 };
 
 struct refused {
-	char principal[48];
+	char principal[API_PRINCIPAL_MAX];
 	unsigned long n[NSTATUS]; /* by status, as statuses[] */
 };
 
@@ -164,6 +172,8 @@ struct api {
 	struct token *tok;
 	struct keyring *kr;
 	int lfd;
+	int tfd;      /* listen-tcp, or -1 */
+	SSL_CTX *tls; /* its TLS context */
 	char *sock_path;
 	dev_t sock_dev;
 	ino_t sock_ino;
@@ -2572,6 +2582,7 @@ headers_size(struct evhttp_request *req)
 }
 
 static struct conn *conn_of(struct loop *lp, struct evhttp_connection *evcon);
+static int tls_principal(SSL *ssl, char *out, size_t outsz);
 
 static void
 on_request(struct evhttp_request *req, void *arg)
@@ -2602,6 +2613,12 @@ on_request(struct evhttp_request *req, void *arg)
 		k->busy = 1;
 		if (k->deadline != NULL)
 			event_del(k->deadline);
+		if (k->tls && k->principal[0] == '\0' &&
+		    tls_principal(
+			bufferevent_openssl_get_ssl(
+			    evhttp_connection_get_bufferevent(k->evcon)),
+			k->principal, sizeof(k->principal)) != 0)
+			k->principal[0] = '\0';
 		snprintf(
 		    c->principal, sizeof(c->principal), "%s", k->principal);
 	}
@@ -2609,7 +2626,10 @@ on_request(struct evhttp_request *req, void *arg)
 		path = "";
 	if (c->principal[0] == '\0') {
 		problem(c, 401, "unauthenticated", NULL,
-		    "the peer's credentials (SO_PEERCRED) are unknown");
+		    k != NULL && k->tls
+			? "the client certificate names no principal custody "
+			  "can use (one spiffe:// URI SAN, or a subject)"
+			: "the peer's credentials (SO_PEERCRED) are unknown");
 		send_answer(c);
 		return;
 	}
@@ -2926,7 +2946,7 @@ adopt_cb(evutil_socket_t fd_, short what, void *arg)
 		conn_kill(k);
 		return;
 	}
-	if (fd >= 0 &&
+	if (!k->tls && fd >= 0 &&
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
 	    clen == sizeof(cred))
 		snprintf(k->principal, sizeof(k->principal), "unix:uid=%lu",
@@ -2937,20 +2957,15 @@ adopt_cb(evutil_socket_t fd_, short what, void *arg)
 		event_add(k->deadline, &tv);
 }
 
-/* evhttp's hook for a new connection's bufferevent. */
+/* Count and track a new connection's bufferevent; adopted at once. */
 static struct bufferevent *
-new_conn(struct event_base *base, void *arg)
+track_conn(struct loop *lp, struct bufferevent *bev, int tls)
 {
-	struct loop *lp = arg;
 	struct api *a = lp->api;
+	struct event_base *base = lp->base;
 	struct timeval zero = {0, 0};
-	struct bufferevent *bev;
 	struct conn *k;
 
-	/* what evhttp makes itself (no BEV_OPT_CLOSE_ON_FREE: evhttp
-	 * shuts the socket down and closes it after freeing this) */
-	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL)
-		return NULL;
 	if ((k = calloc(1, sizeof(*k))) == NULL ||
 	    (k->adopt = evtimer_new(base, adopt_cb, k)) == NULL) {
 		free(k);
@@ -2959,6 +2974,7 @@ new_conn(struct event_base *base, void *arg)
 	event_priority_set(k->adopt, 0);
 	k->lp = lp;
 	k->bev = bev;
+	k->tls = tls;
 	bufferevent_incref(bev);
 	k->next_pending = lp->pending;
 	lp->pending = k;
@@ -2971,6 +2987,98 @@ new_conn(struct event_base *base, void *arg)
 	}
 	event_add(k->adopt, &zero);
 	return bev;
+}
+
+/* evhttp's hook for a new connection's bufferevent: the Unix socket. */
+static struct bufferevent *
+new_conn(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev;
+
+	/* what evhttp makes itself (no BEV_OPT_CLOSE_ON_FREE: evhttp
+	 * shuts the socket down and closes it after freeing this) */
+	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL)
+		return NULL;
+	return track_conn(arg, bev, 0);
+}
+
+/* The same for the mutual-TLS listener: the handshake comes first (the
+ * deadline of adoption bounds it too). */
+static struct bufferevent *
+new_tls_conn(struct event_base *base, void *arg)
+{
+	struct loop *lp = arg;
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if ((ssl = SSL_new(lp->api->tls)) == NULL)
+		return NULL;
+	/* BEV_OPT_CLOSE_ON_FREE: the SSL and the socket go with it (evhttp
+	 * then leaves the socket alone) */
+	if ((bev = bufferevent_openssl_socket_new(base, -1, ssl,
+		 BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return track_conn(lp, bev, 1);
+}
+
+/*
+ * The principal of a TLS client, from its certificate (verified during the
+ * handshake against tls-client-ca): the SPIFFE ID of its one spiffe:// URI
+ * SAN, else x509: and its subject as RFC 4514 writes it. 0, or -1 when
+ * there is none that fits (two SPIFFE IDs, characters outside printable
+ * ASCII, longer than out).
+ */
+static int
+tls_principal(SSL *ssl, char *out, size_t outsz)
+{
+	X509 *x = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+	GENERAL_NAMES *gens;
+	const GENERAL_NAME *g;
+	const unsigned char *u;
+	int i, n, len, found = 0, bad = 0;
+	BIO *b;
+	char *data;
+	long blen;
+
+	if (x == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+		return -1;
+	if ((gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) !=
+	    NULL) {
+		n = sk_GENERAL_NAME_num(gens);
+		for (i = 0; i < n; i++) {
+			g = sk_GENERAL_NAME_value(gens, i);
+			if (g->type != GEN_URI)
+				continue;
+			u = ASN1_STRING_get0_data(
+			    g->d.uniformResourceIdentifier);
+			len =
+			    ASN1_STRING_length(g->d.uniformResourceIdentifier);
+			if (len < 9 || strncmp((const char *)u, "spiffe://", 9))
+				continue;
+			if (found++ > 0 || (size_t)len >= outsz)
+				bad = 1;
+			for (int j = 0; !bad && j < len; j++)
+				bad = u[j] <= 0x20 || u[j] >= 0x7f;
+			if (!bad)
+				snprintf(out, outsz, "%.*s", len, u);
+		}
+		GENERAL_NAMES_free(gens);
+	}
+	ERR_clear_error();
+	if (found)
+		return bad ? -1 : 0;
+	if ((b = BIO_new(BIO_s_mem())) == NULL)
+		return -1;
+	bad = BIO_puts(b, "x509:") != 5 ||
+	      X509_NAME_print_ex(
+		  b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) < 0 ||
+	      (blen = BIO_get_mem_data(b, &data)) <= 5 || (size_t)blen >= outsz;
+	if (!bad)
+		snprintf(out, outsz, "%.*s", (int)blen, data);
+	BIO_free(b);
+	return bad ? -1 : 0;
 }
 
 /* ---- the loops -----------------------------------------------------------
@@ -3016,8 +3124,11 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (drain && !lp->draining) {
 		/* the listener stays: the socket is gone from the file system
-		 * (api_drain), so what it still accepts was queued before */
+		 * (api_drain), so what it still accepts was queued before; TCP
+		 * clients can still connect, so that listener stops */
 		lp->draining = 1;
+		if (lp->tlst != NULL)
+			evconnlistener_disable(lp->tlst);
 		shorten_deadlines(lp);
 	}
 	if (stop)
@@ -3044,44 +3155,65 @@ command(struct loop *lp, int drain, int stop)
 	event_active(lp->wake, 0, 0);
 }
 
+/* An evhttp of loop lp on a descriptor of its own for listening socket
+ * lfd, whose connections bevcb makes. */
+static int
+loop_http(struct loop *lp, int lfd,
+    struct bufferevent *(*bevcb)(struct event_base *, void *),
+    struct evhttp **httpp, struct evconnlistener **lstp)
+{
+	struct api *a = lp->api;
+	struct evhttp *http;
+	int fd;
+
+	if ((http = *httpp = evhttp_new(lp->base)) == NULL)
+		return CUSTODY_E_NOMEM;
+	evhttp_set_max_body_size(http, API_BODY_BACKSTOP);
+	evhttp_set_max_headers_size(http, API_HEADERS_BACKSTOP);
+	/* a backstop: custody's own deadline (request-timeout from the
+	 * connection or the last answer) closes a slow client first */
+	evhttp_set_timeout(http, (int)a->cfg->request_timeout * 2 + 1);
+	evhttp_set_allowed_methods(
+	    http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+		      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
+	evhttp_set_flags(http, EVHTTP_SERVER_LINGERING_CLOSE);
+	evhttp_set_default_content_type(http, "application/json");
+	evhttp_set_gencb(http, on_request, lp);
+	evhttp_set_bevcb(http, bevcb, lp);
+	/* each loop accepts on a descriptor of its own for the socket */
+	if ((fd = fcntl(lfd, F_DUPFD_CLOEXEC, 3)) < 0) {
+		log_error_f("dup: %s", strerror(errno));
+		return CUSTODY_E_IO;
+	}
+	if ((*lstp = evconnlistener_new(lp->base, NULL, NULL,
+		 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd)) ==
+	    NULL) {
+		close(fd);
+		return CUSTODY_E_NOMEM;
+	}
+	if (evhttp_bind_listener(http, *lstp) == NULL)
+		return CUSTODY_E_NOMEM;
+	return 0;
+}
+
 static int
 loop_init(struct api *a, struct loop *lp, int idx)
 {
-	int fd;
+	int r;
 
 	lp->api = a;
 	lp->idx = idx;
 	pthread_mutex_init(&lp->mu, NULL);
 	if ((lp->base = event_base_new()) == NULL ||
 	    event_base_priority_init(lp->base, 2) != 0 ||
-	    (lp->http = evhttp_new(lp->base)) == NULL ||
 	    (lp->wake = event_new(lp->base, -1, 0, wake_cb, lp)) == NULL)
 		return CUSTODY_E_NOMEM;
-	evhttp_set_max_body_size(lp->http, API_BODY_BACKSTOP);
-	evhttp_set_max_headers_size(lp->http, API_HEADERS_BACKSTOP);
-	/* a backstop: custody's own deadline (request-timeout from the
-	 * connection or the last answer) closes a slow client first */
-	evhttp_set_timeout(lp->http, (int)a->cfg->request_timeout * 2 + 1);
-	evhttp_set_allowed_methods(lp->http,
-	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
-	evhttp_set_flags(lp->http, EVHTTP_SERVER_LINGERING_CLOSE);
-	evhttp_set_default_content_type(lp->http, "application/json");
-	evhttp_set_gencb(lp->http, on_request, lp);
-	evhttp_set_bevcb(lp->http, new_conn, lp);
-	/* each loop accepts on a descriptor of its own for the socket */
-	if ((fd = fcntl(a->lfd, F_DUPFD_CLOEXEC, 3)) < 0) {
-		log_error_f("dup: %s", strerror(errno));
-		return CUSTODY_E_IO;
-	}
-	if ((lp->lst = evconnlistener_new(lp->base, NULL, NULL,
-		 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd)) ==
-	    NULL) {
-		close(fd);
-		return CUSTODY_E_NOMEM;
-	}
-	if (evhttp_bind_listener(lp->http, lp->lst) == NULL)
-		return CUSTODY_E_NOMEM;
+	if ((r = loop_http(lp, a->lfd, new_conn, &lp->http, &lp->lst)) != 0)
+		return r;
+	/* a separate evhttp: the bufferevent hook is per instance */
+	if (a->tfd >= 0 && (r = loop_http(lp, a->tfd, new_tls_conn, &lp->https,
+				&lp->tlst)) != 0)
+		return r;
 	return 0;
 }
 
@@ -3100,6 +3232,8 @@ loop_cleanup(struct loop *lp)
 	}
 	if (lp->http != NULL)
 		evhttp_free(lp->http); /* also the listener and connections */
+	if (lp->https != NULL)
+		evhttp_free(lp->https);
 	while ((k = lp->pending) != NULL) {
 		/* accepted as the loop stopped: never adopted */
 		lp->pending = k->next_pending;
@@ -3209,6 +3343,121 @@ fail:
 	return CUSTODY_E_IO;
 }
 
+/* ---- listen-tcp: mutual TLS ---------------------------------------------- */
+
+static int
+tls_fail(const char *what, const char *path)
+{
+	unsigned long e = ERR_get_error();
+
+	log_error_f("%s %s: %s", what, path,
+	    e != 0 ? ERR_reason_error_string(e) : "failed");
+	ERR_clear_error();
+	return CUSTODY_E_CONFIG;
+}
+
+/*
+ * The TLS context of listen-tcp: tls-cert (the server's chain, PEM) and
+ * tls-key (its key, a file of mode 0600 or stricter), TLS 1.2 at least, and
+ * a client certificate required, verified against tls-client-ca for
+ * clientAuth.
+ */
+static int
+tls_setup(struct api *a)
+{
+	const struct config *cfg = a->cfg;
+	STACK_OF(X509_NAME) * names;
+	struct stat sb;
+
+	if (stat(cfg->tls_key, &sb) != 0) {
+		log_error_f("tls-key %s: %s", cfg->tls_key, strerror(errno));
+		return CUSTODY_E_CONFIG;
+	}
+	if ((sb.st_mode & 077) != 0) {
+		log_error_f("tls-key %s: mode %04o lets others read the key; "
+			    "chmod 600 it",
+		    cfg->tls_key, (unsigned)(sb.st_mode & 07777));
+		return CUSTODY_E_CONFIG;
+	}
+	if ((a->tls = SSL_CTX_new(TLS_server_method())) == NULL)
+		return tls_fail("TLS context", "");
+	if (SSL_CTX_set_min_proto_version(a->tls, TLS1_2_VERSION) != 1)
+		return tls_fail("TLS 1.2 minimum", "");
+	SSL_CTX_set_options(a->tls, SSL_OP_NO_RENEGOTIATION |
+					SSL_OP_NO_COMPRESSION |
+					SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(a->tls, cfg->tls_cert) != 1)
+		return tls_fail("tls-cert", cfg->tls_cert);
+	if (SSL_CTX_use_PrivateKey_file(
+		a->tls, cfg->tls_key, SSL_FILETYPE_PEM) != 1)
+		return tls_fail("tls-key", cfg->tls_key);
+	if (SSL_CTX_check_private_key(a->tls) != 1)
+		return tls_fail(
+		    "tls-key does not match tls-cert", cfg->tls_key);
+	if (SSL_CTX_load_verify_locations(a->tls, cfg->tls_client_ca, NULL) !=
+		1 ||
+	    (names = SSL_load_client_CA_file(cfg->tls_client_ca)) == NULL)
+		return tls_fail("tls-client-ca", cfg->tls_client_ca);
+	SSL_CTX_set_client_CA_list(a->tls, names);
+	SSL_CTX_set_verify(
+	    a->tls, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	if (X509_VERIFY_PARAM_set_purpose(
+		SSL_CTX_get0_param(a->tls), X509_PURPOSE_SSL_CLIENT) != 1 ||
+	    SSL_CTX_set_session_id_context(
+		a->tls, (const unsigned char *)"custodyd", 8) != 1)
+		return tls_fail("TLS client verification", "");
+	return 0;
+}
+
+/* The listen-tcp socket, HOST:PORT as the configuration checked it. */
+static int
+bind_tcp(struct api *a)
+{
+	const char *v = a->cfg->listen_tcp, *colon;
+	char host[256], port[8];
+	struct addrinfo hints, *res = NULL;
+	int fd = -1, one = 1, rc;
+	size_t hl;
+
+	if (v[0] == '[') {
+		colon = strchr(v, ']') + 1;
+		hl = (size_t)(colon - v) - 2;
+		v++;
+	} else {
+		colon = strrchr(v, ':');
+		hl = (size_t)(colon - v);
+	}
+	if (hl >= sizeof(host) || strlen(colon + 1) >= sizeof(port))
+		return CUSTODY_E_CONFIG;
+	memcpy(host, v, hl);
+	host[hl] = '\0';
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		log_error_f(
+		    "listen-tcp %s: %s", a->cfg->listen_tcp, gai_strerror(rc));
+		return CUSTODY_E_CONFIG;
+	}
+	if ((fd = socket(res->ai_family,
+		 SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, 1024) != 0) {
+		log_error_f(
+		    "listen-tcp %s: %s", a->cfg->listen_tcp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return CUSTODY_E_IO;
+	}
+	freeaddrinfo(res);
+	a->tfd = fd;
+	return 0;
+}
+
 /* ---- the api -------------------------------------------------------------
  */
 
@@ -3243,6 +3492,7 @@ api_open(struct service *sv, const struct config *cfg, struct api **ap)
 	a->audit = service_audit(sv);
 	a->tok = service_token(sv);
 	a->lfd = -1;
+	a->tfd = -1;
 	pthread_mutex_init(&a->jmu, NULL);
 	pthread_cond_init(&a->jcv, NULL);
 	pthread_mutex_init(&a->rmu, NULL);
@@ -3252,10 +3502,9 @@ api_open(struct service *sv, const struct config *cfg, struct api **ap)
 		goto fail;
 	if ((r = bind_socket(a)) != 0)
 		goto fail;
-	if (cfg->listen_tcp != NULL)
-		log_warn_f("listen-tcp %s: TCP with mutual TLS is not served "
-			   "yet; only %s is",
-		    cfg->listen_tcp, cfg->listen_unix);
+	if (cfg->listen_tcp != NULL &&
+	    ((r = tls_setup(a)) != 0 || (r = bind_tcp(a)) != 0))
+		goto fail;
 	if ((a->sock_path = strdup(cfg->listen_unix)) == NULL) {
 		r = CUSTODY_E_NOMEM;
 		goto fail;
@@ -3402,6 +3651,9 @@ api_close(struct api *a)
 	free(a->signers);
 	if (a->lfd >= 0)
 		close(a->lfd);
+	if (a->tfd >= 0)
+		close(a->tfd);
+	SSL_CTX_free(a->tls);
 	unlink_socket(a);
 	free(a->sock_path);
 	keyring_close(a->kr);

@@ -29,6 +29,7 @@
 struct api;
 
 #define API_BODY_MAX	       (64 * 1024)
+#define API_PRINCIPAL_MAX      512 /* bytes of a principal, with its NUL */
 #define API_BODY_BACKSTOP      (1024 * 1024)
 #define API_HEADERS_MAX	       (8 * 1024)
 #define API_HEADERS_BACKSTOP   (32 * 1024)

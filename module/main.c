@@ -298,12 +298,14 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_notice_f("ready: %s on token '%s' (%s), log of %llu leaves, "
-		     "checkpoints every %llds, API on %s with %d workers",
+		     "checkpoints every %llds, API on %s%s%s%s with %d workers",
 	    cfg->data_dir, token_label(service_token(sv)),
 	    token_backend(service_token(sv)),
 	    (unsigned long long)audit_size(service_audit(sv)),
 	    (long long)cfg->checkpoint_interval, cfg->listen_unix,
-	    cfg->workers);
+	    cfg->listen_tcp != NULL ? " and " : "",
+	    cfg->listen_tcp != NULL ? cfg->listen_tcp : "",
+	    cfg->listen_tcp != NULL ? " (mutual TLS)" : "", cfg->workers);
 	if (detach) {
 		ready(readyfd, 0);
 		readyfd = -1;
