@@ -135,6 +135,7 @@ struct call {
 	char *kfree[4]; /* kreq's strings */
 	char rule[POLICY_RULE_ID_MAX + 1];
 	char policy_hex[65];
+	int deny_leaf; /* the refusal has a leaf of its own */
 	struct call *next;
 };
 
@@ -436,7 +437,7 @@ send_answer(struct call *c)
 	if (c->body == NULL)
 		problem(c, 500, "internal", NULL, "no answer was made");
 	if (c->status >= 400 && c->status != 403 && c->status != 409 &&
-	    c->status < 500 && status_index(c->status) >= 0) {
+	    !c->deny_leaf && c->status < 500 && status_index(c->status) >= 0) {
 		/* no leaf each (a flood would fill the log): counted, and
 		 * one requests.refused leaf per interval says how many */
 		count_refused(a, c->principal, c->status);
@@ -710,6 +711,7 @@ vrefuse(struct call *c, int status, const char *slug, const char *event,
 	atomic_fetch_add(&c->lp->api->m.decisions[0], 1);
 	problem(
 	    c, status, slug, json_pack("{s:s}", "rule", c->rule), "%s", reason);
+	c->deny_leaf = 1;
 	c->work = NULL;
 	log_then(c, decision_leaf(
 			c, event, key, request_sha256, NULL, 0, reason, NULL));
@@ -1667,10 +1669,17 @@ handle_x509(struct call *c)
 		goto answer;
 	}
 	c->x509->kind = X_ISSUE;
+	if (loop_store(c) == NULL)
+		goto answer; /* answered: the store cannot be read */
 	if ((r = ca_load(c, k, &c->x509->ca, &c->x509->chain,
 		 &c->x509->chainlen)) != 0) {
-		if (r == CUSTODY_E_STORE)
-			goto answer; /* loop_store answered */
+		if (r != CUSTODY_E_NOT_FOUND && r != CUSTODY_E_PARSE) {
+			problem(c, 503, "unavailable", NULL,
+			    "the CA certificate of key %s cannot be read "
+			    "(%s)",
+			    k->id, custody_strerror(r));
+			goto answer;
+		}
 		refuse(c, 409, "credential.x509", k, q->request_sha256, "(ca)",
 		    r == CUSTODY_E_NOT_FOUND
 			? "key %s has no CA certificate yet (custody ca init "
@@ -1752,8 +1761,9 @@ ca_put_op(struct store *st, void *arg)
 
 /* The ca.install leaf of x's certificate: the store changes with it. */
 static json_t *
-install_leaf(struct call *c, const struct store_key *k, X509 *cert,
-    const uint8_t *der, size_t derlen, int self_signed, size_t nchain)
+install_leaf(struct call *c, const struct store_key *k,
+    const uint8_t *request_sha256, X509 *cert, const uint8_t *der,
+    size_t derlen, int self_signed, size_t nchain)
 {
 	char serial[80], na[32], hex[65], *subject = NULL, *issuer = NULL;
 	uint8_t h[32];
@@ -1778,7 +1788,8 @@ install_leaf(struct call *c, const struct store_key *k, X509 *cert,
 	    na, "self_signed", self_signed, "chain_length", (json_int_t)nchain);
 	OPENSSL_free(subject);
 	OPENSSL_free(issuer);
-	return decision_leaf(c, "ca.install", k, NULL, NULL, 1, NULL, o);
+	return decision_leaf(
+	    c, "ca.install", k, request_sha256, NULL, 1, NULL, o);
 }
 
 static void
@@ -1805,15 +1816,17 @@ ca_self_work(struct call *c)
 	}
 	p = x->der;
 	if ((cert = d2i_X509(NULL, &p, (long)x->derlen)) == NULL ||
-	    (leaf = install_leaf(
-		 c, c->key->rec, cert, x->der, x->derlen, 1, 0)) == NULL) {
+	    (leaf = install_leaf(c, c->key->rec, NULL, cert, x->der, x->derlen,
+		 1, 0)) == NULL) {
 		problem(c, 503, "unavailable", NULL, "out of memory");
 		goto out;
 	}
 	/* the certificate is the key's once its leaf is durable */
 	if ((r = audit_append(
 		 a->audit, leaf, ca_put_op, x, &seq, NULL, NULL)) != 0) {
-		problem(c, 503, "log-failed", NULL,
+		problem(c, 503,
+		    r == CUSTODY_E_LOG_FAILED ? "log-failed" : "unavailable",
+		    NULL,
 		    "the CA certificate was signed (leaf %llu) but not "
 		    "installed: %s",
 		    (unsigned long long)c->seq, custody_strerror(r));
@@ -1938,13 +1951,22 @@ ca_body(struct call *c, int with_ttl, uint8_t sha[32], X509_NAME **namep,
 	{
 		if (strcmp(key, "subject") == 0 && json_is_string(v))
 			subject = json_string_value(v);
-		else if (with_ttl && strcmp(key, "ttl") == 0 &&
-			 json_is_integer(v) && json_integer_value(v) >= 3600 &&
-			 json_integer_value(v) <= CA_TTL_MAX)
+		else if (with_ttl && strcmp(key, "ttl") == 0) {
+			if (!json_is_integer(v) ||
+			    json_integer_value(v) < 3600 ||
+			    json_integer_value(v) > CA_TTL_MAX) {
+				problem(c, 400, "bad-request", NULL,
+				    "ttl must be a number of seconds from "
+				    "3600 (1 hour) to %d (20 years)",
+				    CA_TTL_MAX);
+				goto out;
+			}
 			*ttlp = (int64_t)json_integer_value(v);
-		else {
+		} else {
 			problem(c, 400, "bad-request", NULL,
-			    "'%.64s': the members are subject (a string)%s",
+			    "%s'%.64s': the members are subject (a string)%s",
+			    strcmp(key, "subject") == 0 ? ""
+							: "unknown member ",
 			    key,
 			    with_ttl ? " and ttl (seconds, 3600 to 20 years)"
 				     : "");
@@ -1993,8 +2015,16 @@ handle_ca_make(struct call *c, const char *id, int self)
 	c->key = NULL;
 	if ((k = ca_manage_key(c, id, event, sha)) == NULL)
 		goto out;
-	if (k->ttl > 0 && (left = k->created_at + k->ttl - now) < ttl)
+	if (k->ttl > 0 && (left = k->created_at + k->ttl - now) < ttl) {
+		if (left <= 0) {
+			refuse(c, 409, event, k, sha, "(state)",
+			    "key %s reached the end of its ttl: it signs "
+			    "nothing more",
+			    k->id);
+			goto out;
+		}
 		ttl = left;
+	}
 	if ((x = c->x509 = calloc(1, sizeof(*x))) == NULL ||
 	    (x->pub = key_pub(k)) == NULL) {
 		problem(c, 503, "unavailable", NULL, "out of memory");
@@ -2044,7 +2074,7 @@ ca_installed(void *arg, int r, uint64_t seq)
 		    "the audit log could not record the CA certificate: it "
 		    "was not installed");
 	else if (r != 0)
-		problem(c, 409, "conflict", NULL,
+		problem(c, 503, "unavailable", NULL,
 		    "the CA certificate was not installed (%s)",
 		    custody_strerror(r));
 	else
@@ -2148,7 +2178,7 @@ handle_ca_import(struct call *c, const char *id)
 			goto answer;
 		}
 	}
-	if ((leaf = install_leaf(c, k, sk_X509_value(certs, 0), x->der,
+	if ((leaf = install_leaf(c, k, sha, sk_X509_value(certs, 0), x->der,
 		 x->derlen, 0, (size_t)n - 1)) == NULL) {
 		problem(c, 503, "unavailable", NULL, "out of memory");
 		goto answer;

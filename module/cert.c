@@ -763,7 +763,8 @@ cert_leaf_check(const struct cert_leaf *leaf, const struct cert_csr *csr,
 		ku &= ~CERT_KU_KEY_AGREEMENT;
 	if (ku == 0)
 		return say(why, whysz, CUSTODY_E_INVALID_ARG,
-		    "the policy grants no key usage a %s key can have",
+		    "the policy grants no key usage that keys of type %s can "
+		    "have",
 		    csr->key_type);
 	/* the issuer's name constraints, enforced here rather than left to
 	 * relying parties (RFC 5280 4.2.1.10) */
@@ -1299,6 +1300,13 @@ cert_ca_check(const uint8_t *pem, size_t len, EVP_PKEY *pub, int64_t now,
 			    "more than %d certificates", CERT_CHAIN_CERTS);
 			goto out;
 		}
+	/* the reading ends at the end of the text, not at a block that
+	 * does not parse (what follows it would be dropped unseen) */
+	if (ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE) {
+		r = say(why, whysz, CUSTODY_E_PARSE,
+		    "certificate %d does not parse", sk_X509_num(certs) + 1);
+		goto out;
+	}
 	ERR_clear_error();
 	if ((n = sk_X509_num(certs)) == 0) {
 		r = say(why, whysz, CUSTODY_E_PARSE,
@@ -1306,6 +1314,12 @@ cert_ca_check(const uint8_t *pem, size_t len, EVP_PKEY *pub, int64_t now,
 		goto out;
 	}
 	x = sk_X509_value(certs, 0);
+	if (n < 2) {
+		r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "only one certificate: its issuer must follow it, so that "
+		    "its signature can be checked");
+		goto out;
+	}
 	if (EVP_PKEY_eq(X509_get0_pubkey(x), pub) != 1) {
 		r = say(why, whysz, CUSTODY_E_KEY_MISMATCH,
 		    "the first certificate is not for this key");

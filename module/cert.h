@@ -48,7 +48,11 @@ struct cert_csr {
  * grant (CUSTODY_E_INVALID_ARG): basicConstraints with CA:TRUE or a path
  * length, keyUsage keyCertSign or cRLSign, an extended key usage other than
  * clientAuth or serverAuth, a subjectAltName other than exactly the URI
- * spiffe_id, any other extension, and an extension named twice. Nothing of
+ * spiffe_id, any other extension, and an extension named twice; an EC key
+ * with explicit parameters or a compressed point, an Ed25519 key of small
+ * order or not canonical, an RSA key that fails OpenSSL's public check, a
+ * request signed with MD5 or SHA-1, not in DER, of another version than 1
+ * or with attributes other than one extensionRequest. Nothing of
  * the request is copied into a certificate but its key, so an allowed
  * extension is only checked, never granted. why (whysz bytes, may be NULL)
  * gets a one-line reason for a refusal, fit for an error answer.
@@ -158,8 +162,9 @@ int cert_csr_finish(const uint8_t *tbs, size_t tbslen, enum custody_alg alg,
 /*
  * Check what an external CA answered, before it is installed: PEM
  * certificates (at most CERT_CHAIN_MAX bytes, CERT_CHAIN_CERTS of them),
- * the first for the key pub (CUSTODY_E_KEY_MISMATCH otherwise), a CA
- * certificate with keyCertSign, then its issuers in order, each
+ * every block parsing, the first for the key pub (CUSTODY_E_KEY_MISMATCH
+ * otherwise), a CA certificate with keyCertSign, then at least its issuer
+ * and any above it, in order, each
  * signing the one before (CUSTODY_E_SIG_VERIFY otherwise), all valid at
  * now. When the last is self-signed the whole path is verified by OpenSSL
  * (X509_V_FLAG_X509_STRICT) with it as the trust anchor. Returns the

@@ -693,14 +693,33 @@ test_ca_csr_and_import(void **state)
 	assert_int_equal(sk_X509_num(certs), 2);
 	sk_X509_pop_free(certs, X509_free);
 	certs = NULL;
-	/* the answer alone, without its root, is checked as far as it goes */
+	/* the answer alone: its signature cannot be checked */
 	snprintf(path, sizeof(path), "%s/int.pem", dir);
 	free(buf);
 	assert_non_null(buf = (uint8_t *)testutil_read_file(path, &len));
 	assert_int_equal(
-	    cert_ca_check(buf, len, key, now, &certs, why, sizeof(why)), 0);
-	sk_X509_pop_free(certs, X509_free);
-	certs = NULL;
+	    cert_ca_check(buf, len, key, now, &certs, why, sizeof(why)),
+	    CUSTODY_E_INVALID_ARG);
+	assert_non_null(strstr(why, "only one certificate"));
+	assert_null(certs);
+	/* a block that does not parse after it: refused, not dropped */
+	{
+		char *bad = malloc(len + 80);
+
+		assert_non_null(bad);
+		memcpy(bad, buf, len);
+		strcpy(bad + len, "-----BEGIN CERTIFICATE-----\nAAAA\n"
+				  "-----END CERTIFICATE-----\n");
+		assert_int_equal(
+		    cert_ca_check((const uint8_t *)bad, strlen(bad), key, now,
+			&certs, why, sizeof(why)),
+		    CUSTODY_E_PARSE);
+		assert_non_null(strstr(why, "certificate 2 does not parse"));
+		free(bad);
+	}
+	snprintf(path, sizeof(path), "%s/chain.pem", dir);
+	free(buf);
+	assert_non_null(buf = (uint8_t *)testutil_read_file(path, &len));
 	/* for another key */
 	assert_int_equal(
 	    cert_ca_check(buf, len, other, now, &certs, why, sizeof(why)),
@@ -769,7 +788,14 @@ test_ca_check_refusals(void **state)
 	p = der;
 	assert_non_null(got = d2i_X509(NULL, &p, (long)derlen));
 	snprintf(path, sizeof(path), "%s/leaf.pem", dir);
-	write_pem(path, got);
+	{
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		PEM_write_X509(f, got);
+		PEM_write_X509(f, ca2); /* and its issuer */
+		fclose(f);
+	}
 	assert_non_null(buf = (uint8_t *)testutil_read_file(path, &len));
 	assert_int_equal(
 	    cert_ca_check(buf, len, key, now, &certs, why, sizeof(why)),
