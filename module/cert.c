@@ -164,6 +164,10 @@ static const uint8_t ed25519_weak[][32] = {
     {0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76,
 	0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6,
 	0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a},
+    /* p - 1 (order 2); p and p + 1 are the non-canonical check's */
+    {0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
 };
 
 static int
@@ -732,42 +736,21 @@ set_tbs_sigalg(X509 *x, enum custody_alg alg)
 	return r;
 }
 
-int
-cert_leaf_check(const struct cert_leaf *leaf, const struct cert_csr *csr,
-    X509 *ca, unsigned *key_usagep, char *why, size_t whysz)
+/*
+ * Do the nameConstraints of CA certificate ca, if any, permit a leaf whose
+ * one name is the URI spiffe_id? 0, CUSTODY_E_STATE (no, or they do not
+ * parse) or CUSTODY_E_NOMEM.
+ */
+static int
+nc_permits(X509 *ca, const char *spiffe_id, char *why, size_t whysz)
 {
 	NAME_CONSTRAINTS *nc;
 	GENERAL_NAMES *gens = NULL;
 	GENERAL_NAME *g = NULL;
 	ASN1_IA5STRING *uri = NULL;
 	X509 *x = NULL;
-	unsigned ku;
-	int crit = -1, rc, base;
+	int crit = -1, rc;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(leaf != NULL && csr != NULL && ca != NULL &&
-				       key_usagep != NULL &&
-				       leaf->spiffe_id != NULL,
-	    CUSTODY_E_INVALID_ARG);
-	if (why != NULL && whysz > 0)
-		why[0] = '\0';
-	if (EVP_PKEY_eq(csr->pkey, X509_get0_pubkey(ca)) == 1)
-		return say(why, whysz, CUSTODY_E_INVALID_ARG,
-		    "the CSR's key is the CA's own");
-	/* the usages a key of this type may have (RFC 5480 section 3, RFC
-	 * 8410 section 5): the policy's template, less the others */
-	ku = leaf->key_usage;
-	base = EVP_PKEY_get_base_id(csr->pkey);
-	if (base == EVP_PKEY_EC || base == EVP_PKEY_ED25519)
-		ku &= ~CERT_KU_KEY_ENCIPHERMENT;
-	if (base == EVP_PKEY_RSA || base == EVP_PKEY_ED25519)
-		ku &= ~CERT_KU_KEY_AGREEMENT;
-	if (ku == 0)
-		return say(why, whysz, CUSTODY_E_INVALID_ARG,
-		    "the policy grants no key usage that keys of type %s can "
-		    "have",
-		    csr->key_type);
-	/* the issuer's name constraints, enforced here rather than left to
-	 * relying parties (RFC 5280 4.2.1.10) */
 	nc = X509_get_ext_d2i(ca, NID_name_constraints, &crit, NULL);
 	if (nc == NULL && crit != -1) {
 		ERR_clear_error();
@@ -779,8 +762,8 @@ cert_leaf_check(const struct cert_leaf *leaf, const struct cert_csr *csr,
 			     (gens = GENERAL_NAMES_new()) != NULL &&
 			     (g = GENERAL_NAME_new()) != NULL &&
 			     (uri = ASN1_IA5STRING_new()) != NULL &&
-			     ASN1_STRING_set(uri, leaf->spiffe_id,
-				 (int)strlen(leaf->spiffe_id))
+			     ASN1_STRING_set(
+				 uri, spiffe_id, (int)strlen(spiffe_id))
 			 ? X509_V_OK
 			 : -1;
 		if (rc == X509_V_OK) {
@@ -810,8 +793,44 @@ cert_leaf_check(const struct cert_leaf *leaf, const struct cert_csr *csr,
 		if (rc != X509_V_OK)
 			return say(why, whysz, CUSTODY_E_STATE,
 			    "the CA certificate's name constraints exclude %s",
-			    leaf->spiffe_id);
+			    spiffe_id);
 	}
+	return 0;
+}
+
+int
+cert_leaf_check(const struct cert_leaf *leaf, const struct cert_csr *csr,
+    X509 *ca, unsigned *key_usagep, char *why, size_t whysz)
+{
+	unsigned ku;
+	int r, base;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(leaf != NULL && csr != NULL && ca != NULL &&
+				       key_usagep != NULL &&
+				       leaf->spiffe_id != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if (why != NULL && whysz > 0)
+		why[0] = '\0';
+	if (EVP_PKEY_eq(csr->pkey, X509_get0_pubkey(ca)) == 1)
+		return say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "the CSR's key is the CA's own");
+	/* the usages a key of this type may have (RFC 5480 section 3, RFC
+	 * 8410 section 5): the policy's template, less the others */
+	ku = leaf->key_usage;
+	base = EVP_PKEY_get_base_id(csr->pkey);
+	if (base == EVP_PKEY_EC || base == EVP_PKEY_ED25519)
+		ku &= ~CERT_KU_KEY_ENCIPHERMENT;
+	if (base == EVP_PKEY_RSA || base == EVP_PKEY_ED25519)
+		ku &= ~CERT_KU_KEY_AGREEMENT;
+	if (ku == 0)
+		return say(why, whysz, CUSTODY_E_INVALID_ARG,
+		    "the policy grants no key usage that keys of type %s can "
+		    "have",
+		    csr->key_type);
+	/* the issuer's name constraints, enforced here rather than left to
+	 * relying parties (RFC 5280 4.2.1.10) */
+	if ((r = nc_permits(ca, leaf->spiffe_id, why, whysz)) != 0)
+		return r;
 	*key_usagep = ku;
 	return 0;
 }
@@ -1349,6 +1368,20 @@ cert_ca_check(const uint8_t *pem, size_t len, EVP_PKEY *pub, int64_t now,
 			goto out;
 		}
 	}
+	/* an issuer at index i has i CA certificates below it (this key's
+	 * and those between): its pathLenConstraint must allow them, or no
+	 * leaf this key signs would verify */
+	for (i = 1; i < n; i++) {
+		long pl = X509_get_pathlen(sk_X509_value(certs, i));
+
+		if (pl >= 0 && pl < i) {
+			r = say(why, whysz, CUSTODY_E_INVALID_ARG,
+			    "certificate %d allows %ld CA certificate%s below "
+			    "it, not the %d this chain has",
+			    i + 1, pl, pl == 1 ? "" : "s", i);
+			goto out;
+		}
+	}
 	/* a chain that ends in a root: the whole path, as a verifier would */
 	last = sk_X509_value(certs, n - 1);
 	if (X509_self_signed(last, 1) == 1) {
@@ -1458,4 +1491,80 @@ cert_next_der(const uint8_t **p, const uint8_t *end, X509 **xp)
 	*p = q;
 	*xp = x;
 	return 0;
+}
+
+int
+cert_chain_names(const char *spiffe_id, const uint8_t *chain, size_t chainlen,
+    char *why, size_t whysz)
+{
+	const uint8_t *p = chain;
+	X509 *x;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    spiffe_id != NULL && (chain != NULL || chainlen == 0),
+	    CUSTODY_E_INVALID_ARG);
+	while (chainlen > 0 &&
+	       (r = cert_next_der(&p, chain + chainlen, &x)) == 0) {
+		r = nc_permits(x, spiffe_id, why, whysz);
+		X509_free(x);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+cert_path_verify(const uint8_t *der, size_t derlen, X509 *ca,
+    const uint8_t *chain, size_t chainlen, char *why, size_t whysz)
+{
+	STACK_OF(X509) *untrusted = NULL;
+	X509_STORE *store = NULL;
+	X509_STORE_CTX *ctx = NULL;
+	X509 *leaf = NULL, *x, *anchor = ca;
+	const uint8_t *p = der;
+	int r = CUSTODY_E_NOMEM;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    der != NULL && ca != NULL && (chain != NULL || chainlen == 0),
+	    CUSTODY_E_INVALID_ARG);
+	if ((leaf = d2i_X509(NULL, &p, (long)derlen)) == NULL ||
+	    (untrusted = sk_X509_new_null()) == NULL ||
+	    (store = X509_STORE_new()) == NULL ||
+	    (ctx = X509_STORE_CTX_new()) == NULL)
+		goto out;
+	if (X509_up_ref(ca) != 1 || !sk_X509_push(untrusted, ca)) {
+		goto out;
+	}
+	p = chain;
+	while (chainlen > 0 && cert_next_der(&p, chain + chainlen, &x) == 0)
+		if (!sk_X509_push(untrusted, x)) {
+			X509_free(x);
+			goto out;
+		}
+	/* the top of the chain is the trust anchor; without a root, the
+	 * highest certificate given, as a partial chain */
+	anchor = sk_X509_value(untrusted, sk_X509_num(untrusted) - 1);
+	if (X509_STORE_add_cert(store, anchor) != 1 ||
+	    X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1)
+		goto out;
+	X509_STORE_CTX_set_flags(ctx,
+	    X509_V_FLAG_X509_STRICT |
+		(X509_self_signed(anchor, 0) == 1 ? 0
+						  : X509_V_FLAG_PARTIAL_CHAIN));
+	if (X509_verify_cert(ctx) != 1) {
+		r = say(why, whysz, CUSTODY_E_STATE,
+		    "the certificate does not verify with its chain: %s",
+		    X509_verify_cert_error_string(
+			X509_STORE_CTX_get_error(ctx)));
+		goto out;
+	}
+	r = 0;
+out:
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_pop_free(untrusted, X509_free);
+	X509_free(leaf);
+	ERR_clear_error();
+	return r;
 }

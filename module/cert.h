@@ -91,6 +91,25 @@ int cert_leaf_check(const struct cert_leaf *leaf, const struct cert_csr *csr,
     X509 *ca, unsigned *key_usagep, char *why, size_t whysz);
 
 /*
+ * The nameConstraints of the certificates above the CA certificate (its
+ * chain, DER certificates one after the other, as the store keeps it)
+ * permit spiffe_id: 0, or CUSTODY_E_STATE with the reason.
+ */
+int cert_chain_names(const char *spiffe_id, const uint8_t *chain,
+    size_t chainlen, char *why, size_t whysz);
+
+/*
+ * The certificate der verifies, as a relying party would check it
+ * (X509_V_FLAG_X509_STRICT: path length, name constraints, validity,
+ * usages), through ca and its chain to the top certificate of the chain as
+ * the trust anchor (a partial chain when that one is not self-signed). 0,
+ * or CUSTODY_E_STATE with the reason. For CA certificates from an external
+ * CA, whose constraints custody did not write.
+ */
+int cert_path_verify(const uint8_t *der, size_t derlen, X509 *ca,
+    const uint8_t *chain, size_t chainlen, char *why, size_t whysz);
+
+/*
  * Build the certificate for leaf, with the CSR's key, issued under the CA
  * certificate ca by a key of algorithm alg: version 3, a 128-bit random
  * serial, ca's subject as issuer, basicConstraints CA:FALSE (critical),

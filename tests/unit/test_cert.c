@@ -915,6 +915,11 @@ test_csr_hardening(void **state)
 	memset(der + i + 3, 0, 32);
 	der[i + 3] = 0x01;
 	refused(der, (size_t)dl, CUSTODY_E_INVALID_ARG, "small order");
+	/* p - 1, of order 2 */
+	memset(der + i + 3, 0xff, 32);
+	der[i + 3] = 0xec;
+	der[i + 3 + 31] = 0x7f;
+	refused(der, (size_t)dl, CUSTODY_E_INVALID_ARG, "small order");
 	EVP_PKEY_free(k);
 	testutil_rmtree(dir);
 }
