@@ -1490,22 +1490,27 @@ key_pub(const struct store_key *k)
 /* A signature the token did not make (or that failed verification): the
  * outcome leaf completes the decision, and the answer is 503. */
 static void
-sign_failed(struct call *c, int r, const char *what)
+outcome_error(struct call *c, const char *error)
 {
 	struct api *a = c->lp->api;
 	json_t *o;
 
-	atomic_fetch_add(&a->m.sign_failures, 1);
-	log_error_fr(r, "%s for leaf %llu (key %s) not signed", what,
-	    (unsigned long long)c->seq, c->key->rec->id);
 	o = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "event", "outcome",
 	    "principal", c->principal, "detail", "decision_seq",
-	    (json_int_t)c->seq, "result", "error", "error",
-	    custody_strerror(r));
+	    (json_int_t)c->seq, "result", "error", "error", error);
 	if (o != NULL)
 		(void)audit_append_async(
 		    a->audit, o, NULL, NULL, flushed, NULL);
 	json_decref(o);
+}
+
+static void
+sign_failed(struct call *c, int r, const char *what)
+{
+	atomic_fetch_add(&c->lp->api->m.sign_failures, 1);
+	log_error_fr(r, "%s for leaf %llu (key %s) not signed", what,
+	    (unsigned long long)c->seq, c->key->rec->id);
+	outcome_error(c, custody_strerror(r));
 	problem(c, 503, "sign-failed", NULL,
 	    "the token did not sign (%s); the decision is leaf %llu",
 	    custody_strerror(r), (unsigned long long)c->seq);
@@ -1519,7 +1524,7 @@ x509_sign(struct call *c)
 	uint8_t *sig = NULL, *der = NULL;
 	size_t siglen = 0, derlen = 0;
 	enum custody_alg alg;
-	char exp[32], *pem = NULL;
+	char exp[32], *pem = NULL, why[256];
 	json_t *chain;
 	int r;
 
@@ -1529,6 +1534,19 @@ x509_sign(struct call *c)
 	    (r = cert_finish(x->tbs, x->tbslen, alg, sig, siglen,
 		 X509_get0_pubkey(x->ca), &der, &derlen)) != 0) {
 		sign_failed(c, r, "certificate");
+		goto out;
+	}
+	/* under an external CA, whose constraints custody did not write: the
+	 * certificate must verify as a relying party would check it */
+	if (x->chainlen > 0 &&
+	    (r = cert_path_verify(der, derlen, x->ca, x->chain, x->chainlen,
+		 why, sizeof(why))) != 0) {
+		log_error_f("certificate of leaf %llu (key %s) withheld: %s",
+		    (unsigned long long)c->seq, c->key->rec->id, why);
+		outcome_error(c, why);
+		problem(c, 503, "withheld", NULL,
+		    "signed, but withheld: %s; the decision is leaf %llu", why,
+		    (unsigned long long)c->seq);
 		goto out;
 	}
 	atomic_fetch_add(&a->m.issued_x509[alg], 1);
@@ -1690,7 +1708,9 @@ handle_x509(struct call *c)
 	}
 	leaf = (struct cert_leaf){k->agent, now, ttl, d.eku, d.key_usage};
 	if ((r = cert_leaf_check(
-		 &leaf, csr, c->x509->ca, &ku, err, sizeof(err))) != 0) {
+		 &leaf, csr, c->x509->ca, &ku, err, sizeof(err))) != 0 ||
+	    (r = cert_chain_names(k->agent, c->x509->chain, c->x509->chainlen,
+		 err, sizeof(err))) != 0) {
 		if (r == CUSTODY_E_INVALID_ARG)
 			refuse_as(c, 400, "bad-csr", "credential.x509", k,
 			    q->request_sha256, "(csr)",
@@ -3379,11 +3399,17 @@ static int
 tls_fail(const char *what, const char *path)
 {
 	unsigned long e = ERR_get_error();
+	const char *why = "failed";
 
-	log_error_f("%s %s: %s", what, path,
-	    e != 0 ? ERR_reason_error_string(e) : "failed");
+	/* OpenSSL 3 has no reason string for a system error (a file that
+	 * cannot be opened): errno is in the code */
+	if (e != 0 && ERR_SYSTEM_ERROR(e))
+		why = strerror(ERR_GET_REASON(e));
+	else if (e != 0 && ERR_reason_error_string(e) != NULL)
+		why = ERR_reason_error_string(e);
+	log_error_f("%s%s%s: %s", what, path[0] ? " " : "", path, why);
 	ERR_clear_error();
-	return CUSTODY_E_CONFIG;
+	return CUSTODY_E_CRYPTO;
 }
 
 /*
@@ -3401,13 +3427,13 @@ tls_setup(struct api *a)
 
 	if (stat(cfg->tls_key, &sb) != 0) {
 		log_error_f("tls-key %s: %s", cfg->tls_key, strerror(errno));
-		return CUSTODY_E_CONFIG;
+		return CUSTODY_E_IO;
 	}
 	if ((sb.st_mode & 077) != 0) {
 		log_error_f("tls-key %s: mode %04o lets others read the key; "
 			    "chmod 600 it",
 		    cfg->tls_key, (unsigned)(sb.st_mode & 07777));
-		return CUSTODY_E_CONFIG;
+		return CUSTODY_E_INVALID_ARG;
 	}
 	if ((a->tls = SSL_CTX_new(TLS_server_method())) == NULL)
 		return tls_fail("TLS context", "");
