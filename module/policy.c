@@ -382,6 +382,10 @@ glob_match(const char *pat, const char *s)
 	size_t n = strlen(s), j;
 	unsigned char m[MAX_STRING + 2], nx[MAX_STRING + 2];
 	const char *p;
+	/* '*' never crosses '/'; in an x509: subject not ',', '+' or '\\'
+	 * either, so that it stays inside one attribute value (an escaped
+	 * "\\,O=Example" is part of a value, not a second attribute) */
+	const char *stop = strncmp(s, "x509:", 5) == 0 ? "/,+\\" : "/";
 	int any;
 
 	if (n > MAX_STRING)
@@ -393,12 +397,14 @@ glob_match(const char *pat, const char *s)
 			any = p[1] == '*';
 			if (any)
 				p++;
-			/* '*': one or more bytes, no '/'; '**': any run */
+			/* '*': one or more bytes, none of stop; '**': any
+			 * run */
 			nx[0] = any && m[0];
 			for (j = 1; j <= n; j++)
 				nx[j] = (any && m[j]) ||
 					((m[j - 1] || nx[j - 1]) &&
-					    (any || s[j - 1] != '/'));
+					    (any || strchr(stop, s[j - 1]) ==
+							NULL));
 		} else {
 			nx[0] = 0;
 			for (j = 1; j <= n; j++)

@@ -1129,6 +1129,15 @@ test_principals(void **state)
 	    {"x509 other O", KR, .principal = "x509:CN=broker,O=Other"},
 	    {"x509 trailing RDN", KR,
 		.principal = "x509:CN=svc-7,O=Example,C=X"},
+	    /* '*' stays inside one attribute value of a subject */
+	    {"x509 glob over an escaped comma", KR,
+		.principal = "x509:CN=svc-7\\,O=Example,O=Example"},
+	    {"x509 glob over an escaped comma, alone", KR,
+		.principal = "x509:CN=svc-7\\,O=Example"},
+	    {"x509 glob over another RDN", KR,
+		.principal = "x509:CN=svc-7,OU=Evil,O=Example"},
+	    {"x509 glob over a multi-valued RDN", KR,
+		.principal = "x509:CN=svc-7+OU=x,O=Example"},
 	    /* the scheduler */
 	    {"scheduler", .action = POLICY_LIFECYCLE_EVENT,
 		.principal = "custody:scheduler", .event = "agent.retired",
