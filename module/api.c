@@ -2,6 +2,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
@@ -2996,6 +2998,11 @@ adopt_cb(evutil_socket_t fd_, short what, void *arg)
 		conn_kill(k);
 		return;
 	}
+	/* TLS writes an answer as several records: without TCP_NODELAY the
+	 * last one waits for the client's delayed ACK (40 ms) */
+	if (k->tls && fd >= 0)
+		(void)setsockopt(
+		    fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	if (!k->tls && fd >= 0 &&
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
 	    clen == sizeof(cred))

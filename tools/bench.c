@@ -2151,6 +2151,8 @@ static const struct command commands[] = {
     {"audit", "durable audit log appends, restart and proofs", cmd_audit},
     {"policy", "policy evaluation time by policy size", cmd_policy},
     {"jwt", "JWT issuance over the Unix socket, next to raw C_Sign", cmd_jwt},
+    {"x509", "X.509 issuance over the Unix socket, next to raw C_Sign",
+	cmd_x509},
 };
 
 static void

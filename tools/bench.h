@@ -86,5 +86,7 @@ double ratio(double a, double b);
 
 /* custody-bench jwt (tools/bench_jwt.c). */
 int cmd_jwt(int argc, char **argv);
+/* custody-bench x509: the same for X.509 certificates. */
+int cmd_x509(int argc, char **argv);
 
 #endif

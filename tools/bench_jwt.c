@@ -66,8 +66,16 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <openssl/x509.h>
 
 #include <p11-kit/pkcs11.h>
 
@@ -131,6 +139,168 @@ static const struct bench_alg {
 
 #define NALGS (sizeof(bench_algs) / sizeof(bench_algs[0]))
 
+/*
+ * custody-bench x509 runs the same program for certificates: x509-ca keys
+ * with a self-signed CA certificate made over the API, one P-256 CSR sent
+ * by every request, and the certificate's TBSCertificate as the baselines'
+ * message. Set once, by the command.
+ */
+static int x509_mode;
+static char *bench_csr; /* x509: the request's PEM */
+/* --tls: the client's TLS context and custodyd's listen-tcp port */
+static SSL_CTX *bench_tls;
+static int bench_port;
+
+#define BENCH_BROKER "spiffe://bench.test/broker"
+
+/* A certificate for key signed by ikey (itself when ikey is key), with the
+ * extensions of exts ("name", "value" pairs). */
+static X509 *
+tls_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *ikey,
+    const char *const *exts)
+{
+	X509 *x = X509_new();
+	X509V3_CTX ctx;
+	X509_EXTENSION *e;
+	size_t i;
+	int ok;
+
+	ok = x != NULL && X509_set_version(x, X509_VERSION_3) == 1 &&
+	     ASN1_INTEGER_set(X509_get_serialNumber(x),
+		 (long)(now_ns() & 0xffffff) + 1) == 1 &&
+	     X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
+		 MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) == 1 &&
+	     X509_set_issuer_name(x, issuer != NULL
+					 ? X509_get_subject_name(issuer)
+					 : X509_get_subject_name(x)) == 1 &&
+	     X509_gmtime_adj(X509_getm_notBefore(x), -3600) != NULL &&
+	     X509_gmtime_adj(X509_getm_notAfter(x), 86400) != NULL &&
+	     X509_set_pubkey(x, key) == 1;
+	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
+	for (i = 0; ok && exts[i] != NULL; i += 2) {
+		ok = (e = X509V3_EXT_conf(NULL, &ctx, exts[i], exts[i + 1])) !=
+		     NULL;
+		if (ok)
+			ok = X509_add_ext(x, e, -1) == 1;
+		X509_EXTENSION_free(e);
+	}
+	if (!ok || X509_sign(x, ikey, EVP_sha256()) <= 0) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static int
+write_pem_x509(const char *path, X509 *x, EVP_PKEY *k)
+{
+	FILE *f;
+	int fd, ok;
+
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
+		-1 ||
+	    (f = fdopen(fd, "w")) == NULL) {
+		errorx("%s: %s", path, strerror(errno));
+		if (fd != -1)
+			(void)close(fd);
+		return CUSTODY_E_IO;
+	}
+	ok = x != NULL
+		 ? PEM_write_X509(f, x) == 1
+		 : PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
+	if (fclose(f) != 0 || !ok) {
+		errorx("writing %s failed", path);
+		return CUSTODY_E_IO;
+	}
+	return 0;
+}
+
+/*
+ * --tls: a test PKI in dir (a CA, custodyd's certificate for 127.0.0.1 and
+ * its key, files), the client's context (its certificate names
+ * BENCH_BROKER) and a free port on 127.0.0.1.
+ */
+static int
+tls_setup(const char *dir, char **certp, char **keyp, char **cap)
+{
+	static const char *const ca_ext[] = {"basicConstraints",
+	    "critical,CA:TRUE", "keyUsage", "critical,keyCertSign", NULL};
+	static const char *const srv_ext[] = {"subjectAltName", "IP:127.0.0.1",
+	    "extendedKeyUsage", "serverAuth", NULL};
+	static const char *const cli_ext[] = {"subjectAltName",
+	    "URI:" BENCH_BROKER, "extendedKeyUsage", "clientAuth", NULL};
+	EVP_PKEY *cak = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"),
+		 *sk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"),
+		 *ck = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *ca = NULL, *srv = NULL, *cli = NULL;
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	int r = CUSTODY_E_CRYPTO, fd;
+
+	if ((*certp = path_join(dir, "tls-server.pem")) == NULL ||
+	    (*keyp = path_join(dir, "tls-server.key")) == NULL ||
+	    (*cap = path_join(dir, "tls-ca.pem")) == NULL)
+		return CUSTODY_E_NOMEM;
+	if (cak == NULL || sk == NULL || ck == NULL ||
+	    (ca = tls_cert(cak, "custody-bench CA", NULL, cak, ca_ext)) ==
+		NULL ||
+	    (srv = tls_cert(sk, "127.0.0.1", ca, cak, srv_ext)) == NULL ||
+	    (cli = tls_cert(ck, "broker", ca, cak, cli_ext)) == NULL) {
+		errorx("making the test PKI failed");
+		goto out;
+	}
+	if ((r = write_pem_x509(*cap, ca, NULL)) != 0 ||
+	    (r = write_pem_x509(*certp, srv, NULL)) != 0 ||
+	    (r = write_pem_x509(*keyp, NULL, sk)) != 0)
+		goto out;
+	r = CUSTODY_E_CRYPTO;
+	if ((bench_tls = SSL_CTX_new(TLS_client_method())) == NULL ||
+	    SSL_CTX_use_certificate(bench_tls, cli) != 1 ||
+	    SSL_CTX_use_PrivateKey(bench_tls, ck) != 1 ||
+	    X509_STORE_add_cert(SSL_CTX_get_cert_store(bench_tls), ca) != 1) {
+		errorx("the client's TLS context failed");
+		goto out;
+	}
+	SSL_CTX_set_verify(bench_tls, SSL_VERIFY_PEER, NULL);
+	/* a port the kernel says is free now */
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &sl) != 0) {
+		errorx("finding a free port: %s", strerror(errno));
+		if (fd != -1)
+			(void)close(fd);
+		r = CUSTODY_E_IO;
+		goto out;
+	}
+	(void)close(fd);
+	bench_port = ntohs(sin.sin_port);
+	r = 0;
+out:
+	ERR_clear_error();
+	X509_free(ca);
+	X509_free(srv);
+	X509_free(cli);
+	EVP_PKEY_free(cak);
+	EVP_PKEY_free(sk);
+	EVP_PKEY_free(ck);
+	return r;
+}
+
+static const char *
+cred(void)
+{
+	return x509_mode ? "X.509" : "JWT";
+}
+
+static const char *
+cmd_name(void)
+{
+	return x509_mode ? "x509" : "jwt";
+}
+
 static const struct bench_alg *
 bench_alg_find(const char *name)
 {
@@ -154,7 +324,20 @@ struct jwt_opts {
 	unsigned workers;
 	const char *dir, *module, *p11kit_client, *custodyd, *custody;
 	int keep, json;
+	int tls; /* also over TCP with mutual TLS */
 };
+
+static const char x509_help[] =
+    "usage: custody-bench x509 [options]\n"
+    "\n"
+    "X.509 issuance by custodyd (POST /v1/credentials/x509 on its Unix\n"
+    "socket; each decision durable in the audit log before the token\n"
+    "signs), as custody-bench jwt measures JWTs: an x509-ca key per\n"
+    "algorithm with a self-signed CA certificate made over the API, one\n"
+    "P-256 CSR made here and sent by every request, the baselines signing\n"
+    "a certificate's TBSCertificate. Every answer must be a 200 with a\n"
+    "certificate (the first of each connection is verified with the CA's\n"
+    "key). The options are custody-bench jwt's; see its --help.\n";
 
 static const char jwt_help[] =
     "usage: custody-bench jwt [options]\n"
@@ -198,6 +381,9 @@ static const char jwt_help[] =
     "  --keep                keep the work directory (custodyd's log, the\n"
     "                        audit log)\n"
     "  --json                print the results as one JSON object\n"
+    "  --tls                 also the closed-loop runs over TCP with mutual\n"
+    "                        TLS (listen-tcp on 127.0.0.1; a test PKI made\n"
+    "                        here; the client's SPIFFE ID is the principal)\n"
     "  --help                this text\n";
 
 static int jwt_usage_error(const char *fmt, ...)
@@ -208,11 +394,11 @@ jwt_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "custody-bench jwt: ");
+	fprintf(stderr, "custody-bench %s: ", cmd_name());
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'custody-bench jwt --help'.\n");
+	fprintf(stderr, "\nTry 'custody-bench %s --help'.\n", cmd_name());
 	return EXIT_USAGE;
 }
 
@@ -261,6 +447,7 @@ jwt_parse(int argc, char **argv, struct jwt_opts *o)
 		O_CUSTODY,
 		O_KEEP,
 		O_JSON,
+		O_TLS,
 		O_HELP
 	};
 	static const struct option opts[] = {
@@ -275,6 +462,7 @@ jwt_parse(int argc, char **argv, struct jwt_opts *o)
 	    {"custody", required_argument, NULL, O_CUSTODY},
 	    {"keep", no_argument, NULL, O_KEEP},
 	    {"json", no_argument, NULL, O_JSON},
+	    {"tls", no_argument, NULL, O_TLS},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
@@ -347,11 +535,14 @@ jwt_parse(int argc, char **argv, struct jwt_opts *o)
 		case O_JSON:
 			o->json = 1;
 			break;
+		case O_TLS:
+			o->tls = 1;
+			break;
 		case O_HELP:
-			fputs(jwt_help, stdout);
+			fputs(x509_mode ? x509_help : jwt_help, stdout);
 			return -1;
 		default:
-			fputs(jwt_help, stderr);
+			fputs(x509_mode ? x509_help : jwt_help, stderr);
 			return EXIT_USAGE;
 		}
 	}
@@ -785,8 +976,8 @@ metrics_get(const char *sock, const struct bench_alg *a, struct metrics *m)
 		return fail("GET /metrics", r);
 	t = (const char *)resp.body;
 	snprintf(name, sizeof(name),
-	    "custody_credentials_issued_total{type=\"jwt\",alg=\"%s\"}",
-	    a->name);
+	    "custody_credentials_issued_total{type=\"%s\",alg=\"%s\"}",
+	    cmd_name(), a->name);
 	if (resp.status != 200 || metric_get(t, name, &m->issued) != 0 ||
 	    metric_get(t, "custody_audit_log_size", &m->log_size) != 0 ||
 	    metric_get(t, "custody_audit_commits_total", &m->commits) != 0 ||
@@ -846,7 +1037,59 @@ struct bench_key {
 	uint8_t spki[1024];
 	size_t spki_len;
 	struct pubkey *pk;
+	EVP_PKEY *ca_pub; /* x509: the key's, to verify certificates */
 };
+
+/* x509: the self-signed CA certificate of key k, made over the API. */
+static int
+ca_make(const char *sock, struct bench_key *k)
+{
+	struct httpc_response resp;
+	char target[96];
+	const unsigned char *p = k->spki;
+	int r;
+
+	snprintf(target, sizeof(target), "/v1/keys/%s/ca/self-signed", k->id);
+	if ((r = api_call(sock, 120000, "POST", target, "{}", &resp)) != 0)
+		return fail(target, r);
+	if (resp.status != 201) {
+		errorx("POST %s: status %d: %.300s", target, resp.status,
+		    (const char *)resp.body);
+		r = CUSTODY_E_PROTOCOL;
+	} else if ((k->ca_pub = d2i_PUBKEY(NULL, &p, (long)k->spki_len)) ==
+		   NULL) {
+		errorx("the key's spki does not parse");
+		r = CUSTODY_E_PARSE;
+	}
+	httpc_response_cleanup(&resp);
+	return r;
+}
+
+/* x509: one P-256 request, made here, that every request sends. */
+static int
+csr_make(void)
+{
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509_REQ *req = X509_REQ_new();
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data;
+	long n;
+	int r = CUSTODY_E_CRYPTO;
+
+	if (k != NULL && req != NULL && b != NULL &&
+	    X509_REQ_set_pubkey(req, k) == 1 &&
+	    X509_REQ_sign(req, k, EVP_sha256()) > 0 &&
+	    PEM_write_bio_X509_REQ(b, req) == 1 &&
+	    (n = BIO_get_mem_data(b, &data)) > 0 &&
+	    (bench_csr = strndup(data, (size_t)n)) != NULL)
+		r = 0;
+	else
+		errorx("making the CSR failed");
+	BIO_free(b);
+	X509_REQ_free(req);
+	EVP_PKEY_free(k);
+	return r;
+}
 
 static int
 key_create(const char *sock, const struct bench_alg *a, struct bench_key *k)
@@ -860,8 +1103,8 @@ key_create(const char *sock, const struct bench_alg *a, struct bench_key *k)
 	memset(k, 0, sizeof(*k));
 	snprintf(body, sizeof(body),
 	    "{\"agent\":\"" AGENT_PREFIX "%s\",\"owner\":\"bench\","
-	    "\"purpose\":\"jwt\",\"alg\":\"%s\"}",
-	    a->name, a->name);
+	    "\"purpose\":\"%s\",\"alg\":\"%s\"}",
+	    a->name, x509_mode ? "x509-ca" : "jwt", a->name);
 	/* RSA key generation in SoftHSM2 can take seconds */
 	if ((r = api_call(sock, 120000, "POST", "/v1/keys", body, &resp)) != 0)
 		return fail("POST /v1/keys", r);
@@ -889,6 +1132,8 @@ key_create(const char *sock, const struct bench_alg *a, struct bench_key *k)
 		(void)fail("the key's spki", r);
 		goto out;
 	}
+	if (x509_mode && (r = ca_make(sock, k)) != 0)
+		goto out;
 	r = 0;
 out:
 	json_decref(o);
@@ -1175,6 +1420,8 @@ struct hload_spec {
 	pid_t server;
 	const char *req; /* the whole request, head and body */
 	size_t reqlen;
+	SSL_CTX *tls; /* not NULL: TCP to 127.0.0.1:port with mutual TLS */
+	int port;
 	/* 0 for a right answer; verify: check the signature too */
 	int (*check)(void *arg, const struct httpc_response *resp, int verify);
 	void *arg;
@@ -1186,6 +1433,7 @@ struct hload_spec {
 
 struct hconn {
 	int fd;
+	SSL *ssl; /* TLS connections */
 	int busy; /* a request is out */
 	int idle; /* on the idle list (paced) */
 	int verified;
@@ -1210,6 +1458,37 @@ struct hload {
 	int r;
 };
 
+/* A TCP connection to 127.0.0.1:port with its TLS handshake done
+ * (blocking, before it is made non-blocking). */
+static int
+tls_open(struct hload *h, struct hconn *c)
+{
+	struct sockaddr_in sin;
+	int fd, one = 1;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)h->sp->port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+	    (c->ssl = SSL_new(h->sp->tls)) == NULL ||
+	    SSL_set_fd(c->ssl, fd) != 1 || SSL_connect(c->ssl) != 1) {
+		errorx("%s: TLS to 127.0.0.1:%d: %s", h->sp->what, h->sp->port,
+		    ERR_peek_error() != 0
+			? ERR_reason_error_string(ERR_peek_error())
+			: strerror(errno));
+		ERR_clear_error();
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		(void)close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static int
 hconn_open(struct hload *h, struct hconn *c)
 {
@@ -1217,6 +1496,17 @@ hconn_open(struct hload *h, struct hconn *c)
 	struct epoll_event ev;
 	int fd;
 
+	if (h->sp->tls != NULL) {
+		if ((fd = tls_open(h, c)) == -1)
+			return CUSTODY_E_IO;
+		if (fcntl(fd, F_SETFL, O_NONBLOCK) == -1) {
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+			(void)close(fd);
+			return CUSTODY_E_IO;
+		}
+		goto add;
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (strlen(h->sp->sock) >= sizeof(sa.sun_path))
@@ -1231,6 +1521,7 @@ hconn_open(struct hload *h, struct hconn *c)
 		(void)close(fd);
 		return CUSTODY_E_IO;
 	}
+add:
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN;
 	ev.data.ptr = c;
@@ -1248,6 +1539,8 @@ hconn_open(struct hload *h, struct hconn *c)
 static void
 hconn_close(struct hconn *c)
 {
+	SSL_free(c->ssl); /* no close_notify: the socket goes */
+	c->ssl = NULL;
 	if (c->fd != -1)
 		(void)close(c->fd); /* also leaves the epoll set */
 	c->fd = -1;
@@ -1264,6 +1557,20 @@ hconn_flush(struct hload *h, struct hconn *c)
 	ssize_t n;
 
 	while (c->sent < h->sp->reqlen) {
+		if (c->ssl != NULL) {
+			int w = SSL_write(c->ssl, h->sp->req + c->sent,
+			    (int)(h->sp->reqlen - c->sent));
+
+			if (w > 0) {
+				c->sent += (size_t)w;
+				continue;
+			}
+			if (SSL_get_error(c->ssl, w) == SSL_ERROR_WANT_WRITE ||
+			    SSL_get_error(c->ssl, w) == SSL_ERROR_WANT_READ)
+				break;
+			ERR_clear_error();
+			return CUSTODY_E_IO;
+		}
 		n = send(c->fd, h->sp->req + c->sent, h->sp->reqlen - c->sent,
 		    MSG_NOSIGNAL);
 		if (n > 0) {
@@ -1396,7 +1703,22 @@ hconn_read(struct hload *h, struct hconn *c)
 	int p;
 
 	for (;;) {
-		n = read(c->fd, c->in + c->inlen, HLOAD_IN_MAX - c->inlen);
+		if (c->ssl != NULL) {
+			int rd = SSL_read(c->ssl, c->in + c->inlen,
+			    (int)(HLOAD_IN_MAX - c->inlen));
+			int e =
+			    rd > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, rd);
+
+			if (e == SSL_ERROR_WANT_READ ||
+			    e == SSL_ERROR_WANT_WRITE)
+				return;
+			ERR_clear_error();
+			n = rd > 0 ? rd : (e == SSL_ERROR_ZERO_RETURN ? 0 : -1);
+			if (n == -1)
+				errno = EIO;
+		} else
+			n = read(
+			    c->fd, c->in + c->inlen, HLOAD_IN_MAX - c->inlen);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -1664,7 +1986,7 @@ struct jwt_target {
 	const struct bench_key *key;
 	const char *sock;
 	const char *what;
-	char body[256];
+	char *body;
 	size_t bodylen;
 	atomic_uint reported;
 	atomic_uint_fast64_t ok; /* 200s with a right token, warm-up too */
@@ -1759,6 +2081,72 @@ out:
 	return r;
 }
 
+/*
+ * x509: a 200 with a certificate, which (verify) the key's public key
+ * verifies; its TBSCertificate is kept for the baselines.
+ */
+static int
+x509_check(struct jwt_target *t, const struct httpc_response *resp, int verify)
+{
+	const char *pem;
+	json_t *o = NULL;
+	X509 *x = NULL;
+	BIO *b = NULL;
+	unsigned char *tbs = NULL;
+	int n, r = CUSTODY_E_PROTOCOL;
+
+	if (resp->status != 200) {
+		jwt_complain(t, "status %d (%s): %.300s", resp->status,
+		    resp->content_type != NULL ? resp->content_type : "-",
+		    (const char *)resp->body);
+		return r;
+	}
+	if ((o = json_loadb((const char *)resp->body, resp->len,
+		 JSON_REJECT_DUPLICATES, NULL)) == NULL ||
+	    (pem = json_string_value(json_object_get(o, "certificate"))) ==
+		NULL ||
+	    (b = BIO_new_mem_buf(pem, -1)) == NULL ||
+	    (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL) {
+		jwt_complain(t, "200 without a PEM certificate: %.300s",
+		    (const char *)resp->body);
+		goto out;
+	}
+	if (verify) {
+		if (X509_verify(x, t->key->ca_pub) != 1) {
+			jwt_complain(t,
+			    "a certificate that the key %s does not verify",
+			    t->key->id);
+			goto out;
+		}
+		pthread_mutex_lock(&t->lock);
+		if (t->tbs == NULL && (n = i2d_re_X509_tbs(x, &tbs)) > 0 &&
+		    (t->tbs = malloc((size_t)n)) != NULL) {
+			memcpy(t->tbs, tbs, (size_t)n);
+			t->tbslen = (size_t)n;
+		}
+		pthread_mutex_unlock(&t->lock);
+	}
+	r = 0;
+out:
+	ERR_clear_error();
+	OPENSSL_free(tbs);
+	X509_free(x);
+	BIO_free(b);
+	json_decref(o);
+	return r;
+}
+
+static int
+x509_answer(void *arg, const struct httpc_response *resp, int verify)
+{
+	struct jwt_target *t = arg;
+	int r;
+
+	if ((r = x509_check(t, resp, verify)) == 0)
+		atomic_fetch_add(&t->ok, 1);
+	return r;
+}
+
 /* hload's check: a right answer is a token custodyd issued */
 static int
 jwt_answer(void *arg, const struct httpc_response *resp, int verify)
@@ -1779,25 +2167,45 @@ jwt_answer(void *arg, const struct httpc_response *resp, int verify)
 static int
 jwt_run(const char *sock, struct child *d, const struct bench_alg *a,
     const struct bench_key *k, unsigned conns, double rate, double seconds,
-    char **tbsp, size_t *tbslenp, struct load_result *res)
+    int tls, char **tbsp, size_t *tbslenp, struct load_result *res)
 {
 	struct jwt_target t;
 	struct hload_spec sp;
 	struct metrics m0, m1;
-	char what[96], st[64], req[512];
+	char what[96], st[64], *req = NULL;
+	json_t *bo = NULL;
+	size_t cap;
 	int r, rm;
 
 	memset(&t, 0, sizeof(t));
 	t.alg = a;
 	t.key = k;
 	t.sock = sock;
-	snprintf(what, sizeof(what), "%s, %u connection%s%s", a->name, conns,
-	    conns == 1 ? "" : "s", rate > 0 ? ", paced" : "");
+	snprintf(what, sizeof(what), "%s, %u connection%s%s%s", a->name, conns,
+	    conns == 1 ? "" : "s", rate > 0 ? ", paced" : "",
+	    tls ? ", mutual TLS" : "");
 	t.what = what;
-	t.bodylen = (size_t)snprintf(t.body, sizeof(t.body),
-	    "{\"agent\":\"" AGENT_PREFIX "%s\",\"audience\":\"" AUDIENCE
-	    "\",\"ttl\":%d}",
-	    a->name, JWT_TTL);
+	if (x509_mode) {
+		char agent[128], *body = NULL;
+
+		snprintf(agent, sizeof(agent), AGENT_PREFIX "%s", a->name);
+		if ((bo = json_pack("{s:s, s:s, s:i}", "agent", agent, "csr",
+			 bench_csr, "ttl", JWT_TTL)) == NULL ||
+		    (body = json_dumps(bo, JSON_COMPACT)) == NULL) {
+			json_decref(bo);
+			return fail(what, CUSTODY_E_NOMEM);
+		}
+		json_decref(bo);
+		t.body = body;
+		t.bodylen = strlen(body);
+	} else {
+		if ((t.body = malloc(256)) == NULL)
+			return fail(what, CUSTODY_E_NOMEM);
+		t.bodylen = (size_t)snprintf(t.body, 256,
+		    "{\"agent\":\"" AGENT_PREFIX "%s\",\"audience\":\"" AUDIENCE
+		    "\",\"ttl\":%d}",
+		    a->name, JWT_TTL);
+	}
 	atomic_init(&t.reported, 0);
 	atomic_init(&t.ok, 0);
 	pthread_mutex_init(&t.lock, NULL);
@@ -1809,13 +2217,22 @@ jwt_run(const char *sock, struct child *d, const struct bench_alg *a,
 	sp.seconds = seconds;
 	sp.rate = rate;
 	sp.server = d->pid;
-	sp.reqlen = (size_t)snprintf(req, sizeof(req),
-	    "POST /v1/credentials/jwt HTTP/1.1\r\nHost: custody\r\n"
+	cap = t.bodylen + 256;
+	if ((req = malloc(cap)) == NULL) {
+		r = fail(what, CUSTODY_E_NOMEM);
+		goto out;
+	}
+	sp.reqlen = (size_t)snprintf(req, cap,
+	    "POST /v1/credentials/%s HTTP/1.1\r\nHost: custody\r\n"
 	    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n"
 	    "%s",
-	    t.bodylen, t.body);
+	    cmd_name(), t.bodylen, t.body);
 	sp.req = req;
-	sp.check = jwt_answer;
+	sp.check = x509_mode ? x509_answer : jwt_answer;
+	if (tls) {
+		sp.tls = bench_tls;
+		sp.port = bench_port;
+	}
 	sp.arg = &t;
 
 	if ((r = metrics_get(sock, a, &m0)) != 0)
@@ -1859,6 +2276,8 @@ jwt_run(const char *sock, struct child *d, const struct bench_alg *a,
 		t.tbs = NULL;
 	}
 out:
+	free(req);
+	free(t.body);
 	free(t.tbs);
 	pthread_mutex_destroy(&t.lock);
 	return r;
@@ -2175,6 +2594,7 @@ struct alg_report {
 	char *tbs; /* a signing input custodyd signed: the baselines' message */
 	size_t tbslen;
 	struct load_result jwt[MAX_CONN_LEVELS];
+	struct load_result tls[MAX_CONN_LEVELS]; /* --tls */
 	struct load_result paced;
 	struct load_result raw, verify, p11kit;
 	int p11kit_lacks;   /* the pair cannot sign with this mechanism */
@@ -2250,7 +2670,7 @@ static json_t *
 alg_json(const struct alg_report *ar, size_t nconns)
 {
 	struct goals g;
-	json_t *runs, *p11, *p11x;
+	json_t *runs, *p11, *p11x, *tls = NULL, *o;
 	size_t i;
 
 	goals_of(ar, &g);
@@ -2260,6 +2680,9 @@ alg_json(const struct alg_report *ar, size_t nconns)
 	p11x = ar->p11kit_lacks ? json_null() : json_real(g.x_p11kit);
 	for (i = 0; i < nconns; i++)
 		json_array_append_new(runs, result_json(&ar->jwt[i], 1));
+	if (ar->tls[0].threads > 0 && (tls = json_array()) != NULL)
+		for (i = 0; i < nconns; i++)
+			json_array_append_new(tls, result_json(&ar->tls[i], 1));
 	if (ar->p11kit_lacks)
 		p11 = json_pack("{s:s}", "unsupported",
 		    "C_SignInit: CKR_MECHANISM_INVALID through p11-kit");
@@ -2271,11 +2694,11 @@ alg_json(const struct alg_report *ar, size_t nconns)
 				    ? "CKM_RSA_PKCS_PSS over a host SHA-256"
 				    : ar->alg->mech_name));
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o,"
-			 " s:{s:o, s:o, s:o},"
-			 " s:{s:i, s:f, s:f, s:f, s:o},"
-			 " s:{s:{s:f, s:f, s:b}, s:{s:f, s:o, s:o},"
-			 " s:{s:f, s:f, s:f, s:f, s:b}}}",
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:o,"
+		      " s:{s:o, s:o, s:o},"
+		      " s:{s:i, s:f, s:f, s:f, s:o},"
+		      " s:{s:{s:f, s:f, s:b}, s:{s:f, s:o, s:o},"
+		      " s:{s:f, s:f, s:f, s:f, s:b}}}",
 	    "alg", ar->alg->name, "jws_alg", ar->alg->jws, "mechanism",
 	    ar->alg->mech_name, "key", ar->key.id, "kid", ar->key.kid,
 	    "message_bytes", (json_int_t)ar->tbslen, "jwt", runs,
@@ -2292,6 +2715,11 @@ alg_json(const struct alg_report *ar, size_t nconns)
 	    "p99_half_peak", "p99_ms", ar->paced.lat.p99 / 1e3,
 	    "raw_sign_p99_ms", ar->raw.lat.p99 / 1e3, "difference_ms",
 	    g.p99_diff_ms, "want_at_most_ms", GOAL_P99_MS, "met", g.p99_met);
+	if (o != NULL && tls != NULL)
+		json_object_set_new(o, "tls", tls);
+	else
+		json_decref(tls);
+	return o;
 }
 
 static int
@@ -2324,6 +2752,9 @@ report_json(const struct jwt_opts *o, const struct jwt_report *rep)
 	    "custodyd", o->custodyd, "custody", o->custody, "algs", algs,
 	    "custodyd", "exit", rep->custodyd_exit, "error_lines",
 	    (int)rep->custodyd_errors);
+	if (root != NULL)
+		json_object_set_new(
+		    root, "credential", json_string(cmd_name()));
 	if (root == NULL)
 		return fail("the JSON report", r);
 	r = json_dumpf(root, stdout, JSON_INDENT(2)) == 0 &&
@@ -2365,8 +2796,8 @@ report_text(const struct jwt_opts *o, const struct jwt_report *rep)
 	size_t i, j, ngoals = 0, nmet = 0;
 	uint64_t errors = 0;
 
-	printf("custody-bench jwt: custody %s, %s\n", CUSTODY_VERSION,
-	    OpenSSL_version(OPENSSL_VERSION));
+	printf("custody-bench %s: custody %s, %s\n", cmd_name(),
+	    CUSTODY_VERSION, OpenSSL_version(OPENSSL_VERSION));
 	printf("machine: %s, %ld cores, %s; load average %.2f at the "
 	       "start\n",
 	    rep->mach.cpu, rep->mach.cores, rep->mach.kernel, rep->loadavg);
@@ -2397,10 +2828,18 @@ report_text(const struct jwt_opts *o, const struct jwt_report *rep)
 		for (j = 0; j < o->nconns; j++) {
 			snprintf(
 			    conns, sizeof(conns), "%u", ar->jwt[j].threads);
-			print_row("JWT over the Unix socket", conns,
-			    &ar->jwt[j], 1, 1);
+			snprintf(name, sizeof(name), "%s over the Unix socket",
+			    cred());
+			print_row(name, conns, &ar->jwt[j], 1, 1);
 		}
-		snprintf(name, sizeof(name), "JWT paced, %.0f/s asked",
+		for (j = 0; o->tls && j < o->nconns; j++) {
+			snprintf(
+			    conns, sizeof(conns), "%u", ar->tls[j].threads);
+			snprintf(name, sizeof(name), "%s over TCP+mutual TLS",
+			    cred());
+			print_row(name, conns, &ar->tls[j], 1, 1);
+		}
+		snprintf(name, sizeof(name), "%s paced, %.0f/s asked", cred(),
 		    ar->paced.rate_asked);
 		snprintf(conns, sizeof(conns), "%u", ar->paced.threads);
 		print_row(name, conns, &ar->paced, 1, 1);
@@ -2439,10 +2878,10 @@ report_text(const struct jwt_opts *o, const struct jwt_report *rep)
 		else
 			snprintf(name, sizeof(name), "%.2f x p11-kit pair",
 			    g.x_p11kit);
-		printf("\n  best JWT rate %.0f/s (%u connections) = %.2f x raw "
+		printf("\n  best %s rate %.0f/s (%u connections) = %.2f x raw "
 		       "C_Sign, %.2f x C_Sign + verify, %s\n",
-		    ar->jwt[ar->best].rate, ar->jwt[ar->best].threads, g.x_raw,
-		    g.x_verify, name);
+		    cred(), ar->jwt[ar->best].rate, ar->jwt[ar->best].threads,
+		    g.x_raw, g.x_verify, name);
 		printf("  goal: >= %.1f x C_Sign + verify        %5.2f      "
 		       "%s\n",
 		    GOAL_SIGN_VERIFY, g.x_verify, met(g.verify_met));
@@ -2471,7 +2910,8 @@ report_text(const struct jwt_opts *o, const struct jwt_report *rep)
 	    nmet, ngoals, errors, rep->custodyd_exit, rep->custodyd_errors);
 	printf("server CPU: custodyd's (p11-kit server's for the pair) per "
 	       "request, from /proc; client CPU: this\n"
-	       "process's (one thread for the JWT runs); others: cores busy "
+	       "process's (one thread for the credential runs); others: cores "
+	       "busy "
 	       "with other "
 	       "processes during the run\n"
 	       "(/proc/stat). Paced latency counts from each request's "
@@ -2490,7 +2930,8 @@ wrong_answers(const struct jwt_report *rep, size_t nconns)
 		if (ar->paced.errors > 0 || ar->paced.mismatch)
 			return 1;
 		for (j = 0; j < nconns; j++)
-			if (ar->jwt[j].errors > 0 || ar->jwt[j].mismatch)
+			if (ar->jwt[j].errors > 0 || ar->jwt[j].mismatch ||
+			    ar->tls[j].errors > 0 || ar->tls[j].mismatch)
 				return 1;
 	}
 	return 0;
@@ -2531,7 +2972,8 @@ static int
 setup_files(const struct jwt_opts *o, const char *dir, struct paths *p)
 {
 	uint8_t rnd[12];
-	char pin[2 * sizeof(rnd) + 1], hsmdir[PATH_MAX];
+	char pin[2 * sizeof(rnd) + 1], hsmdir[PATH_MAX], port[32] = "";
+	char *tcert = NULL, *tkey = NULL, *tca = NULL;
 	uid_t uid = getuid();
 	int r;
 
@@ -2580,19 +3022,36 @@ setup_files(const struct jwt_opts *o, const char *dir, struct paths *p)
 		 "  {\"id\": \"bench-admin\", \"effect\": \"allow\", "
 		 "\"principals\": [\"unix:uid=%lu\"],\n"
 		 "   \"actions\": [\"key.create\", \"key.read\", "
-		 "\"audit.read\"]},\n"
+		 "\"audit.read\", \"ca.manage\"]},\n"
+		 "  {\"id\": \"bench-x509\", \"effect\": \"allow\", "
+		 "\"principals\": [\"unix:uid=%lu\", \"" BENCH_BROKER "\"],\n"
+		 "   \"actions\": [\"credential.x509\"],\n"
+		 "   \"keys\": {\"agent\": [\"" AGENT_PREFIX "*\"], "
+		 "\"purpose\": [\"x509-ca\"]},\n"
+		 "   \"conditions\": {\"max_ttl\": \"15m\", \"x509\": "
+		 "{\"csr_keys\": [\"ecdsa-p256\"]}}},\n"
 		 "  {\"id\": \"bench-jwt\", \"effect\": \"allow\", "
-		 "\"principals\": [\"unix:uid=%lu\"],\n"
+		 "\"principals\": [\"unix:uid=%lu\", \"" BENCH_BROKER "\"],\n"
 		 "   \"actions\": [\"credential.jwt\"],\n"
 		 "   \"keys\": {\"agent\": [\"" AGENT_PREFIX "*\"], "
 		 "\"purpose\": [\"jwt\"]},\n"
 		 "   \"conditions\": {\"max_ttl\": \"15m\", \"audiences\": "
 		 "[\"" AUDIENCE "\"]}}\n"
 		 " ]}\n",
-		 (unsigned long)uid, (unsigned long)uid)) != 0)
+		 (unsigned long)uid, (unsigned long)uid, (unsigned long)uid)) !=
+	    0)
 		return r;
-	return write_file(p->conf, 0600,
-	    "# custody-bench jwt\n"
+	if (o->tls) {
+		if ((r = tls_setup(dir, &tcert, &tkey, &tca)) != 0) {
+			free(tcert);
+			free(tkey);
+			free(tca);
+			return r;
+		}
+		snprintf(port, sizeof(port), "127.0.0.1:%d", bench_port);
+	}
+	r = write_file(p->conf, 0600,
+	    "# custody-bench\n"
 	    "data-dir %s\n"
 	    "pkcs11-module %s\n"
 	    "token pkcs11:token=" TOKEN_LABEL "\n"
@@ -2603,9 +3062,18 @@ setup_files(const struct jwt_opts *o, const char *dir, struct paths *p)
 	    "jwt-ed25519-alg EdDSA\n"
 	    "policy %s\n"
 	    "listen-unix %s\n"
-	    "workers %u\n",
+	    "workers %u\n"
+	    "%s%s%s%s%s%s%s%s%s",
 	    p->data, o->module, p->userpin, p->hsmconf, p->policy, p->sock,
-	    o->workers);
+	    o->workers, o->tls ? "listen-tcp " : "", o->tls ? port : "",
+	    o->tls ? "\ntls-cert " : "", o->tls ? tcert : "",
+	    o->tls ? "\ntls-key " : "", o->tls ? tkey : "",
+	    o->tls ? "\ntls-client-ca " : "", o->tls ? tca : "",
+	    o->tls ? "\n" : "");
+	free(tcert);
+	free(tkey);
+	free(tca);
+	return r;
 }
 
 /* custody -c CONF init --so-pin-file FILE, to completion. */
@@ -2759,24 +3227,38 @@ jwt_alg(const struct jwt_opts *o, const struct paths *p, struct child *d,
 	int r;
 
 	for (j = 0; j < o->nconns; j++) {
-		progress("%s: JWTs, %u connection%s, %.1f s", ar->alg->name,
-		    o->conns[j], o->conns[j] == 1 ? "" : "s", o->seconds);
+		progress("%s: %ss, %u connection%s, %.1f s", ar->alg->name,
+		    cred(), o->conns[j], o->conns[j] == 1 ? "" : "s",
+		    o->seconds);
 		if ((r = jwt_run(p->sock, d, ar->alg, &ar->key, o->conns[j], 0,
-			 o->seconds, &ar->tbs, &ar->tbslen, &ar->jwt[j])) != 0)
+			 o->seconds, 0, &ar->tbs, &ar->tbslen, &ar->jwt[j])) !=
+		    0)
 			return r;
 		if (ar->jwt[j].rate > ar->jwt[ar->best].rate)
 			ar->best = j;
 	}
+	for (j = 0; o->tls && j < o->nconns; j++) {
+		progress(
+		    "%s: %ss over TCP + mutual TLS, %u connection%s, %.1f s",
+		    ar->alg->name, cred(), o->conns[j],
+		    o->conns[j] == 1 ? "" : "s", o->seconds);
+		if ((r = jwt_run(p->sock, d, ar->alg, &ar->key, o->conns[j], 0,
+			 o->seconds, 1, &ar->tbs, &ar->tbslen, &ar->tls[j])) !=
+		    0)
+			return r;
+	}
 	best = ar->jwt[ar->best].rate;
 	if (best <= 0) {
-		errorx("%s: no JWT was issued", ar->alg->name);
+		errorx("%s: no %s was issued", ar->alg->name, cred());
 		return CUSTODY_E_INTERNAL;
 	}
-	progress("%s: JWTs, %d connections paced at %.0f/s (half of %.0f/s), "
+	progress("%s: %ss, %d connections paced at %.0f/s (half of %.0f/s), "
 		 "%.1f s",
-	    ar->alg->name, PACED_CONNS, best * PACED_SHARE, best, o->seconds);
+	    ar->alg->name, cred(), PACED_CONNS, best * PACED_SHARE, best,
+	    o->seconds);
 	return jwt_run(p->sock, d, ar->alg, &ar->key, PACED_CONNS,
-	    best * PACED_SHARE, o->seconds, &ar->tbs, &ar->tbslen, &ar->paced);
+	    best * PACED_SHARE, o->seconds, 0, &ar->tbs, &ar->tbslen,
+	    &ar->paced);
 }
 
 int
@@ -2801,6 +3283,8 @@ cmd_jwt(int argc, char **argv)
 	memset(&remote, 0, sizeof(remote));
 	if ((r = jwt_parse(argc, argv, &o)) != 0)
 		return r < 0 ? 0 : r;
+	if (x509_mode && csr_make() != 0)
+		return EXIT_FAILURE;
 	if ((rep = calloc(1, sizeof(*rep))) == NULL) {
 		errorx("out of memory");
 		return EXIT_FAILURE;
@@ -2912,6 +3396,7 @@ out:
 	}
 	for (i = 0; i < rep->nalgs; i++) {
 		pubkey_free(rep->algs[i].key.pk);
+		EVP_PKEY_free(rep->algs[i].key.ca_pub);
 		free(rep->algs[i].tbs);
 	}
 	if (made && o.keep)
@@ -2927,5 +3412,18 @@ out:
 	free(out);
 	free(err);
 	free(rep);
+	free(bench_csr);
+	bench_csr = NULL;
+	return ex;
+}
+
+int
+cmd_x509(int argc, char **argv)
+{
+	int ex;
+
+	x509_mode = 1;
+	ex = cmd_jwt(argc, argv);
+	x509_mode = 0;
 	return ex;
 }

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# custody-bench jwt still works end to end: a short run of every algorithm
+# custody-bench jwt and x509 still work end to end: a short run of every algorithm
 # (custodyd on a SoftHSM2 token made by the benchmark, its one-thread load
 # generator, the baselines and the p11-kit pair) exits 0, which it does only
 # when every answer was a right token, custodyd counted as many tokens as
@@ -42,4 +42,26 @@ for name, a in algs.items():
              a["jwt_paced_half_peak"]["n"]))
 assert d["custodyd"] == {"exit": "exit status 0", "error_lines": 0}, d["custodyd"]
 print("ok: custodyd exited 0")
+PY
+
+# custody-bench x509, with the runs over TCP and mutual TLS
+if ! "$bench" x509 --algs ecdsa-p256 --conns 2 --seconds 0.5 --tls \
+	--dir "$work" --custodyd "$custodyd" --custody "$custody" --json \
+	>"$work/x509.json" 2>"$work/x509.err"; then
+	echo "FAIL: custody-bench x509 --tls exited non-zero" >&2
+	cat "$work/x509.err" >&2
+	exit 1
+fi
+/usr/bin/python3 - "$work/x509.json" <<'PY'
+import json, sys
+
+d = json.load(open(sys.argv[1]))
+assert d["credential"] == "x509", d.get("credential")
+(a,) = d["algs"]
+for r in a["jwt"] + a["tls"] + [a["jwt_paced_half_peak"]]:
+    assert r["n"] > 0 and r["errors"] == 0, r
+assert [r["connections"] for r in a["tls"]] == [2], a["tls"]
+assert d["custodyd"] == {"exit": "exit status 0", "error_lines": 0}, d["custodyd"]
+print("ok: x509: %d certificates/s over the Unix socket, %d over mutual TLS"
+      % (round(a["jwt"][0]["per_second"]), round(a["tls"][0]["per_second"])))
 PY
