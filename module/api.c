@@ -793,6 +793,84 @@ json_body(struct call *c, size_t *lenp)
 	return p;
 }
 
+/* ---- what both credentials check ----------------------------------------- */
+
+/*
+ * The key a credential request names (key_id, else agent's task-less key
+ * of purpose), checked before the policy (G5): it exists (404), has that
+ * purpose (403, rule (purpose): it never signs what), and is active (409,
+ * rule (state)). NULL when c is answered, or being answered.
+ */
+static const struct store_key *
+credential_key(struct call *c, const char *key_id, const char *agent,
+    const char *purpose, const char *event, const uint8_t *request_sha256,
+    const char *what)
+{
+	struct api *a = c->lp->api;
+	const struct store_key *k;
+	int r;
+
+	r = key_id != NULL ? keyring_get(a->kr, key_id, &c->key)
+			   : keyring_find(a->kr, agent, purpose, NULL, &c->key);
+	if (r != 0) {
+		if (key_id != NULL)
+			problem(
+			    c, 404, "not-found", NULL, "no key %.64s", key_id);
+		else
+			problem(c, 404, "not-found", NULL,
+			    "agent %.256s has no active %s key", agent,
+			    purpose);
+		send_answer(c);
+		return NULL;
+	}
+	k = c->key->rec;
+	if (strcmp(k->purpose, purpose) != 0) {
+		refuse(c, 403, event, k, request_sha256, "(purpose)",
+		    "key %s is a %s key: it never %s", k->id, k->purpose, what);
+		return NULL;
+	}
+	if (strcmp(k->state, "active") != 0) {
+		refuse(c, 409, event, k, request_sha256, "(state)",
+		    "key %s is %s: it signs nothing more", k->id, k->state);
+		return NULL;
+	}
+	return k;
+}
+
+/*
+ * The lifetime of a credential: the smallest of what the rule granted
+ * (the ttl asked, capped by its max_ttl) and the key's remaining life. 0 and
+ * *ttlp, or -1 when c is refused (409 past the key's ttl, 403 nothing
+ * granted).
+ */
+static int
+credential_ttl(struct call *c, const struct store_key *k, int64_t granted,
+    int64_t now, const char *event, const uint8_t *request_sha256,
+    int64_t *ttlp)
+{
+	int64_t left;
+
+	if (k->ttl > 0) {
+		left = k->created_at + k->ttl - now;
+		if (left <= 0) {
+			refuse(c, 409, event, k, request_sha256, "(state)",
+			    "key %s reached the end of its ttl: it signs "
+			    "nothing more",
+			    k->id);
+			return -1;
+		}
+		if (left < granted)
+			granted = left;
+	}
+	if (granted <= 0) {
+		refuse(c, 403, event, k, request_sha256, NULL,
+		    "the rule grants no lifetime");
+		return -1;
+	}
+	*ttlp = granted;
+	return 0;
+}
+
 /* ---- POST /v1/credentials/jwt ------------------------------------------- */
 
 static void
@@ -854,7 +932,7 @@ handle_jwt(struct call *c)
 	const struct store_key *k;
 	const uint8_t *body;
 	char err[320];
-	int64_t now, ttl, left;
+	int64_t now, ttl;
 	size_t len;
 	int r;
 
@@ -873,33 +951,11 @@ handle_jwt(struct call *c)
 			problem(c, 400, "bad-request", NULL, "%s", err);
 		goto answer;
 	}
-	r = q->key != NULL
-		? keyring_get(a->kr, q->key, &c->key)
-		: keyring_find(a->kr, q->agent, "jwt", NULL, &c->key);
-	if (r != 0) {
-		if (q->key != NULL)
-			problem(
-			    c, 404, "not-found", NULL, "no key %.64s", q->key);
-		else
-			problem(c, 404, "not-found", NULL,
-			    "agent %.256s has no active jwt key", q->agent);
-		goto answer;
-	}
-	k = c->key->rec;
 	/* purpose before policy (G5): whatever a policy says, a key signs
 	 * only what it was made for */
-	if (strcmp(k->purpose, "jwt") != 0) {
-		refuse(c, 403, "credential.jwt", k, q->request_sha256,
-		    "(purpose)", "key %s is a %s key: it never signs a JWT",
-		    k->id, k->purpose);
+	if ((k = credential_key(c, q->key, q->agent, "jwt", "credential.jwt",
+		 q->request_sha256, "signs a JWT")) == NULL)
 		goto out;
-	}
-	if (strcmp(k->state, "active") != 0) {
-		refuse(c, 409, "credential.jwt", k, q->request_sha256,
-		    "(state)", "key %s is %s: it signs nothing more", k->id,
-		    k->state);
-		goto out;
-	}
 	now = time(NULL);
 	policy_key_of(k, &pk);
 	memset(&pq, 0, sizeof(pq));
@@ -921,25 +977,9 @@ handle_jwt(struct call *c)
 	}
 	/* the smallest of what was asked, the policy's maximum (d.ttl is
 	 * both) and the key's remaining life */
-	ttl = d.ttl;
-	if (k->ttl > 0) {
-		left = k->created_at + k->ttl - now;
-		if (left <= 0) {
-			refuse(c, 409, "credential.jwt", k, q->request_sha256,
-			    "(state)",
-			    "key %s reached the end of its ttl: it signs "
-			    "nothing more",
-			    k->id);
-			goto out;
-		}
-		if (left < ttl)
-			ttl = left;
-	}
-	if (ttl <= 0) {
-		refuse(c, 403, "credential.jwt", k, q->request_sha256, NULL,
-		    "the rule grants no lifetime");
+	if (credential_ttl(c, k, d.ttl, now, "credential.jwt",
+		q->request_sha256, &ttl) != 0)
 		goto out;
-	}
 	{
 		struct credential_key ck = {k->id, k->kid, k->agent, 0};
 
@@ -1003,34 +1043,52 @@ key_readable(
 	return d->allow;
 }
 
-static void
-handle_key_show(struct call *c, const char *id)
+/*
+ * The key id from the store, if the policy lets c read it (key.read): the
+ * record (store_key_free it) and the loop's store in *stp, or NULL when c
+ * is answered (404, 503) or being answered (403, logged).
+ */
+static struct store_key *
+readable_key(struct call *c, const char *id, struct store **stp)
 {
 	struct policy_decision d;
 	struct store_key *k = NULL;
-	struct store *st;
 	int r;
 
-	if ((st = loop_store(c)) == NULL)
-		goto answer;
+	if ((*stp = loop_store(c)) == NULL) {
+		send_answer(c);
+		return NULL;
+	}
 	if (store_key_id_parse(id, (uint8_t[STORE_CKA_ID_LEN]){0}) != 0 ||
-	    (r = store_key_get(st, id, &k)) == CUSTODY_E_KEY_NOT_FOUND) {
+	    (r = store_key_get(*stp, id, &k)) == CUSTODY_E_KEY_NOT_FOUND) {
 		problem(c, 404, "not-found", NULL, "no key %.64s", id);
-		goto answer;
+		send_answer(c);
+		return NULL;
 	}
 	if (r != 0) {
 		problem(c, 503, "unavailable", NULL, "the store failed (%s)",
 		    custody_strerror(r));
-		goto answer;
+		send_answer(c);
+		return NULL;
 	}
 	if (!key_readable(c, k, &d)) {
 		refuse_decision(c, "key.read", k, NULL, &d);
-		goto out;
+		store_key_free(k);
+		return NULL;
 	}
+	return k;
+}
+
+static void
+handle_key_show(struct call *c, const char *id)
+{
+	struct store_key *k;
+	struct store *st;
+
+	if ((k = readable_key(c, id, &st)) == NULL)
+		return;
 	set_json(c, 200, keys_json(k));
-answer:
 	send_answer(c);
-out:
 	store_key_free(k);
 }
 
@@ -1596,7 +1654,7 @@ handle_x509(struct call *c)
 	uint8_t tbs_sha[32];
 	char err[320], na[32], hex[65];
 	enum custody_alg alg;
-	int64_t now, ttl, left;
+	int64_t now, ttl;
 	unsigned ku;
 	size_t len;
 	json_t *detail;
@@ -1614,32 +1672,10 @@ handle_x509(struct call *c)
 			problem(c, 400, "bad-request", NULL, "%s", err);
 		goto answer;
 	}
-	r = q->key != NULL
-		? keyring_get(a->kr, q->key, &c->key)
-		: keyring_find(a->kr, q->agent, "x509-ca", NULL, &c->key);
-	if (r != 0) {
-		if (q->key != NULL)
-			problem(
-			    c, 404, "not-found", NULL, "no key %.64s", q->key);
-		else
-			problem(c, 404, "not-found", NULL,
-			    "agent %.256s has no active x509-ca key", q->agent);
-		goto answer;
-	}
-	k = c->key->rec;
-	if (strcmp(k->purpose, "x509-ca") != 0) {
-		refuse(c, 403, "credential.x509", k, q->request_sha256,
-		    "(purpose)",
-		    "key %s is a %s key: it never issues a certificate", k->id,
-		    k->purpose);
+	if ((k = credential_key(c, q->key, q->agent, "x509-ca",
+		 "credential.x509", q->request_sha256,
+		 "issues a certificate")) == NULL)
 		goto out;
-	}
-	if (strcmp(k->state, "active") != 0) {
-		refuse(c, 409, "credential.x509", k, q->request_sha256,
-		    "(state)", "key %s is %s: it signs nothing more", k->id,
-		    k->state);
-		goto out;
-	}
 	/* the CSR before the policy: the policy decides on its key type */
 	if ((r = cert_csr_parse((const uint8_t *)q->csr, q->csrlen, k->agent,
 		 &csr, err, sizeof(err))) != 0) {
@@ -1665,25 +1701,9 @@ handle_x509(struct call *c)
 		refuse_decision(c, "credential.x509", k, q->request_sha256, &d);
 		goto out;
 	}
-	ttl = d.ttl;
-	if (k->ttl > 0) {
-		left = k->created_at + k->ttl - now;
-		if (left <= 0) {
-			refuse(c, 409, "credential.x509", k, q->request_sha256,
-			    "(state)",
-			    "key %s reached the end of its ttl: it signs "
-			    "nothing more",
-			    k->id);
-			goto out;
-		}
-		if (left < ttl)
-			ttl = left;
-	}
-	if (ttl <= 0) {
-		refuse(c, 403, "credential.x509", k, q->request_sha256, NULL,
-		    "the rule grants no lifetime");
+	if (credential_ttl(c, k, d.ttl, now, "credential.x509",
+		q->request_sha256, &ttl) != 0)
 		goto out;
-	}
 	if ((c->x509 = calloc(1, sizeof(*c->x509))) == NULL) {
 		problem(c, 503, "unavailable", NULL, "out of memory");
 		goto answer;
@@ -2230,30 +2250,15 @@ out:
 static void
 handle_ca_show(struct call *c, const char *id)
 {
-	struct policy_decision d;
-	struct store_key *k = NULL;
+	struct store_key *k;
 	struct store *st;
 	uint8_t *der = NULL, *chain = NULL;
 	size_t derlen = 0, chainlen = 0;
 	json_t *o;
 	int r;
 
-	if ((st = loop_store(c)) == NULL)
-		goto answer;
-	if (store_key_id_parse(id, (uint8_t[STORE_CKA_ID_LEN]){0}) != 0 ||
-	    (r = store_key_get(st, id, &k)) == CUSTODY_E_KEY_NOT_FOUND) {
-		problem(c, 404, "not-found", NULL, "no key %.64s", id);
-		goto answer;
-	}
-	if (r != 0) {
-		problem(c, 503, "unavailable", NULL, "the store failed (%s)",
-		    custody_strerror(r));
-		goto answer;
-	}
-	if (!key_readable(c, k, &d)) {
-		refuse_decision(c, "key.read", k, NULL, &d);
-		goto out;
-	}
+	if ((k = readable_key(c, id, &st)) == NULL)
+		return;
 	if ((r = store_ca_get(st, id, &der, &derlen, &chain, &chainlen)) ==
 	    CUSTODY_E_NOT_FOUND) {
 		problem(c, 404, "not-found", NULL,
@@ -2270,7 +2275,6 @@ handle_ca_show(struct call *c, const char *id)
 	set_json(c, 200, o);
 answer:
 	send_answer(c);
-out:
 	free(der);
 	free(chain);
 	store_key_free(k);

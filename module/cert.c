@@ -595,6 +595,26 @@ crypto_fail(const char *what)
 	return CUSTODY_E_CRYPTO;
 }
 
+/* OpenSSL's encoding (n bytes at der, freed here whatever happens) copied
+ * into *outp (free(3)) and *lenp; n <= 0: what failed. */
+static int
+der_copy(
+    int n, unsigned char *der, const char *what, uint8_t **outp, size_t *lenp)
+{
+	int r = 0;
+
+	if (n <= 0)
+		r = crypto_fail(what);
+	else if ((*outp = malloc((size_t)n)) == NULL)
+		r = CUSTODY_E_NOMEM;
+	else {
+		memcpy(*outp, der, (size_t)n);
+		*lenp = (size_t)n;
+	}
+	OPENSSL_free(der);
+	return r;
+}
+
 /* A positive serial of 128 random bits (17 DER bytes when the top is set). */
 static int
 set_serial(X509 *x)
@@ -886,21 +906,13 @@ cert_leaf_tbs(const struct cert_leaf *leaf, const struct cert_csr *csr,
 	    (r = leaf_extensions(x, ca, &checked)) != 0 ||
 	    (r = set_tbs_sigalg(x, alg)) != 0)
 		goto out;
-	if ((n = i2d_re_X509_tbs(x, &tbs)) <= 0) {
-		r = crypto_fail("TBSCertificate");
+	n = i2d_re_X509_tbs(x, &tbs);
+	if ((r = der_copy(n, tbs, "TBSCertificate", tbsp, tbslenp)) != 0)
 		goto out;
-	}
-	if ((*tbsp = malloc((size_t)n)) == NULL) {
-		r = CUSTODY_E_NOMEM;
-		goto out;
-	}
-	memcpy(*tbsp, tbs, (size_t)n);
-	*tbslenp = (size_t)n;
 	*certp = x;
 	x = NULL;
 	r = 0;
 out:
-	OPENSSL_free(tbs);
 	X509_free(x);
 	return r;
 }
@@ -1169,19 +1181,11 @@ cert_ca_tbs(const X509_NAME *subject, int64_t not_before, int64_t ttl,
 	if ((r = set_serial(x)) != 0 || (r = ca_extensions(x)) != 0 ||
 	    (r = set_tbs_sigalg(x, alg)) != 0)
 		goto out;
-	if ((n = i2d_re_X509_tbs(x, &tbs)) <= 0) {
-		r = crypto_fail("TBSCertificate");
+	n = i2d_re_X509_tbs(x, &tbs);
+	if ((r = der_copy(n, tbs, "TBSCertificate", tbsp, tbslenp)) != 0)
 		goto out;
-	}
-	if ((*tbsp = malloc((size_t)n)) == NULL) {
-		r = CUSTODY_E_NOMEM;
-		goto out;
-	}
-	memcpy(*tbsp, tbs, (size_t)n);
-	*tbslenp = (size_t)n;
 	r = 0;
 out:
-	OPENSSL_free(tbs);
 	X509_free(x);
 	return r;
 }
@@ -1229,19 +1233,12 @@ cert_csr_tbs(
 		r = crypto_fail("certification request");
 		goto out;
 	}
-	if ((n = i2d_re_X509_REQ_tbs(req, &tbs)) <= 0) {
-		r = crypto_fail("CertificationRequestInfo");
+	n = i2d_re_X509_REQ_tbs(req, &tbs);
+	if ((r = der_copy(n, tbs, "CertificationRequestInfo", tbsp, tbslenp)) !=
+	    0)
 		goto out;
-	}
-	if ((*tbsp = malloc((size_t)n)) == NULL) {
-		r = CUSTODY_E_NOMEM;
-		goto out;
-	}
-	memcpy(*tbsp, tbs, (size_t)n);
-	*tbslenp = (size_t)n;
 	r = 0;
 out:
-	OPENSSL_free(tbs);
 	sk_X509_EXTENSION_free(exts); /* tmp owns the extensions */
 	X509_free(tmp);
 	X509_REQ_free(req);

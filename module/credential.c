@@ -310,12 +310,34 @@ load_error(const uint8_t *body, size_t len, const json_error_t *je, char *err,
 	    je->line, je->column);
 }
 
+/*
+ * A request body: its SHA-256, and the JSON object it must be (duplicate
+ * members refused, compared after unescaping: "\u0073ub" is "sub").
+ */
+static int
+load_request(const uint8_t *body, size_t len, uint8_t sha[32], json_t **op,
+    char *err, size_t errsz)
+{
+	json_error_t je;
+	int r;
+
+	*op = NULL;
+	if ((r = sha256(body, len, sha)) != 0)
+		return r;
+	if ((*op = json_loadb((const char *)body, len,
+		 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je)) == NULL)
+		return load_error(body, len, &je, err, errsz);
+	if (!json_is_object(*op))
+		return fail(err, errsz, CUSTODY_E_INVALID_ARG,
+		    "the body must be a JSON object");
+	return 0;
+}
+
 int
 credential_jwt_parse(const uint8_t *body, size_t len,
     struct credential_jwt_req **reqp, char *err, size_t errsz)
 {
 	struct credential_jwt_req *q;
-	json_error_t je;
 	json_t *o = NULL, *v;
 	const char *k;
 	int r = 0;
@@ -324,19 +346,9 @@ credential_jwt_parse(const uint8_t *body, size_t len,
 	    body != NULL && reqp != NULL, CUSTODY_E_INVALID_ARG);
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return CUSTODY_E_NOMEM;
-	if ((r = sha256(body, len, q->request_sha256)) != 0)
+	if ((r = load_request(body, len, q->request_sha256, &o, err, errsz)) !=
+	    0)
 		goto out;
-	/* duplicates are compared after unescaping: "\u0073ub" is "sub" */
-	if ((o = json_loadb((const char *)body, len,
-		 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je)) == NULL) {
-		r = load_error(body, len, &je, err, errsz);
-		goto out;
-	}
-	if (!json_is_object(o)) {
-		r = fail(err, errsz, CUSTODY_E_INVALID_ARG,
-		    "the body must be a JSON object");
-		goto out;
-	}
 	json_object_foreach(o, k, v)
 	{
 		if (in(header_fields, k)) {
@@ -400,7 +412,6 @@ credential_x509_parse(const uint8_t *body, size_t len, size_t csr_max,
 	    "agent", "key", "csr", "ttl", NULL};
 	struct credential_x509_req *q;
 	struct credential_jwt_req t;
-	json_error_t je;
 	json_t *o = NULL, *v;
 	const char *k;
 	int r = 0;
@@ -409,18 +420,9 @@ credential_x509_parse(const uint8_t *body, size_t len, size_t csr_max,
 	    body != NULL && reqp != NULL, CUSTODY_E_INVALID_ARG);
 	if ((q = calloc(1, sizeof(*q))) == NULL)
 		return CUSTODY_E_NOMEM;
-	if ((r = sha256(body, len, q->request_sha256)) != 0)
+	if ((r = load_request(body, len, q->request_sha256, &o, err, errsz)) !=
+	    0)
 		goto out;
-	if ((o = json_loadb((const char *)body, len,
-		 JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je)) == NULL) {
-		r = load_error(body, len, &je, err, errsz);
-		goto out;
-	}
-	if (!json_is_object(o)) {
-		r = fail(err, errsz, CUSTODY_E_INVALID_ARG,
-		    "the body must be a JSON object");
-		goto out;
-	}
 	json_object_foreach(o, k, v)
 	{
 		if (!in(fields, k)) {

@@ -85,3 +85,42 @@ wait_for() {
 	echo "# timed out waiting for $what" >&2
 	return 1
 }
+
+# ---- a custodyd under test (needs $DAEMON, $CONF, a pids array, $PY) -----------
+
+# started NAME: custodyd ($pid) said it is ready in NAME.err, or died
+started() { grep -q "ready:" "$1.err" || ! kill -0 "$pid" 2>/dev/null; }
+# try_start NAME [VAR=VALUE...]: custodyd in the background with that
+# environment, its stderr in NAME.err, its pid in $pid and pids[]; 0 once it
+# is ready, 1 if it died first
+try_start() {
+	local name=$1
+	shift
+	env "$@" "$DAEMON" -c "$CONF" 2>"$name.err" &
+	pid=$!
+	pids+=("$pid")
+	wait_for "custodyd ready" started "$name"
+	grep -q "ready:" "$name.err"
+}
+# start NAME [VAR=VALUE...]: try_start, showing custodyd's stderr if it died
+start() {
+	try_start "$@" && return 0
+	echo "# custodyd did not start:" >&2
+	cat "$1.err" >&2
+	return 1
+}
+stop() { # stop SIGNAL: send it and wait; the exit status in $rc
+	rc=0
+	kill -"$1" "$pid"
+	wait "$pid" || rc=$?
+}
+asan_clean() { # asan_clean FILE: no sanitizer report in custodyd's stderr (else shown)
+	if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: " "$1"; then
+		sed -n '/Sanitizer\|runtime error:/,$p' "$1" | head -200 | sed 's/^/# /' >&2
+		return 1
+	fi
+}
+# jget FILE EXPR: a python expression on the JSON document d of FILE
+jget() { $PY -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+# count EVENT DECISION: the number of leaves of that event and decision
+count() { leaves 'l["event"]' 'l.get("decision")' | grep -c "^$1 $2\$" || true; }

@@ -80,37 +80,6 @@ J() { "$PY" "$HERE/jwt_check.py" "$@"; }
 
 # decisions: leaves other than the periodic requests.refused ones
 decisions() { leaves 'l["event"]' | grep -vc '^requests.refused$' || true; }
-# count EVENT DECISION: the number of leaves of that event and decision
-count() { leaves 'l["event"]' 'l.get("decision")' | grep -c "^$1 $2\$" || true; }
-# jget FILE EXPR: a python expression on the JSON document d of FILE
-jget() { $PY -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
-# start NAME [VAR=VALUE...]: custodyd in the background with that environment,
-# its stderr in NAME.err; returns once it is ready, fails if it died
-started() { grep -q "ready:" "$1.err" || ! kill -0 "$pid" 2>/dev/null; }
-start() {
-	local name=$1
-	shift
-	env "$@" "$DAEMON" -c "$CONF" 2>"$name.err" &
-	pid=$!
-	pids+=("$pid")
-	wait_for "custodyd ready" started "$name"
-	if ! grep -q "ready:" "$name.err"; then
-		echo "# custodyd did not start:" >&2
-		cat "$name.err" >&2
-		return 1
-	fi
-}
-stop() { # stop SIGNAL: send it and wait; the exit status in $rc
-	rc=0
-	kill -"$1" "$pid"
-	wait "$pid" || rc=$?
-}
-asan_clean() { # asan_clean FILE: no sanitizer report in custodyd's stderr (else shown)
-	if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: " "$1"; then
-		sed -n '/Sanitizer\|runtime error:/,$p' "$1" | head -200 | sed 's/^/# /' >&2
-		return 1
-	fi
-}
 
 # req [-u] METHOD PATH CURL-ARGS...: one request on the socket (-u: as uid
 # 65534); sets $code and $ctype, and $ans, the file of the answer's body

@@ -74,25 +74,18 @@ J() { "$PY" "$HERE/jwt_check.py" "$@"; }
 
 # decisions: leaves other than the periodic requests.refused ones
 decisions() { leaves 'l["event"]' | grep -vc '^requests.refused$' || true; }
-# jget FILE EXPR: a python expression on the JSON document d of FILE
-jget() { $PY -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 free_port() {
 	$PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 # start NAME: custodyd on $CONF.in with @PORT@ a free port, as $CONF; its
 # stderr in NAME.err; returns once it is ready (another port when that one
 # was taken meanwhile), fails if it died
-started() { grep -q "ready:" "$1.err" || ! kill -0 "$pid" 2>/dev/null; }
 start() {
 	local name=$1 try
 	for try in 1 2 3 4 5; do
 		PORT=$(free_port)
 		sed "s/@PORT@/$PORT/" "$CONF.in" >"$CONF"
-		"$DAEMON" -c "$CONF" 2>"$name.err" &
-		pid=$!
-		pids+=("$pid")
-		wait_for "custodyd ready" started "$name"
-		if grep -q "ready:" "$name.err"; then
+		if try_start "$name"; then
 			U=https://127.0.0.1:$PORT
 			return 0
 		fi
@@ -103,17 +96,6 @@ start() {
 	echo "# custodyd did not start:" >&2
 	cat "$name.err" >&2
 	return 1
-}
-stop() { # stop SIGNAL: send it and wait; the exit status in $rc
-	rc=0
-	kill -"$1" "$pid"
-	wait "$pid" || rc=$?
-}
-asan_clean() { # asan_clean FILE: no sanitizer report in custodyd's stderr (else shown)
-	if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: " "$1"; then
-		sed -n '/Sanitizer\|runtime error:/,$p' "$1" | head -200 | sed 's/^/# /' >&2
-		return 1
-	fi
 }
 
 # treq CLIENT METHOD PATH [CURL-ARGS...]: one request over TLS to $U with the

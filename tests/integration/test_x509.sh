@@ -89,33 +89,12 @@ q() {
 
 # ---- helpers ---------------------------------------------------------------------
 
-# jget FILE EXPR: a python expression on the JSON document d of FILE
-jget() { $PY -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
-# count EVENT DECISION: the number of leaves of that event and decision
-count() { leaves 'l["event"]' 'l.get("decision")' | grep -c "^$1 $2\$" || true; }
 allow_leaves() { count credential.x509 allow; }
 metric() { # metric PREFIX: the sum of the series whose name{labels} starts with PREFIX
 	curl -sS --unix-socket "$SOCK" http://custody/metrics |
 		awk -v n="$1" 'index($1, n) == 1 { s += $2 } END { print s + 0 }'
 }
 issued() { metric 'custody_credentials_issued_total{type="x509"'; }
-started() { grep -q "ready:" "$1.err" || ! kill -0 "$pid" 2>/dev/null; }
-start() { # start NAME: custodyd in the background, its stderr in NAME.err
-	"$DAEMON" -c "$CONF" 2>"$1.err" &
-	pid=$!
-	pids+=("$pid")
-	wait_for "custodyd ready" started "$1"
-	if ! grep -q "ready:" "$1.err"; then
-		echo "# custodyd did not start:" >&2
-		cat "$1.err" >&2
-		return 1
-	fi
-}
-stop() { # stop SIGNAL: send it and wait; the exit status in $rc
-	rc=0
-	kill -"$1" "$pid"
-	wait "$pid" || rc=$?
-}
 # call [-u] METHOD PATH NAME [BODY]: a request on the socket (-u: as uid
 # 65534), the body from b/BODY (JSON); sets $code, $ctype and $ans, the file
 # of the answer (r/NAME)
