@@ -356,7 +356,7 @@ flush_refused(struct api *a)
 	char since[32], until[32], code[8];
 	json_t *by, *o, *leaf;
 	int64_t now = time(NULL);
-	size_t i, k;
+	size_t i, k, bytes;
 	int r;
 
 	pthread_mutex_lock(&a->rmu);
@@ -366,7 +366,15 @@ flush_refused(struct api *a)
 		return;
 	}
 	by = json_object();
-	for (i = 0; by != NULL && i < a->nrefused; i++) {
+	for (i = 0, bytes = 0; by != NULL && i < a->nrefused; i++) {
+		/* the leaf stays well under 64 KiB (a principal may take 511
+		 * bytes, twice that escaped): the rest is counted in others */
+		bytes += 2 * strlen(a->refused[i].principal) + 96;
+		if (bytes > API_REFUSED_BYTES) {
+			for (k = 0; k < NSTATUS; k++)
+				a->refused_other += a->refused[i].n[k];
+			continue;
+		}
 		if ((o = json_object()) == NULL)
 			break;
 		for (k = 0; k < NSTATUS; k++) {
@@ -2639,6 +2647,7 @@ headers_size(struct evhttp_request *req)
 
 static struct conn *conn_of(struct loop *lp, struct evhttp_connection *evcon);
 static int tls_principal(SSL *ssl, char *out, size_t outsz);
+static int tls_still_valid(SSL *ssl);
 
 static void
 on_request(struct evhttp_request *req, void *arg)
@@ -2669,6 +2678,12 @@ on_request(struct evhttp_request *req, void *arg)
 		k->busy = 1;
 		if (k->deadline != NULL)
 			event_del(k->deadline);
+		/* a keep-alive connection outliving its certificate: no
+		 * principal from then on */
+		if (k->tls && k->principal[0] != '\0' &&
+		    !tls_still_valid(bufferevent_openssl_get_ssl(
+			evhttp_connection_get_bufferevent(k->evcon))))
+			k->principal[0] = '\0';
 		if (k->tls && k->principal[0] == '\0' &&
 		    tls_principal(
 			bufferevent_openssl_get_ssl(
@@ -3072,16 +3087,31 @@ new_tls_conn(struct event_base *base, void *arg)
 	struct bufferevent *bev;
 	SSL *ssl;
 
-	if ((ssl = SSL_new(lp->api->tls)) == NULL)
-		return NULL;
 	/* BEV_OPT_CLOSE_ON_FREE: the SSL and the socket go with it (evhttp
 	 * then leaves the socket alone) */
-	if ((bev = bufferevent_openssl_socket_new(base, -1, ssl,
-		 BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		SSL_free(ssl);
+	if ((ssl = SSL_new(lp->api->tls)) != NULL &&
+	    (bev = bufferevent_openssl_socket_new(base, -1, ssl,
+		 BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)) != NULL)
+		return track_conn(lp, bev, 1);
+	SSL_free(ssl);
+	/* without TLS: a plain connection (evhttp would make one itself if
+	 * given none), closed at adoption before a byte is read */
+	if ((bev = bufferevent_socket_new(base, -1, 0)) == NULL)
 		return NULL;
-	}
-	return track_conn(lp, bev, 1);
+	bev = track_conn(lp, bev, 1);
+	if (lp->pending != NULL && lp->pending->bev == bev)
+		lp->pending->refused = 1;
+	return bev;
+}
+
+/* Is the TLS client's certificate still within its validity? */
+static int
+tls_still_valid(SSL *ssl)
+{
+	X509 *x = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
+
+	return x != NULL && X509_cmp_current_time(X509_get0_notAfter(x)) > 0 &&
+	       X509_cmp_current_time(X509_get0_notBefore(x)) < 0;
 }
 
 /*
@@ -3103,7 +3133,8 @@ tls_principal(SSL *ssl, char *out, size_t outsz)
 	char *data;
 	long blen;
 
-	if (x == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+	if (x == NULL || SSL_get_verify_result(ssl) != X509_V_OK ||
+	    !tls_still_valid(ssl))
 		return -1;
 	if ((gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) !=
 	    NULL) {
@@ -3450,9 +3481,12 @@ tls_setup(struct api *a)
 		return tls_fail("TLS context", "");
 	if (SSL_CTX_set_min_proto_version(a->tls, TLS1_2_VERSION) != 1)
 		return tls_fail("TLS 1.2 minimum", "");
-	SSL_CTX_set_options(a->tls, SSL_OP_NO_RENEGOTIATION |
-					SSL_OP_NO_COMPRESSION |
-					SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/* no resumption: a resumed session would skip the verification of
+	 * the client's chain (its certificate could have expired since) */
+	SSL_CTX_set_options(
+	    a->tls, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+			SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+	SSL_CTX_set_session_cache_mode(a->tls, SSL_SESS_CACHE_OFF);
 	if (SSL_CTX_use_certificate_chain_file(a->tls, cfg->tls_cert) != 1)
 		return tls_fail("tls-cert", cfg->tls_cert);
 	if (SSL_CTX_use_PrivateKey_file(

@@ -34,7 +34,8 @@ struct api;
 #define API_HEADERS_MAX	       (8 * 1024)
 #define API_HEADERS_BACKSTOP   (32 * 1024)
 #define API_DRAIN_TIMEOUT_MS   10000
-#define API_REFUSED_PRINCIPALS 256 /* in one requests.refused leaf */
+#define API_REFUSED_PRINCIPALS 256	   /* in one requests.refused leaf */
+#define API_REFUSED_BYTES      (48 * 1024) /* of principals in it, at most */
 
 /*
  * Bind the listen-unix socket (mode listen-unix-mode, group

@@ -789,12 +789,14 @@ nc_permits(X509 *ca, const char *spiffe_id, char *why, size_t whysz)
 		if (rc == X509_V_OK) {
 			GENERAL_NAME_set0_value(g, GEN_URI, uri);
 			uri = NULL;
-			if (!sk_GENERAL_NAME_push(gens, g) ||
-			    X509_add1_ext_i2d(
-				x, NID_subject_alt_name, gens, 1, 0) != 1)
+			if (!sk_GENERAL_NAME_push(gens, g))
 				rc = -1;
-			else
-				g = NULL;
+			else {
+				g = NULL; /* gens holds it */
+				if (X509_add1_ext_i2d(x, NID_subject_alt_name,
+					gens, 1, 0) != 1)
+					rc = -1;
+			}
 		}
 		/* NAME_CONSTRAINTS_check reads the SANs OpenSSL caches
 		 * when it first looks at the extensions */

@@ -1433,9 +1433,10 @@ struct hload_spec {
 
 struct hconn {
 	int fd;
-	SSL *ssl; /* TLS connections */
-	int busy; /* a request is out */
-	int idle; /* on the idle list (paced) */
+	SSL *ssl;    /* TLS connections */
+	int busy;    /* a request is out */
+	int idle;    /* on the idle list (paced) */
+	int wantout; /* EPOLLOUT is set */
 	int verified;
 	uint64_t t0; /* when it was due (paced) or sent */
 	size_t sent;
@@ -1533,6 +1534,8 @@ add:
 	c->fd = fd;
 	c->busy = 0;
 	c->inlen = 0;
+	c->wantout = 0;
+	c->verified = 0; /* the first answer of each connection is verified */
 	return 0;
 }
 
@@ -1555,6 +1558,7 @@ hconn_flush(struct hload *h, struct hconn *c)
 {
 	struct epoll_event ev;
 	ssize_t n;
+	int want;
 
 	while (c->sent < h->sp->reqlen) {
 		if (c->ssl != NULL) {
@@ -1583,12 +1587,17 @@ hconn_flush(struct hload *h, struct hconn *c)
 			break;
 		return CUSTODY_E_IO;
 	}
-	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN | (c->sent < h->sp->reqlen ? EPOLLOUT : 0);
-	ev.data.ptr = c;
-	if (c->sent < h->sp->reqlen &&
-	    epoll_ctl(h->ep, EPOLL_CTL_MOD, c->fd, &ev) == -1)
-		return CUSTODY_E_IO;
+	/* EPOLLOUT while a part is left, and off again once it is sent (a
+	 * level-triggered EPOLLOUT left on would spin the loop) */
+	want = c->sent < h->sp->reqlen;
+	if (want != c->wantout) {
+		memset(&ev, 0, sizeof(ev));
+		ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
+		ev.data.ptr = c;
+		if (epoll_ctl(h->ep, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+			return CUSTODY_E_IO;
+		c->wantout = want;
+	}
 	return 0;
 }
 

@@ -536,12 +536,18 @@ def cmd_maxconn(path, maxc):
     for s in first + extra:
         s.close()
     # every slot is free again: the gauge goes back down, MAX new ones work
+    # (the gauge's own connection may be refused while the server has not
+    # yet seen the others close: asked again, within 5 s)
     deadline = time.monotonic() + 5
     while True:
-        n = metric(path, "custody_connections_open")
-        if n <= 1:
+        try:
+            n = metric(path, "custody_connections_open")
+        except (Bad, ConnectionResetError, BrokenPipeError) as e:
+            n, why = None, e
+        if n is not None and n <= 1:
             break
-        need(time.monotonic() < deadline, "custody_connections_open stays at %g" % n)
+        need(time.monotonic() < deadline, "custody_connections_open stays at %s"
+             % (n if n is not None else "unread: %s" % why))
         time.sleep(0.1)
     # the server learns of each close asynchronously (the gauge's own
     # connection may still hold a slot for a moment): MAX new connections
