@@ -505,6 +505,19 @@ def metric(path, name):
     raise Bad("no metric %s" % name)
 
 
+def metric_soon(path, name, secs=5):
+    """metric(), asked again for up to secs while the server refuses the
+    connection (it learns of closed connections asynchronously, so it may
+    still count them against max-connections for a moment)"""
+    deadline = time.monotonic() + secs
+    while True:
+        try:
+            return metric(path, name)
+        except (Bad, ConnectionResetError, BrokenPipeError) as e:
+            need(time.monotonic() < deadline, "%s unread for %ds: %s" % (name, secs, e))
+            time.sleep(0.1)
+
+
 def cmd_maxconn(path, maxc):
     maxc = int(maxc)
     first = []
@@ -536,18 +549,12 @@ def cmd_maxconn(path, maxc):
     for s in first + extra:
         s.close()
     # every slot is free again: the gauge goes back down, MAX new ones work
-    # (the gauge's own connection may be refused while the server has not
-    # yet seen the others close: asked again, within 5 s)
     deadline = time.monotonic() + 5
     while True:
-        try:
-            n = metric(path, "custody_connections_open")
-        except (Bad, ConnectionResetError, BrokenPipeError) as e:
-            n, why = None, e
-        if n is not None and n <= 1:
+        n = metric_soon(path, "custody_connections_open")
+        if n <= 1:
             break
-        need(time.monotonic() < deadline, "custody_connections_open stays at %s"
-             % (n if n is not None else "unread: %s" % why))
+        need(time.monotonic() < deadline, "custody_connections_open stays at %g" % n)
         time.sleep(0.1)
     # the server learns of each close asynchronously (the gauge's own
     # connection may still hold a slot for a moment): MAX new connections
@@ -570,7 +577,7 @@ def cmd_maxconn(path, maxc):
         need(time.monotonic() < deadline,
              "%d new connections are not all served after the release: %s" % (maxc, why))
         time.sleep(0.1)
-    refused = metric(path, "custody_connections_refused_total")
+    refused = metric_soon(path, "custody_connections_refused_total")
     need(refused >= 3, "custody_connections_refused_total %g" % refused)
     print("%d connections served, 3 more closed by the server, slots freed" % maxc)
 
