@@ -2145,25 +2145,16 @@ out:
 	return r;
 }
 
+/* hload's check: a right answer is a credential custodyd issued */
 static int
-x509_answer(void *arg, const struct httpc_response *resp, int verify)
+answer_check(void *arg, const struct httpc_response *resp, int verify)
 {
 	struct jwt_target *t = arg;
 	int r;
 
-	if ((r = x509_check(t, resp, verify)) == 0)
-		atomic_fetch_add(&t->ok, 1);
-	return r;
-}
-
-/* hload's check: a right answer is a token custodyd issued */
-static int
-jwt_answer(void *arg, const struct httpc_response *resp, int verify)
-{
-	struct jwt_target *t = arg;
-	int r;
-
-	if ((r = jwt_check(t, resp, verify)) == 0)
+	r = x509_mode ? x509_check(t, resp, verify)
+		      : jwt_check(t, resp, verify);
+	if (r == 0)
 		atomic_fetch_add(&t->ok, 1);
 	return r;
 }
@@ -2237,7 +2228,7 @@ jwt_run(const char *sock, struct child *d, const struct bench_alg *a,
 	    "%s",
 	    cmd_name(), t.bodylen, t.body);
 	sp.req = req;
-	sp.check = x509_mode ? x509_answer : jwt_answer;
+	sp.check = answer_check;
 	if (tls) {
 		sp.tls = bench_tls;
 		sp.port = bench_port;
