@@ -113,67 +113,6 @@ text_check(const char *s, size_t len)
 	return 0;
 }
 
-static int
-b64val(char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
-}
-
-/*
- * Standard base64 with padding (RFC 4648 section 4) in canonical form only:
- * a length that is a multiple of 4, at most two '=' at the end and zero
- * unused bits. *outp is new (free(3) it).
- */
-static int
-b64_decode(const char *s, size_t len, uint8_t **outp, size_t *outlenp)
-{
-	uint8_t *out = NULL;
-	size_t i, o = 0, pad = 0;
-	uint32_t v = 0;
-	int d;
-
-	if (len == 0 || len % 4 != 0)
-		return CUSTODY_E_PARSE;
-	if (s[len - 1] == '=')
-		pad = s[len - 2] == '=' ? 2 : 1;
-	if ((out = malloc(len / 4 * 3)) == NULL)
-		return CUSTODY_E_NOMEM;
-	for (i = 0; i < len; i++) {
-		if (i >= len - pad)
-			d = 0;
-		else if ((d = b64val(s[i])) < 0) {
-			free(out);
-			return CUSTODY_E_PARSE;
-		}
-		v = v << 6 | (uint32_t)d;
-		if (i % 4 == 3) {
-			out[o++] = (uint8_t)(v >> 16);
-			out[o++] = (uint8_t)(v >> 8);
-			out[o++] = (uint8_t)v;
-			v = 0;
-		}
-	}
-	/* the bits that padding covers must be zero (one encoding per value) */
-	if ((pad == 1 && out[o - 1] != 0) ||
-	    (pad == 2 && (out[o - 1] != 0 || out[o - 2] != 0))) {
-		free(out);
-		return CUSTODY_E_PARSE;
-	}
-	*outp = out;
-	*outlenp = o - pad;
-	return 0;
-}
-
 int
 note_name_check(const char *name)
 {
@@ -350,7 +289,7 @@ note_vkey_parse(const char *s, struct note_vkey **vkp)
 	hex[2 * NOTE_KEY_ID_LEN] = '\0';
 	if ((r = util_hex_decode(hex, id, sizeof(id))) != 0)
 		return r;
-	if ((r = b64_decode(
+	if ((r = util_base64_decode(
 		 p2 + 1, len - (size_t)(p2 + 1 - s), &blob, &bloblen)) != 0)
 		return r;
 	if ((vk = calloc(1, sizeof(*vk))) == NULL ||
@@ -614,7 +553,7 @@ sig_line_parse(const char *s, size_t len, size_t *namelenp, uint8_t **blobp,
 	namelen = (size_t)(sp - name);
 	if ((r = name_check_n(name, namelen)) != 0)
 		return r;
-	if ((r = b64_decode(
+	if ((r = util_base64_decode(
 		 sp + 1, len - (size_t)(sp + 1 - s), &blob, &bloblen)) != 0)
 		return r;
 	if (bloblen < NOTE_KEY_ID_LEN + 1) {
@@ -795,7 +734,7 @@ note_checkpoint_parse(
 	}
 	if ((r = size_parse(line[1], linelen[1], &cp->size)) != 0)
 		goto out;
-	if ((r = b64_decode(line[2], linelen[2], &root, &rootlen)) != 0)
+	if ((r = util_base64_decode(line[2], linelen[2], &root, &rootlen)) != 0)
 		goto out;
 	if (rootlen != NOTE_ROOT_LEN) {
 		r = CUSTODY_E_PARSE;

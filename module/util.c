@@ -13,6 +13,8 @@
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdatomic.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -143,6 +145,62 @@ util_base64_encode(const uint8_t *in, size_t len, char **outp)
 	return base64_any(in, len,
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
 	    1, outp);
+}
+
+static int
+b64val(char ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+')
+		return 62;
+	if (ch == '/')
+		return 63;
+	return -1;
+}
+
+int
+util_base64_decode(const char *s, size_t len, uint8_t **outp, size_t *outlenp)
+{
+	uint8_t *out = NULL;
+	size_t i, o = 0, pad = 0;
+	uint32_t v = 0;
+	int d;
+
+	if (len == 0 || len % 4 != 0)
+		return CUSTODY_E_PARSE;
+	if (s[len - 1] == '=')
+		pad = s[len - 2] == '=' ? 2 : 1;
+	if ((out = malloc(len / 4 * 3)) == NULL)
+		return CUSTODY_E_NOMEM;
+	for (i = 0; i < len; i++) {
+		if (i >= len - pad)
+			d = 0;
+		else if ((d = b64val(s[i])) < 0) {
+			free(out);
+			return CUSTODY_E_PARSE;
+		}
+		v = v << 6 | (uint32_t)d;
+		if (i % 4 == 3) {
+			out[o++] = (uint8_t)(v >> 16);
+			out[o++] = (uint8_t)(v >> 8);
+			out[o++] = (uint8_t)v;
+			v = 0;
+		}
+	}
+	/* the bits that padding covers must be zero (one encoding per value) */
+	if ((pad == 1 && out[o - 1] != 0) ||
+	    (pad == 2 && (out[o - 1] != 0 || out[o - 2] != 0))) {
+		free(out);
+		return CUSTODY_E_PARSE;
+	}
+	*outp = out;
+	*outlenp = o - pad;
+	return 0;
 }
 
 int
@@ -478,4 +536,68 @@ util_text_problem(const char *s, size_t maxlen)
 	return NULL;
 bad:
 	return "must be UTF-8 text without control characters";
+}
+
+static atomic_llong clock_offset_ms;
+
+void
+util_now_ts(struct timespec *ts)
+{
+	int64_t off =
+	    atomic_load_explicit(&clock_offset_ms, memory_order_relaxed);
+
+	clock_gettime(CLOCK_REALTIME, ts);
+	if (off != 0) {
+		int64_t ns = (int64_t)ts->tv_nsec + off % 1000 * 1000000;
+
+		ts->tv_sec += off / 1000 + ns / 1000000000;
+		ts->tv_nsec = ns % 1000000000;
+		if (ts->tv_nsec < 0) {
+			ts->tv_nsec += 1000000000;
+			ts->tv_sec--;
+		}
+	}
+}
+
+int64_t
+util_now_ms(void)
+{
+	struct timespec ts;
+
+	util_now_ts(&ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+util_now(void)
+{
+	struct timespec ts;
+
+	util_now_ts(&ts);
+	return (int64_t)ts.tv_sec;
+}
+
+void
+util_clock_set_offset(int64_t ms)
+{
+	atomic_store(&clock_offset_ms, ms);
+}
+
+static _Atomic(const char *) failpoint_armed;
+
+void
+util_failpoint_arm(const char *name)
+{
+	atomic_store(&failpoint_armed, name);
+}
+
+void
+util_failpoint(const char *name)
+{
+	const char *armed = atomic_load(&failpoint_armed);
+
+	if (armed != NULL && strcmp(armed, name) == 0) {
+		log_warn_f("failpoint %s: killing the process", name);
+		raise(SIGKILL);
+	}
 }

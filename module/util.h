@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /*
  * Small encoders and parsers shared by the modules. All return 0 or a
@@ -27,6 +28,14 @@ int util_base64url_encode(const uint8_t *in, size_t len, char **outp);
 int util_base64_encode(const uint8_t *in, size_t len, char **outp);
 
 /*
+ * Standard base64 with padding (RFC 4648 section 4) in canonical form only:
+ * a length that is a multiple of 4, at most two '=' at the end and zero
+ * unused bits; CUSTODY_E_PARSE otherwise. *outp is new (free(3) it).
+ */
+int util_base64_decode(
+    const char *s, size_t len, uint8_t **outp, size_t *outlenp);
+
+/*
  * Parse a duration: a decimal number followed by one unit, s, m, h or d
  * ("30s", "15m", "24h", "7d"). No sign, no spaces, no other units; the
  * result in seconds must be at least 1 and at most 100 years.
@@ -48,6 +57,26 @@ int util_parse_time(const char *s, int64_t *tp);
 
 /* Unix seconds to RFC 3339 UTC ("2026-11-23T10:00:00Z"); buf >= 21 bytes. */
 void util_format_time(int64_t t, char *buf, size_t bufsz);
+
+/*
+ * The service's clock: CLOCK_REALTIME, plus an offset that only a test
+ * build sets (custodyd-test, CUSTODY_TEST_CLOCK), so that tests can move a
+ * running daemon through days of key lifetimes. Everything that dates a
+ * leaf, a credential or a lifecycle step reads it; nothing else may set it.
+ */
+int64_t util_now(void);	   /* Unix seconds */
+int64_t util_now_ms(void); /* Unix milliseconds */
+void util_now_ts(struct timespec *ts);
+void util_clock_set_offset(int64_t ms);
+
+/*
+ * A named step of a multi-step protocol (a rotation, a destruction) where a
+ * test build may kill the process (CUSTODY_FAILPOINT=name in
+ * custodyd-test): raise(SIGKILL) when name is the armed one. Nothing arms a
+ * failpoint in the production programs.
+ */
+void util_failpoint(const char *name);
+void util_failpoint_arm(const char *name);
 
 /* Fill buf with len bytes from OpenSSL's CSPRNG; CUSTODY_E_CRYPTO on failure.
  */
