@@ -901,9 +901,66 @@ check_checkpoints(struct vctx *c)
 	return 0;
 }
 
+/*
+ * Hand each leaf of the verified tree to fn: the entries are read again, and
+ * each leaf checked against the hash that verified.
+ */
+static int
+feed_leaves(struct vctx *c, uint64_t size, logdir_leaf_fn fn, void *arg)
+{
+	struct tiles_entry e[TILES_WIDTH];
+	struct tiles_iter it;
+	struct tiles_tile t;
+	char rel[TILES_PATH_MAX];
+	uint8_t *buf, h[MERKLE_HASH_LEN];
+	uint64_t seq;
+	size_t len;
+	unsigned i;
+	int r = 0;
+
+	tiles_iter_init(&it, size, 1);
+	while (r == 0 && tiles_iter_next(&it, &t) &&
+	       t.level == TILES_LEVEL_ENTRIES) {
+		if ((r = tiles_path(&t, rel, sizeof(rel))) != 0)
+			return say(c, r, "tile path");
+		if ((r = read_rel(c, rel, BUNDLE_MAX, &buf, &len)) != 0)
+			return r;
+		if (tiles_bundle_parse(buf, len, t.width, e) != 0) {
+			free(buf);
+			return say(c, CUSTODY_E_PROOF,
+			    "%s changed while the log was verified", rel);
+		}
+		for (i = 0; i < t.width && r == 0; i++) {
+			seq = t.index * TILES_WIDTH + i;
+			merkle_leaf_hash(e[i].data, e[i].len, h);
+			if (memcmp(h, c->lv[0] + seq * MERKLE_HASH_LEN,
+				MERKLE_HASH_LEN) != 0)
+				r = say(c, CUSTODY_E_PROOF,
+				    "leaf %llu (%s, entry %u) changed while "
+				    "the log was verified",
+				    (unsigned long long)seq, rel, i);
+			else if ((r = fn(arg, seq, e[i].data, e[i].len)) != 0)
+				say(c, r, "leaf %llu: %s",
+				    (unsigned long long)seq,
+				    custody_strerror(r));
+		}
+		free(buf);
+	}
+	return r;
+}
+
 int
 logdir_verify(const char *dir, struct note_vkey *const *vkeys, size_t nvkeys,
     struct logdir_result *resp, char *msg, size_t msgsz)
+{
+	return logdir_verify_leaves(
+	    dir, vkeys, nvkeys, NULL, NULL, resp, msg, msgsz);
+}
+
+int
+logdir_verify_leaves(const char *dir, struct note_vkey *const *vkeys,
+    size_t nvkeys, logdir_leaf_fn fn, void *arg, struct logdir_result *resp,
+    char *msg, size_t msgsz)
 {
 	struct vctx c;
 	struct signed_cp top;
@@ -943,6 +1000,8 @@ logdir_verify(const char *dir, struct note_vkey *const *vkeys, size_t nvkeys,
 		r = say(&c, CUSTODY_E_PARSE, "%s", c.leafmsg);
 		goto out;
 	}
+	if (fn != NULL && (r = feed_leaves(&c, top.size, fn, arg)) != 0)
+		goto out;
 	resp->size = top.size;
 	memcpy(resp->root, top.root, MERKLE_HASH_LEN);
 	resp->checkpoints = c.ncps;

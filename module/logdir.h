@@ -78,4 +78,24 @@ struct logdir_result {
 int logdir_verify(const char *dir, struct note_vkey *const *vkeys,
     size_t nvkeys, struct logdir_result *resp, char *msg, size_t msgsz);
 
+/*
+ * A leaf of a verified log, in seq order: leaf[0..len) are its exact bytes,
+ * valid during the call only. Returns 0 to go on, or a negative CUSTODY_E_*
+ * code that stops the walk.
+ */
+typedef int (*logdir_leaf_fn)(
+    void *arg, uint64_t seq, const uint8_t *leaf, size_t len);
+
+/*
+ * logdir_verify(), then, once everything verified and only then, fn(arg,
+ * seq, leaf, len) for each leaf of the largest signed tree in seq order.
+ * The entries are read a second time and each leaf's hash compared with
+ * the verified one, so fn only ever sees the bytes the checkpoints sign
+ * (CUSTODY_E_PROOF if the directory changed in between). fn's error stops
+ * the walk and is returned, *resp then unwritten. fn NULL: logdir_verify().
+ */
+int logdir_verify_leaves(const char *dir, struct note_vkey *const *vkeys,
+    size_t nvkeys, logdir_leaf_fn fn, void *arg, struct logdir_result *resp,
+    char *msg, size_t msgsz);
+
 #endif
