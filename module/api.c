@@ -31,6 +31,7 @@
 #include <event2/thread.h>
 #include <jansson.h>
 #include <openssl/err.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <openssl/evp.h>
@@ -43,6 +44,7 @@
 #include "err.h"
 #include "keyring.h"
 #include "keys.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "logdir.h"
 #include "policy.h"
@@ -65,13 +67,17 @@ enum route {
 	R_PROOF,
 	R_X509,
 	R_CA,
+	R_LIFECYCLE,
+	R_EVENTS,
+	R_ATTESTATIONS,
 	R_OTHER,
 	R_COUNT
 };
 
 static const char *const route_names[] = {"healthz", "metrics",
     "credentials_jwt", "keys", "key", "jwks", "log_checkpoint", "log_tile",
-    "log_proof", "credentials_x509", "key_ca", "other"};
+    "log_proof", "credentials_x509", "key_ca", "key_lifecycle", "events",
+    "attestations", "other"};
 
 static const int statuses[] = {
     200, 201, 400, 401, 403, 404, 405, 409, 413, 415, 429, 500, 503};
@@ -137,7 +143,12 @@ struct call {
 	char *kfree[4]; /* kreq's strings */
 	char rule[POLICY_RULE_ID_MAX + 1];
 	char policy_hex[65];
-	int deny_leaf; /* the refusal has a leaf of its own */
+	int deny_leaf;	  /* the refusal has a leaf of its own */
+	int64_t exp_note; /* a credential's expiry for its key's last_exp */
+	/* lifecycle requests, on the lifecycle thread */
+	char key_id[STORE_KEY_ID_LEN + 1];
+	json_t *args; /* the request body */
+	uint8_t body_sha256[32];
 	struct call *next;
 };
 
@@ -189,6 +200,15 @@ struct api {
 	pthread_cond_t jcv;
 	struct call *jhead, *jtail;
 	int jstop;
+	/* the lifecycle thread: requests that rotate or destroy, events, and
+	 * the scheduler's pass every second */
+	struct lifecycle *lc;
+	pthread_t lcth;
+	int lc_running;
+	pthread_mutex_t lmu;
+	pthread_cond_t lcv;
+	struct call *lhead, *ltail;
+	int lstop;
 	atomic_long pipeline; /* calls inside the log or a signer */
 	atomic_int conns;
 	struct metrics m;
@@ -203,15 +223,6 @@ struct api {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int
 status_index(int status)
@@ -355,7 +366,7 @@ flush_refused(struct api *a)
 {
 	char since[32], until[32], code[8];
 	json_t *by, *o, *leaf;
-	int64_t now = time(NULL);
+	int64_t now = util_now();
 	size_t i, k, bytes;
 	int r;
 
@@ -429,6 +440,7 @@ call_free(struct call *c)
 	x509_job_free(c->x509);
 	for (i = 0; i < sizeof(c->kfree) / sizeof(c->kfree[0]); i++)
 		free(c->kfree[i]);
+	json_decref(c->args);
 	free(c->body);
 	free(c);
 }
@@ -567,6 +579,16 @@ logged(void *arg, int r, uint64_t seq)
 	post_answer(c);
 }
 
+/* A credential's expiry, stored with its decision leaf as its key's
+ * last_exp (writer thread): a retired key is kept until then. */
+static int
+exp_op(struct store *st, void *arg)
+{
+	struct call *c = arg;
+
+	return store_key_set_last_exp(st, c->key->rec->id, c->exp_note);
+}
+
 /*
  * Append leaf for c (taking the reference), then do c->work on a signer,
  * or, without work, send the answer already set in c. A log that refuses
@@ -584,7 +606,8 @@ log_then(struct call *c, json_t *leaf)
 		return;
 	}
 	atomic_fetch_add(&a->pipeline, 1);
-	r = audit_append_async(a->audit, leaf, NULL, NULL, logged, c);
+	r = audit_append_async(
+	    a->audit, leaf, c->exp_note > 0 ? exp_op : NULL, c, logged, c);
 	json_decref(leaf);
 	if (r != 0) {
 		atomic_fetch_sub(&a->pipeline, 1);
@@ -881,6 +904,8 @@ credential_ttl(struct call *c, const struct store_key *k, int64_t granted,
 
 /* ---- POST /v1/credentials/jwt ------------------------------------------- */
 
+static void sign_failed(struct call *c, int r, const char *what);
+
 static void
 jwt_sign(struct call *c)
 {
@@ -889,28 +914,13 @@ jwt_sign(struct call *c)
 	uint8_t *sig = NULL;
 	size_t siglen = 0;
 	enum custody_alg alg;
-	json_t *o;
 	int r;
 
 	if ((r = keyring_sign(a->kr, c->key,
 		 (const uint8_t *)c->jwt->signing_input, c->jwt->len, &sig,
 		 &siglen)) != 0 ||
 	    (r = credential_jwt_finish(c->jwt, sig, siglen, &token)) != 0) {
-		atomic_fetch_add(&a->m.sign_failures, 1);
-		log_error_fr(r, "JWT for leaf %llu (key %s) not signed",
-		    (unsigned long long)c->seq, c->key->rec->id);
-		/* the outcome completes the decision in the log */
-		o = json_pack("{s:s, s:s, s:{s:I, s:s, s:s}}", "event",
-		    "outcome", "principal", c->principal, "detail",
-		    "decision_seq", (json_int_t)c->seq, "result", "error",
-		    "error", custody_strerror(r));
-		if (o != NULL)
-			(void)audit_append_async(
-			    a->audit, o, NULL, NULL, flushed, NULL);
-		json_decref(o);
-		problem(c, 503, "sign-failed", NULL,
-		    "the token did not sign (%s); the decision is leaf %llu",
-		    custody_strerror(r), (unsigned long long)c->seq);
+		sign_failed(c, r, "JWT");
 		goto out;
 	}
 	if (alg_from_name(c->key->rec->alg, &alg) == 0)
@@ -964,13 +974,13 @@ handle_jwt(struct call *c)
 	if ((k = credential_key(c, q->key, q->agent, "jwt", "credential.jwt",
 		 q->request_sha256, "signs a JWT")) == NULL)
 		goto out;
-	now = time(NULL);
+	now = util_now();
 	policy_key_of(k, &pk);
 	memset(&pq, 0, sizeof(pq));
 	pq.principal = c->principal;
 	pq.action = POLICY_CREDENTIAL_JWT;
 	pq.key = &pk;
-	pq.now_ms = now_ms();
+	pq.now_ms = util_now_ms();
 	pq.ttl = q->ttl;
 	pq.audiences = (const char *const *)q->aud;
 	pq.naudiences = q->naud;
@@ -1002,6 +1012,8 @@ handle_jwt(struct call *c)
 	}
 	atomic_fetch_add(&a->m.decisions[1], 1);
 	c->work = jwt_sign;
+	if (keyring_note_exp(c->key, c->jwt->exp))
+		c->exp_note = c->jwt->exp;
 	{
 		json_t *detail = json_incref(c->jwt->detail);
 
@@ -1046,7 +1058,7 @@ key_readable(
 	pq.principal = c->principal;
 	pq.action = POLICY_KEY_READ;
 	pq.key = &pk;
-	pq.now_ms = now_ms();
+	pq.now_ms = util_now_ms();
 	decide(c, &pq, d);
 	return d->allow;
 }
@@ -1313,7 +1325,7 @@ key_create_work(struct call *c)
 	}
 	env = (struct keys_env){a->tok, st, a->audit, c->principal, c->rule,
 	    c->policy_hex[0] ? c->policy_hex : NULL};
-	r = keys_create(&env, &c->kreq, time(NULL), &k, &g);
+	r = keys_create(&env, &c->kreq, util_now(), &k, &g);
 	switch (r) {
 	case 0:
 		atomic_fetch_add(&a->m.decisions[1], 1);
@@ -1389,7 +1401,7 @@ handle_key_create(struct call *c)
 	pq.principal = c->principal;
 	pq.action = POLICY_KEY_CREATE;
 	pq.key = &pk;
-	pq.now_ms = now_ms();
+	pq.now_ms = util_now_ms();
 	decide(c, &pq, &d);
 	if (!d.allow) {
 		if (d.rate_limited) {
@@ -1579,9 +1591,15 @@ sign_failed(struct call *c, int r, const char *what)
 	log_error_fr(r, "%s for leaf %llu (key %s) not signed", what,
 	    (unsigned long long)c->seq, c->key->rec->id);
 	outcome_error(c, custody_strerror(r));
-	problem(c, 503, "sign-failed", NULL,
-	    "the token did not sign (%s); the decision is leaf %llu",
-	    custody_strerror(r), (unsigned long long)c->seq);
+	if (r == CUSTODY_E_STATE)
+		problem(c, 409, "conflict", NULL,
+		    "key %s was retired or destroyed before it signed; the "
+		    "decision is leaf %llu",
+		    c->key->rec->id, (unsigned long long)c->seq);
+	else
+		problem(c, 503, "sign-failed", NULL,
+		    "the token did not sign (%s); the decision is leaf %llu",
+		    custody_strerror(r), (unsigned long long)c->seq);
 }
 
 static void
@@ -1695,13 +1713,13 @@ handle_x509(struct call *c)
 		    q->request_sha256, "(csr)", "the CSR is refused: %s", err);
 		goto out;
 	}
-	now = time(NULL);
+	now = util_now();
 	policy_key_of(k, &pk);
 	memset(&pq, 0, sizeof(pq));
 	pq.principal = c->principal;
 	pq.action = POLICY_CREDENTIAL_X509;
 	pq.key = &pk;
-	pq.now_ms = now_ms();
+	pq.now_ms = util_now_ms();
 	pq.ttl = q->ttl;
 	pq.csr_key = csr->key_type;
 	decide(c, &pq, &d);
@@ -1786,6 +1804,8 @@ handle_x509(struct call *c)
 	    "csr_sha256", hex, "csr_key", csr->key_type);
 	atomic_fetch_add(&a->m.decisions[1], 1);
 	c->work = x509_sign;
+	if (keyring_note_exp(c->key, c->x509->not_after))
+		c->exp_note = c->x509->not_after;
 	log_then(c, decision_leaf(c, "credential.x509", k, q->request_sha256,
 			tbs_sha, 1, NULL, detail));
 	goto out;
@@ -1806,7 +1826,7 @@ ca_put_op(struct store *st, void *arg)
 	struct x509_job *x = arg;
 
 	return store_ca_put(st, x->key_id, x->der, x->derlen, x->chain,
-	    x->chainlen, (int64_t)time(NULL));
+	    x->chainlen, util_now());
 }
 
 /* The ca.install leaf of x's certificate: the store changes with it. */
@@ -1959,7 +1979,7 @@ ca_manage_key(struct call *c, const char *id, const char *event,
 	pq.principal = c->principal;
 	pq.action = POLICY_CA_MANAGE;
 	pq.key = &pk;
-	pq.now_ms = now_ms();
+	pq.now_ms = util_now_ms();
 	decide(c, &pq, &d);
 	if (!d.allow) {
 		refuse_decision(c, event, k, request_sha256, &d);
@@ -2050,7 +2070,7 @@ handle_ca_make(struct call *c, const char *id, int self)
 	X509_NAME *name = NULL;
 	uint8_t sha[32], tbs_sha[32];
 	enum custody_alg alg;
-	int64_t now = time(NULL), ttl = CA_TTL_DEFAULT, left;
+	int64_t now = util_now(), ttl = CA_TTL_DEFAULT, left;
 	json_t *detail;
 	int r;
 
@@ -2174,8 +2194,7 @@ handle_ca_import(struct call *c, const char *id)
 		goto answer;
 	}
 	r = cert_ca_check((const uint8_t *)json_string_value(v),
-	    json_string_length(v), pub, (int64_t)time(NULL), &certs, why,
-	    sizeof(why));
+	    json_string_length(v), pub, util_now(), &certs, why, sizeof(why));
 	if (r == CUSTODY_E_NOMEM) {
 		problem(c, 503, "unavailable", NULL, "out of memory");
 		goto answer;
@@ -2287,6 +2306,418 @@ answer:
 	free(chain);
 	store_key_free(k);
 }
+/* ---- the lifecycle: rotate, destroy, events, attestations --------------- */
+
+/* Queue c for the lifecycle thread (one step at a time, off the loops and
+ * the signers: a key generation or a destruction takes milliseconds to
+ * seconds). */
+static void
+lc_submit(struct call *c)
+{
+	struct api *a = c->lp->api;
+
+	c->work = NULL;
+	atomic_fetch_add(&a->pipeline, 1);
+	pthread_mutex_lock(&a->lmu);
+	c->next = NULL;
+	if (a->ltail != NULL)
+		a->ltail->next = c;
+	else
+		a->lhead = c;
+	a->ltail = c;
+	pthread_cond_signal(&a->lcv);
+	pthread_mutex_unlock(&a->lmu);
+}
+
+/* The keys_env of the lifecycle thread acting for c (principal, rule and
+ * policy as decided); st is the thread's store. */
+static struct keys_env
+lc_env(struct call *c, struct store *st)
+{
+	struct api *a = c->lp->api;
+
+	return (struct keys_env){a->tok, st, a->audit, c->principal, c->rule,
+	    c->policy_hex[0] ? c->policy_hex : NULL};
+}
+
+/* A lifecycle step's error as an answer. */
+static void
+lc_failed(struct call *c, int r, const char *what)
+{
+	switch (r) {
+	case CUSTODY_E_KEY_NOT_FOUND:
+		problem(c, 404, "not-found", NULL, "no key %s", c->key_id);
+		break;
+	case CUSTODY_E_STATE:
+		problem(c, 409, "conflict", NULL,
+		    "key %s cannot be %s in its state (or a step of its "
+		    "lifecycle is under way)",
+		    c->key_id, what);
+		break;
+	case CUSTODY_E_INVALID_ARG:
+		problem(c, 400, "bad-request", NULL, "the request is invalid");
+		break;
+	case CUSTODY_E_LOG_FAILED:
+		problem(c, 503, "log-failed", NULL,
+		    "the audit log has failed: nothing changes until custodyd "
+		    "is restarted");
+		break;
+	default:
+		problem(c, 503, "unavailable", NULL, "key %s was not %s (%s)",
+		    c->key_id, what, custody_strerror(r));
+	}
+}
+
+static json_t *
+lc_answer(const struct lc_result *res)
+{
+	json_t *o =
+	    json_pack("{s:s, s:I, s:b}", "key", res->key_id, "log_index",
+		(json_int_t)res->decision_seq, "attested", res->attested);
+
+	if (o == NULL)
+		return NULL;
+	if (res->new_key_id[0] != '\0')
+		json_object_set_new(o, "new_key", json_string(res->new_key_id));
+	if (res->attested)
+		json_object_set_new(o, "attestation_log_index",
+		    json_integer((json_int_t)res->attestation_seq));
+	return o;
+}
+
+static void
+lc_step_work(struct call *c, struct store *st)
+{
+	struct api *a = c->lp->api;
+	struct keys_env env = lc_env(c, st);
+	struct lc_result res;
+	const char *reason =
+	    json_string_value(json_object_get(c->args, "reason"));
+	json_t *o;
+	int rotate = json_is_true(json_object_get(c->args, "_rotate"));
+	int r;
+
+	r = rotate ? lifecycle_rotate(a->lc, &env, c->key_id, "manual", reason,
+			 NULL, util_now(), &res)
+		   : lifecycle_destroy(a->lc, &env, c->key_id, "manual", reason,
+			 util_now(), &res);
+	if (r != 0) {
+		lc_failed(c, r, rotate ? "rotated" : "destroyed");
+		return;
+	}
+	atomic_fetch_add(&a->m.decisions[1], 1);
+	o = lc_answer(&res);
+	if (o != NULL && !rotate)
+		json_object_set_new(o, "evidence",
+		    json_pack("{s:I, s:I}", "objects_destroyed",
+			(json_int_t)res.ev.destroyed, "objects_found_after",
+			(json_int_t)res.ev.remaining));
+	set_json(c, 200, o);
+}
+
+static void
+lc_event_work(struct call *c, struct store *st)
+{
+	struct api *a = c->lp->api;
+	struct keys_env env = lc_env(c, st);
+	struct policy *p = service_policy(a->sv);
+	struct lc_event ev;
+	json_t *result = NULL;
+	char msg[320];
+	int r, status = 500;
+
+	memset(&ev, 0, sizeof(ev));
+#define ARG(name) json_string_value(json_object_get(c->args, name))
+	ev.id = ARG("id");
+	ev.type = ARG("type");
+	ev.agent = ARG("agent");
+	ev.owner = ARG("owner");
+	ev.task = ARG("task");
+	ev.key = ARG("key");
+	ev.new_owner = ARG("new_owner");
+#undef ARG
+	memcpy(ev.request_sha256, c->body_sha256, 32);
+	if (p != NULL)
+		hex32(policy_sha256(p), c->policy_hex);
+	env.policy_sha256 = p != NULL ? c->policy_hex : NULL;
+	r = lifecycle_event(a->lc, &env, p, &ev, util_now(), &result, &status,
+	    msg, sizeof(msg));
+	policy_free(p);
+	if (r == 0) {
+		atomic_fetch_add(&a->m.decisions[1], 1);
+		set_json(c, 200, result);
+		return;
+	}
+	if (status == 403 || status == 429 || status == 409 || status == 400) {
+		if (status == 403)
+			atomic_fetch_add(&a->m.decisions[0], 1);
+		problem(c, status,
+		    status == 403   ? "forbidden"
+		    : status == 429 ? "rate-limited"
+		    : status == 409 ? "conflict"
+				    : "bad-request",
+		    NULL, "%s", msg[0] ? msg : custody_strerror(r));
+		return;
+	}
+	lc_failed(c, r, "acted on");
+}
+
+/* The lifecycle thread: queued requests, and the scheduler every second. */
+static void *
+lc_main(void *arg)
+{
+	struct api *a = arg;
+	struct store *st = NULL;
+	struct keys_env env;
+	struct policy *p;
+	struct timespec ts;
+	struct call *c;
+	int64_t last = 0;
+	int r;
+
+	if ((r = store_open(service_store_path(a->sv), &st)) != 0)
+		log_error_fr(r, "lifecycle: the store cannot be opened: no "
+				"scheduler and no lifecycle requests");
+	for (;;) {
+		pthread_mutex_lock(&a->lmu);
+		while (a->lhead == NULL && !a->lstop) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			if (util_now() - last < 1) {
+				ts.tv_sec += 1;
+				if (pthread_cond_timedwait(
+					&a->lcv, &a->lmu, &ts) != ETIMEDOUT)
+					continue;
+			}
+			break;
+		}
+		if ((c = a->lhead) != NULL && (a->lhead = c->next) == NULL)
+			a->ltail = NULL;
+		if (c == NULL && a->lstop) {
+			pthread_mutex_unlock(&a->lmu);
+			break;
+		}
+		pthread_mutex_unlock(&a->lmu);
+		if (c != NULL) {
+			if (st == NULL)
+				problem(c, 503, "unavailable", NULL,
+				    "the lifecycle has no store");
+			else if (c->route == R_EVENTS)
+				lc_event_work(c, st);
+			else
+				lc_step_work(c, st);
+			atomic_fetch_sub(&a->pipeline, 1);
+			post_answer(c);
+			continue;
+		}
+		last = util_now();
+		if (st == NULL || audit_failed(a->audit))
+			continue;
+		env = (struct keys_env){a->tok, st, a->audit,
+		    LC_PRINCIPAL_SCHEDULER, "(scheduler)", NULL};
+		p = service_policy(a->sv);
+		(void)lifecycle_tick(a->lc, &env, p, last, NULL);
+		policy_free(p);
+	}
+	store_close(st);
+	return NULL;
+}
+
+/* The JSON object body of c, or NULL (answered). */
+static json_t *
+object_body(struct call *c, uint8_t sha[32])
+{
+	const uint8_t *body;
+	json_error_t je;
+	json_t *o;
+	size_t len;
+
+	if ((body = json_body(c, &len)) == NULL)
+		return NULL;
+	if (sha != NULL)
+		SHA256(body, len, sha);
+	if ((o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
+		 &je)) == NULL) {
+		problem(c, 400, "bad-request", NULL,
+		    "the body is not valid JSON: %s", je.text);
+		return NULL;
+	}
+	if (!json_is_object(o)) {
+		json_decref(o);
+		problem(c, 400, "bad-request", NULL,
+		    "the body must be a JSON object");
+		return NULL;
+	}
+	return o;
+}
+
+/* Are the members of o among names[] and all strings? A message if not. */
+static int
+only_strings(struct call *c, json_t *o, const char *const *names)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	json_object_foreach(o, k, v)
+	{
+		for (i = 0; names[i] != NULL; i++)
+			if (strcmp(k, names[i]) == 0)
+				break;
+		if (names[i] == NULL) {
+			problem(c, 400, "bad-request", NULL,
+			    "unknown member '%.64s'", k);
+			return 0;
+		}
+		if (!json_is_string(v)) {
+			problem(c, 400, "bad-request", NULL,
+			    "'%s' must be a string", k);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* POST /v1/keys/ID/rotate and /destroy {"reason": "..."} */
+static void
+handle_key_step(struct call *c, const char *id, int rotate)
+{
+	static const char *const names[] = {"reason", NULL};
+	struct policy_request pq;
+	struct policy_decision d;
+	struct policy_key pk;
+	struct store_key *k = NULL;
+	struct store *st;
+	const char *reason, *why;
+	const char *event = rotate ? "key.rotate" : "key.destroy";
+	int r;
+
+	if ((c->args = object_body(c, NULL)) == NULL)
+		goto answer;
+	if (!only_strings(c, c->args, names))
+		goto answer;
+	reason = json_string_value(json_object_get(c->args, "reason"));
+	if (reason == NULL) {
+		problem(c, 400, "bad-request", NULL, "a reason is required");
+		goto answer;
+	}
+	if ((why = util_text_problem(reason, 256)) != NULL) {
+		problem(c, 400, "bad-request", NULL, "reason %s", why);
+		goto answer;
+	}
+	if ((st = loop_store(c)) == NULL)
+		goto answer;
+	if (store_key_id_parse(id, (uint8_t[STORE_CKA_ID_LEN]){0}) != 0 ||
+	    (r = store_key_get(st, id, &k)) == CUSTODY_E_KEY_NOT_FOUND) {
+		problem(c, 404, "not-found", NULL, "no key %.64s", id);
+		goto answer;
+	}
+	if (r != 0) {
+		problem(c, 503, "unavailable", NULL, "the store failed (%s)",
+		    custody_strerror(r));
+		goto answer;
+	}
+	snprintf(c->key_id, sizeof(c->key_id), "%s", k->id);
+	policy_key_of(k, &pk);
+	memset(&pq, 0, sizeof(pq));
+	pq.principal = c->principal;
+	pq.action = rotate ? POLICY_KEY_ROTATE : POLICY_KEY_DESTROY;
+	pq.key = &pk;
+	pq.now_ms = util_now_ms();
+	decide(c, &pq, &d);
+	if (!d.allow) {
+		refuse_decision(c, event, k, NULL, &d);
+		goto out;
+	}
+	if (strcmp(k->state, "destroyed") == 0 ||
+	    (rotate && strcmp(k->state, "active") != 0)) {
+		refuse(c, 409, event, k, NULL, "(state)",
+		    "key %s is %s: it cannot be %s", k->id, k->state,
+		    rotate ? "rotated" : "destroyed");
+		goto out;
+	}
+	if (rotate)
+		json_object_set_new(c->args, "_rotate", json_true());
+	lc_submit(c);
+	goto out;
+answer:
+	send_answer(c);
+out:
+	store_key_free(k);
+}
+
+/* POST /v1/events */
+static void
+handle_events(struct call *c)
+{
+	static const char *const names[] = {
+	    "id", "type", "agent", "owner", "task", "key", "new_owner", NULL};
+
+	if ((c->args = object_body(c, c->body_sha256)) == NULL ||
+	    !only_strings(c, c->args, names)) {
+		send_answer(c);
+		return;
+	}
+	/* the policy decides per key on the lifecycle thread, which knows
+	 * which keys the event acts on */
+	lc_submit(c);
+}
+
+static int audit_readable(struct call *c);
+
+/* GET /v1/attestations?key=ID */
+static void
+handle_attestations(struct call *c)
+{
+	struct store_attestation *list = NULL;
+	struct evkeyvalq qs;
+	struct store *st;
+	const char *q, *id = NULL;
+	json_t *arr = NULL, *o;
+	size_t n = 0, i;
+	int r;
+
+	TAILQ_INIT(&qs);
+	q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
+	if (q == NULL || evhttp_parse_query_str(q, &qs) != 0 ||
+	    (id = evhttp_find_header(&qs, "key")) == NULL ||
+	    store_key_id_parse(id, (uint8_t[STORE_CKA_ID_LEN]){0}) != 0) {
+		problem(c, 400, "bad-request", NULL,
+		    "name the key: ?key=k_ and 16 hex digits");
+		goto answer;
+	}
+	if (!audit_readable(c))
+		goto out;
+	if ((st = loop_store(c)) == NULL)
+		goto answer;
+	if ((r = store_attestation_list(st, id, &list, &n)) != 0) {
+		problem(c, 503, "unavailable", NULL, "the store failed (%s)",
+		    custody_strerror(r));
+		goto answer;
+	}
+	if ((arr = json_array()) == NULL)
+		goto answer;
+	for (i = 0; i < n; i++) {
+		char t[32];
+
+		util_format_time(list[i].created_at, t, sizeof(t));
+		o = json_pack("{s:s, s:s, s:I, s:s, s:s%}", "kind",
+		    list[i].kind, "key", list[i].key_id, "decision_seq",
+		    (json_int_t)list[i].decision_seq, "created_at", t,
+		    "envelope", (const char *)list[i].envelope, list[i].len);
+		if (o != NULL && list[i].other_key_id[0] != '\0')
+			json_object_set_new(o, "previous_key",
+			    json_string(list[i].other_key_id));
+		json_array_append_new(arr, o);
+	}
+	set_json(
+	    c, 200, json_pack("{s:s, s:o}", "key", id, "attestations", arr));
+answer:
+	send_answer(c);
+out:
+	evhttp_clear_headers(&qs);
+	store_attestation_list_free(list, n);
+}
+
 /* ---- JWKS ----------------------------------------------------------------
  */
 
@@ -2296,6 +2727,7 @@ handle_jwks(struct call *c)
 	struct api *a = c->lp->api;
 	struct keyring_key **keys = NULL;
 	struct policy_decision d;
+	int64_t now = util_now();
 	size_t n = 0, i;
 	json_t *arr;
 	int r;
@@ -2308,9 +2740,14 @@ handle_jwks(struct call *c)
 	 * out, as keys that do not exist would be */
 	if ((arr = json_array()) == NULL)
 		goto answer;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		/* a retired key, until the last JWT it signed expires */
+		if (strcmp(keys[i]->rec->state, "active") != 0 &&
+		    keyring_last_exp(keys[i]) <= now)
+			continue;
 		if (keys[i]->jwk != NULL && key_readable(c, keys[i]->rec, &d))
 			json_array_append(arr, keys[i]->jwk);
+	}
 	set_json(c, 200, json_pack("{s:o}", "keys", arr));
 answer:
 	keyring_list_free(keys, n);
@@ -2329,7 +2766,7 @@ audit_readable(struct call *c)
 	memset(&pq, 0, sizeof(pq));
 	pq.principal = c->principal;
 	pq.action = POLICY_AUDIT_READ;
-	pq.now_ms = now_ms();
+	pq.now_ms = util_now_ms();
 	decide(c, &pq, &d);
 	if (!d.allow)
 		refuse_decision(c, "audit.read", NULL, NULL, &d);
@@ -2756,6 +3193,27 @@ on_request(struct evhttp_request *req, void *arg)
 				return handle_ca_make(c, id, sub[4] == 's');
 			allow = "POST";
 		}
+	} else if (strncmp(path, "/v1/keys/", 9) == 0 &&
+		   (sub = strchr(path + 9, '/')) != NULL &&
+		   (size_t)(sub - (path + 9)) < sizeof(id) &&
+		   (strcmp(sub, "/rotate") == 0 ||
+		       strcmp(sub, "/destroy") == 0)) {
+		c->route = R_LIFECYCLE;
+		snprintf(
+		    id, sizeof(id), "%.*s", (int)(sub - (path + 9)), path + 9);
+		if (post)
+			return handle_key_step(c, id, sub[1] == 'r');
+		allow = "POST";
+	} else if (strcmp(path, "/v1/events") == 0) {
+		c->route = R_EVENTS;
+		if (post)
+			return handle_events(c);
+		allow = "POST";
+	} else if (strcmp(path, "/v1/attestations") == 0) {
+		c->route = R_ATTESTATIONS;
+		if (get)
+			return handle_attestations(c);
+		allow = "GET";
 	} else if (strncmp(path, "/v1/keys/", 9) == 0 &&
 		   strchr(path + 9, '/') == NULL) {
 		c->route = R_KEY;
@@ -3597,9 +4055,12 @@ api_open(struct service *sv, const struct config *cfg, struct api **ap)
 	pthread_mutex_init(&a->jmu, NULL);
 	pthread_cond_init(&a->jcv, NULL);
 	pthread_mutex_init(&a->rmu, NULL);
-	a->refused_since = time(NULL);
-	if ((r = keyring_open(
-		 a->tok, service_store(sv), cfg->jwt_ed25519_alg, &a->kr)) != 0)
+	pthread_mutex_init(&a->lmu, NULL);
+	pthread_cond_init(&a->lcv, NULL);
+	a->refused_since = util_now();
+	if ((r = keyring_open(a->tok, service_store(sv), cfg->jwt_ed25519_alg,
+		 &a->kr)) != 0 ||
+	    (r = lifecycle_open(a->kr, &a->lc)) != 0)
 		goto fail;
 	if ((r = bind_socket(a)) != 0)
 		goto fail;
@@ -3625,6 +4086,30 @@ api_run(struct api *a)
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    a != NULL && a->loops == NULL, CUSTODY_E_INVALID_ARG);
+	/* start-up reconciliation first: nothing is served before the
+	 * registry, the token and the log agree */
+	{
+		struct store *st = NULL;
+		struct keys_env env;
+		size_t found = 0;
+
+		if ((r = store_open(service_store_path(a->sv), &st)) != 0)
+			return r;
+		env = (struct keys_env){a->tok, st, a->audit,
+		    LC_PRINCIPAL_SCHEDULER, "(recovery)", NULL};
+		r = lifecycle_recover(a->lc, &env, util_now(), &found);
+		store_close(st);
+		if (r == CUSTODY_E_LOG_FAILED)
+			return r;
+		if (r != 0)
+			log_error_fr(r,
+			    "start-up reconciliation did not finish; "
+			    "the scheduler retries what is pending");
+		else if (found > 0)
+			log_warn_f("start-up reconciliation: %zu actions, "
+				   "logged in a recovery leaf",
+			    found);
+	}
 	a->nloops = a->cfg->workers;
 	if ((a->loops = calloc((size_t)a->nloops, sizeof(*a->loops))) == NULL ||
 	    (a->signers = calloc(
@@ -3645,13 +4130,16 @@ api_run(struct api *a)
 			return CUSTODY_E_NOMEM;
 		a->nsigners++;
 	}
+	if (pthread_create(&a->lcth, NULL, lc_main, a) != 0)
+		return CUSTODY_E_NOMEM;
+	a->lc_running = 1;
 	for (i = 0; i < a->nloops; i++) {
 		if (pthread_create(
 			&a->loops[i].th, NULL, loop_main, &a->loops[i]) != 0)
 			return CUSTODY_E_NOMEM;
 		a->loops[i].running = 1;
 	}
-	a->started = time(NULL);
+	a->started = util_now();
 	return 0;
 }
 
@@ -3739,6 +4227,12 @@ api_close(struct api *a)
 	pthread_mutex_unlock(&a->jmu);
 	for (i = 0; i < a->nsigners; i++)
 		pthread_join(a->signers[i], NULL);
+	pthread_mutex_lock(&a->lmu);
+	a->lstop = 1;
+	pthread_cond_broadcast(&a->lcv);
+	pthread_mutex_unlock(&a->lmu);
+	if (a->lc_running)
+		pthread_join(a->lcth, NULL);
 	for (i = 0; i < a->nloops; i++)
 		if (a->loops[i].running) {
 			command(&a->loops[i], 0, 1);
@@ -3757,7 +4251,10 @@ api_close(struct api *a)
 	SSL_CTX_free(a->tls);
 	unlink_socket(a);
 	free(a->sock_path);
+	lifecycle_close(a->lc);
 	keyring_close(a->kr);
+	pthread_mutex_destroy(&a->lmu);
+	pthread_cond_destroy(&a->lcv);
 	pthread_mutex_destroy(&a->jmu);
 	pthread_cond_destroy(&a->jcv);
 	pthread_mutex_destroy(&a->rmu);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "merkle.h"
 #include "store.h"
+#include "util.h"
 
 /* Appends taken into one transaction at most, to bound its latency. */
 #define BATCH_MAX 1024
@@ -58,7 +59,7 @@ now_rfc3339_ms(char buf[32])
 	struct tm tm;
 	size_t n;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	util_now_ts(&ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
@@ -143,6 +144,8 @@ write_item(struct audit *a, struct item *it, uint64_t seq)
 		return r;
 	if (it->op != NULL && (r = it->op(a->st, it->arg)) != 0)
 		goto undo;
+	if (it->fields == NULL) /* audit_run(): the operation alone */
+		return store_release(a->st);
 	if ((r = leaf_bytes(it->fields, seq, &it->leaf, &it->leaflen)) != 0)
 		goto undo;
 	merkle_leaf_hash((const uint8_t *)it->leaf, it->leaflen, hash);
@@ -204,7 +207,7 @@ commit_batch(struct audit *a, struct item *batch, uint64_t size, int *failedp)
 			(void)store_rollback(a->st);
 			goto fail;
 		}
-		if (it->r == 0)
+		if (it->r == 0 && it->fields != NULL)
 			n++;
 	}
 	/* the commit point: COMMIT returns after the fsync (synchronous=FULL)
@@ -421,6 +424,27 @@ audit_append(struct audit *a, json_t *fields, audit_op_fn op, void *arg,
 		*leaflenp = it.leaflen;
 	}
 	return 0;
+}
+
+int
+audit_run(struct audit *a, audit_op_fn op, void *arg)
+{
+	struct item it;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    a != NULL && op != NULL, CUSTODY_E_INVALID_ARG);
+	memset(&it, 0, sizeof(it));
+	it.op = op;
+	it.arg = arg;
+	pthread_mutex_lock(&a->lock);
+	if (enqueue(a, &it) != 0) {
+		pthread_mutex_unlock(&a->lock);
+		return CUSTODY_E_LOG_FAILED;
+	}
+	while (!it.done)
+		pthread_cond_wait(&a->done, &a->lock);
+	pthread_mutex_unlock(&a->lock);
+	return it.r;
 }
 
 uint64_t

@@ -81,6 +81,15 @@ typedef void (*audit_done_fn)(void *arg, int r, uint64_t seq);
 int audit_append_async(struct audit *a, json_t *fields, audit_op_fn op,
     void *arg, audit_done_fn done, void *donearg);
 
+/*
+ * Run op on the writer thread in a transaction of its own batch, without a
+ * leaf, and wait until it is durable: for state that is not a registry
+ * change (a lifecycle job's first step) but must be written by the one
+ * connection that writes. Inside an op, store_leaf_count() is the seq the
+ * item's own leaf will get. Errors: op's, CUSTODY_E_LOG_FAILED.
+ */
+int audit_run(struct audit *a, audit_op_fn op, void *arg);
+
 /* Number of durable leaves (the tree size). */
 uint64_t audit_size(struct audit *a);
 

@@ -97,6 +97,7 @@ static const struct {
 	"configuration."},
     {CUSTODY_E_PROTOCOL, "malformed HTTP exchange", NULL},
     {CUSTODY_E_TIMEOUT, "timed out", NULL},
+    {CUSTODY_E_DENIED, "refused by the policy", NULL},
 };
 
 static int

@@ -48,7 +48,8 @@
 #define CUSTODY_E_NOT_RUNNING	     -36 /* custodyd is not listening */
 #define CUSTODY_E_PROTOCOL	     -37 /* a malformed HTTP exchange */
 #define CUSTODY_E_TIMEOUT	     -38 /* no answer in time */
-#define CUSTODY_E_ERR_MIN	     -38
+#define CUSTODY_E_DENIED	     -39 /* refused by the policy */
+#define CUSTODY_E_ERR_MIN	     -39
 
 /* A short description of r ("PIN incorrect"); never NULL. */
 const char *custody_strerror(int r);

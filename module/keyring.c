@@ -18,6 +18,12 @@ struct entry {
 	pthread_mutex_t bind;
 	struct token_key *tk; /* bound on first use, under bind */
 	struct token *t;
+	/* signing: a signature holds use shared and needs live; keyring_stop()
+	 * takes it exclusive, so once it returns nothing signs any more */
+	pthread_rwlock_t use;
+	int live;
+	atomic_llong last_exp;	 /* latest expiry of what it signed */
+	atomic_llong exp_logged; /* the last one handed to the store */
 };
 
 struct keyring {
@@ -113,6 +119,7 @@ entry_free(struct entry *e)
 	json_decref(e->pub.jwk);
 	store_key_free(e->rec);
 	pthread_mutex_destroy(&e->bind);
+	pthread_rwlock_destroy(&e->use);
 	free(e);
 }
 
@@ -149,6 +156,10 @@ entry_new(struct keyring *kr, struct store_key *rec, struct entry **ep)
 	e->t = kr->t;
 	atomic_init(&e->refs, 1);
 	pthread_mutex_init(&e->bind, NULL);
+	pthread_rwlock_init(&e->use, NULL);
+	e->live = is_active(e);
+	atomic_init(&e->last_exp, rec->last_exp);
+	atomic_init(&e->exp_logged, rec->last_exp);
 	if (strcmp(rec->purpose, "jwt") == 0) {
 		if ((r = alg_from_name(rec->alg, &alg)) != 0 ||
 		    (r = credential_jwk(alg, rec->spki, rec->spki_len, rec->kid,
@@ -376,16 +387,135 @@ keyring_sign(struct keyring *kr, struct keyring_key *k, const uint8_t *msg,
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    kr != NULL && e != NULL && e->t != NULL, CUSTODY_E_INVALID_ARG);
-	if (!is_active(e))
+	pthread_rwlock_rdlock(&e->use);
+	if (!e->live) {
+		pthread_rwlock_unlock(&e->use);
 		return CUSTODY_E_STATE;
+	}
 	pthread_mutex_lock(&e->bind);
 	if (e->tk == NULL)
 		r = keys_open(e->t, e->rec, &e->tk);
 	tk = e->tk;
 	pthread_mutex_unlock(&e->bind);
-	if (r != 0)
+	if (r == 0)
+		r = token_sign(e->t, tk, msg, len, sigp, siglenp);
+	pthread_rwlock_unlock(&e->use);
+	return r;
+}
+
+/* Set the live flag of key id; CUSTODY_E_KEY_NOT_FOUND if not in the ring. */
+static int
+set_live(struct keyring *kr, const char *id, int live)
+{
+	struct keyring_key *k;
+	struct entry *e;
+	int r;
+
+	if ((r = keyring_get(kr, id, &k)) != 0)
 		return r;
-	return token_sign(e->t, tk, msg, len, sigp, siglenp);
+	e = (struct entry *)k;
+	pthread_rwlock_wrlock(&e->use);
+	e->live = live && is_active(e);
+	pthread_rwlock_unlock(&e->use);
+	keyring_put(k);
+	return 0;
+}
+
+int
+keyring_stop(struct keyring *kr, const char *id)
+{
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    kr != NULL && id != NULL, CUSTODY_E_INVALID_ARG);
+	return set_live(kr, id, 0);
+}
+
+int
+keyring_resume(struct keyring *kr, const char *id)
+{
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    kr != NULL && id != NULL, CUSTODY_E_INVALID_ARG);
+	return set_live(kr, id, 1);
+}
+
+int
+keyring_update(struct keyring *kr, struct store_key *rec)
+{
+	struct entry *e = NULL, *old = NULL;
+	size_t i;
+	int r = 0, gone;
+
+	if (kr == NULL || rec == NULL) {
+		store_key_free(rec);
+		return CUSTODY_E_INVALID_ARG;
+	}
+	gone = strcmp(rec->state, "destroyed") == 0;
+	if (!gone && (r = entry_new(kr, rec, &e)) != 0)
+		return r;
+	pthread_rwlock_wrlock(&kr->lock);
+	for (i = 0; i < kr->n; i++)
+		if (strcmp(kr->all[i]->rec->id, rec->id) == 0)
+			break;
+	if (i == kr->n) {
+		r = CUSTODY_E_KEY_NOT_FOUND;
+		goto out;
+	}
+	old = kr->all[i];
+	if (gone) {
+		memmove(&kr->all[i], &kr->all[i + 1],
+		    (kr->n - i - 1) * sizeof(*kr->all));
+		kr->n--;
+	} else {
+		/* what the old entry learnt about its credentials stays */
+		if (atomic_load(&old->last_exp) > atomic_load(&e->last_exp))
+			atomic_store(&e->last_exp, atomic_load(&old->last_exp));
+		if (atomic_load(&old->exp_logged) > atomic_load(&e->exp_logged))
+			atomic_store(
+			    &e->exp_logged, atomic_load(&old->exp_logged));
+		kr->all[i] = e;
+		e = NULL;
+	}
+	/* the indexes are rebuilt from all[]: the old entry leaves them */
+	if ((r = reindex(kr, kr->n > 0 ? kr->n : 1)) != 0)
+		log_error_fr(r, "keyring: reindex");
+out:
+	pthread_rwlock_unlock(&kr->lock);
+	if (old != NULL) {
+		pthread_rwlock_wrlock(&old->use);
+		old->live = 0;
+		pthread_rwlock_unlock(&old->use);
+		keyring_put(&old->pub);
+	}
+	if (e != NULL)
+		keyring_put(&e->pub);
+	if (gone)
+		store_key_free(rec);
+	return r;
+}
+
+int
+keyring_note_exp(struct keyring_key *k, int64_t exp)
+{
+	struct entry *e = (struct entry *)k;
+	long long cur;
+
+	cur = atomic_load(&e->last_exp);
+	while (
+	    exp > cur && !atomic_compare_exchange_weak(&e->last_exp, &cur, exp))
+		;
+	cur = atomic_load(&e->exp_logged);
+	while (exp > cur) {
+		if (atomic_compare_exchange_weak(&e->exp_logged, &cur, exp))
+			return 1;
+	}
+	return 0;
+}
+
+int64_t
+keyring_last_exp(const struct keyring_key *k)
+{
+	struct entry *e = (struct entry *)k;
+
+	return atomic_load(&e->last_exp);
 }
 
 size_t

@@ -18,9 +18,8 @@
  * once, on its first signature, not per request. While custodyd runs it is
  * the only writer of the registry, so the view stays true as long as every
  * change it makes is also made here: keyring_add() for a key it creates.
- * The ring cannot yet follow a key's retirement or destruction, so custodyd
- * does neither while it runs (custody key destroy needs the data
- * directory's lock, which custodyd holds).
+ * A rotation or destruction stops the key first (keyring_stop()) and hands
+ * the ring the new record once it is durable (keyring_update()).
  *
  * Safe for any number of threads: lookups share a read lock; a key found
  * has a reference of the caller's (keyring_put()), so a key removed from
@@ -77,6 +76,35 @@ void keyring_list_free(struct keyring_key **keys, size_t n);
  */
 int keyring_sign(struct keyring *kr, struct keyring_key *k, const uint8_t *msg,
     size_t len, uint8_t **sigp, size_t *siglenp);
+
+/*
+ * Stop key id from signing: once this returns, no keyring_sign() with it is
+ * running and every later one fails with CUSTODY_E_STATE. What a rotation or
+ * a destruction does first, before its leaf, so that no credential signed
+ * by the key can follow the leaf that ends its active period.
+ * keyring_resume() undoes it (for a step that failed before its leaf) if the
+ * key is still active. CUSTODY_E_KEY_NOT_FOUND if id is not in the ring.
+ */
+int keyring_stop(struct keyring *kr, const char *id);
+int keyring_resume(struct keyring *kr, const char *id);
+
+/*
+ * The registry changed the record of a key in the ring (rec, taken, also
+ * on error): a retired key's record replaces the old one (it can no longer
+ * sign); a destroyed key leaves the ring (and the JWKS). Callers holding the
+ * old entry keep a valid, stopped one.
+ */
+int keyring_update(struct keyring *kr, struct store_key *rec);
+
+/*
+ * Record that k signed a credential valid until exp (Unix seconds). 1 if
+ * exp is later than every one handed to the store so far (the caller then
+ * stores it: store_key_set_last_exp()), else 0.
+ */
+int keyring_note_exp(struct keyring_key *k, int64_t exp);
+
+/* The latest expiry of what k signed (0: nothing). */
+int64_t keyring_last_exp(const struct keyring_key *k);
 
 /* Number of keys in the ring. */
 size_t keyring_size(struct keyring *kr);

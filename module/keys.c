@@ -99,9 +99,8 @@ check_unique(struct store *st, const struct keys_create_req *req)
 	return r;
 }
 
-/* The members every key leaf starts with (FORMATS.md section 2). */
-static json_t *
-leaf_start(
+json_t *
+keys_leaf_start(
     const struct keys_env *env, const char *event, const struct store_key *k)
 {
 	if (env->policy_sha256 != NULL)
@@ -114,34 +113,45 @@ leaf_start(
 	    k->kid, "policy", "rule", env->rule, "decision", "allow");
 }
 
-static json_t *
-create_leaf(const struct keys_env *env, const struct store_key *k,
-    const struct token_generated *g)
+json_t *
+keys_create_detail(const struct store_key *k, const struct token_attrs *attrs)
 {
-	json_t *o = leaf_start(env, "key.create", k), *d;
+	json_t *d = NULL;
 	char *spki = NULL;
 
-	if (o == NULL || util_base64_encode(k->spki, k->spki_len, &spki) != 0)
-		goto fail;
+	if (util_base64_encode(k->spki, k->spki_len, &spki) != 0)
+		return NULL;
 	d = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "agent", k->agent,
 	    "owner", k->owner, "purpose", k->purpose, "alg", k->alg, "spki",
-	    spki, "token", k->token, "attributes", keys_attrs_json(&g->attrs));
-	if (d == NULL || json_object_set_new(o, "detail", d) != 0)
-		goto fail;
+	    spki, "token", k->token, "attributes", keys_attrs_json(attrs));
+	free(spki);
+	if (d == NULL)
+		return NULL;
 	/* members that do not apply are left out, not null */
 	if ((k->task != NULL &&
 		json_object_set_new(d, "task", json_string(k->task)) != 0) ||
 	    (k->max_age != 0 && json_object_set_new(d, "max_age",
 				    json_integer(k->max_age)) != 0) ||
 	    (k->ttl != 0 &&
-		json_object_set_new(d, "ttl", json_integer(k->ttl)) != 0))
-		goto fail;
-	free(spki);
+		json_object_set_new(d, "ttl", json_integer(k->ttl)) != 0)) {
+		json_decref(d);
+		return NULL;
+	}
+	return d;
+}
+
+static json_t *
+create_leaf(const struct keys_env *env, const struct store_key *k,
+    const struct token_generated *g)
+{
+	json_t *o = keys_leaf_start(env, "key.create", k), *d;
+
+	if (o == NULL || (d = keys_create_detail(k, &g->attrs)) == NULL ||
+	    json_object_set_new(o, "detail", d) != 0) {
+		json_decref(o);
+		return NULL;
+	}
 	return o;
-fail:
-	free(spki);
-	json_decref(o);
-	return NULL;
 }
 
 static int
@@ -247,90 +257,6 @@ check_token(struct token *t, const struct store_key *k,
 		r = CUSTODY_E_WRONG_TOKEN;
 	}
 	free(uri);
-	return r;
-}
-
-struct destroy_arg {
-	const struct store_key *k;
-	int64_t now;
-	const char *reason;
-};
-
-static int
-destroy_op(struct store *st, void *arg)
-{
-	struct destroy_arg *d = arg;
-
-	return store_key_set_state(
-	    st, d->k->id, d->k->state, "destroyed", d->now, d->reason);
-}
-
-static json_t *
-destroy_leaf(const struct keys_env *env, const struct store_key *k,
-    const char *reason, const struct token_destroy_evidence *ev)
-{
-	json_t *o = leaf_start(env, "key.destroy", k), *d;
-
-	d = json_pack("{s:s, s:s, s:{s:I, s:I}}", "trigger", "manual", "reason",
-	    reason, "evidence", "objects_destroyed", (json_int_t)ev->destroyed,
-	    "objects_found_after", (json_int_t)ev->remaining);
-	if (o == NULL || d == NULL ||
-	    json_object_set_new(o, "detail", d) != 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
-}
-
-int
-keys_destroy(const struct keys_env *env, const char *id, const char *reason,
-    int64_t now, struct token_destroy_evidence *ev)
-{
-	struct store_key *k = NULL;
-	struct destroy_arg da;
-	uint8_t cka_id[TOKEN_ID_LEN];
-	json_t *leaf = NULL;
-	uint64_t seq;
-	int r;
-
-	CUSTODY_RETURN_VAL_IF_FAIL(env != NULL && env->t != NULL &&
-				       env->st != NULL && env->a != NULL &&
-				       ev != NULL,
-	    CUSTODY_E_INVALID_ARG);
-	memset(ev, 0, sizeof(*ev));
-	if ((r = keys_check_text("reason", reason, 256)) != 0)
-		return r;
-	if ((r = store_key_id_parse(id, cka_id)) != 0) {
-		log_error_f("'%s' is not a key id (k_ and 16 hex digits)", id);
-		return CUSTODY_E_KEY_NOT_FOUND;
-	}
-	if ((r = store_key_get(env->st, id, &k)) != 0)
-		return r;
-	if (strcmp(k->state, "destroyed") == 0) {
-		log_error_f("key %s was destroyed already", id);
-		r = CUSTODY_E_STATE;
-		goto out;
-	}
-	if ((r = check_token(env->t, k, cka_id)) != 0)
-		goto out;
-	r = token_destroy(env->t, cka_id, ev);
-	if (r == CUSTODY_E_KEY_NOT_FOUND && ev->remaining == 0) {
-		log_warn_f("key %s had no objects left on the token", id);
-		r = 0;
-	}
-	if (r != 0)
-		goto out;
-	/* the state change and its key.destroy leaf, with the evidence,
-	 * commit together */
-	da = (struct destroy_arg){k, now, reason};
-	if ((leaf = destroy_leaf(env, k, reason, ev)) == NULL) {
-		r = CUSTODY_E_NOMEM;
-		goto out;
-	}
-	r = audit_append(env->a, leaf, destroy_op, &da, &seq, NULL, NULL);
-out:
-	json_decref(leaf);
-	store_key_free(k);
 	return r;
 }
 

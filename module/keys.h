@@ -52,23 +52,23 @@ int keys_create(const struct keys_env *env, const struct keys_create_req *req,
     int64_t now, struct store_key **kp, struct token_generated **genp);
 
 /*
- * Destroy key id for reason (1..256 bytes): its objects are destroyed and a
- * search by CKA_ID must find none, then the record moves to "destroyed".
- * CUSTODY_E_STATE if it is destroyed already, CUSTODY_E_WRONG_TOKEN if its
- * URI names another token than t. *ev says what the token did.
- * A key whose objects are already gone from the token is marked destroyed
- * with ev->destroyed == 0.
- */
-int keys_destroy(const struct keys_env *env, const char *id, const char *reason,
-    int64_t now, struct token_destroy_evidence *ev);
-
-/*
  * Bind to the token key of record k for signing (k must be active and held
  * by t). CUSTODY_E_STATE or CUSTODY_E_WRONG_TOKEN otherwise; see
  * token_key_open() for the other errors.
  */
 int keys_open(
     struct token *t, const struct store_key *k, struct token_key **tkp);
+
+/* The members every key leaf starts with (FORMATS.md section 2): event,
+ * principal, key {id, kid}, policy {sha256, rule}, decision "allow". New
+ * reference. */
+json_t *keys_leaf_start(
+    const struct keys_env *env, const char *event, const struct store_key *k);
+
+/* A key.create leaf's detail for k (also a rotation's new_key). New
+ * reference. */
+json_t *keys_create_detail(
+    const struct store_key *k, const struct token_attrs *attrs);
 
 /* Check a user-supplied text field (agent, owner, task, reason). */
 int keys_check_text(const char *what, const char *s, size_t maxlen);

@@ -177,6 +177,64 @@ start_error(const struct config *cfg, const char *what, int r)
 	    hint != NULL ? ". " : "", hint != NULL ? hint : "");
 }
 
+#ifdef CUSTODY_TEST_HOOKS
+/*
+ * custodyd-test only (never installed): the tests' hooks into a running
+ * daemon. CUSTODY_FAILPOINT=name kills the process at that step
+ * (util_failpoint()); CUSTODY_TEST_CLOCK=FILE moves the service's clock by
+ * the number of seconds FILE holds, read again every 100 ms, so that a test
+ * can move through days of key lifetimes.
+ */
+static const char *clock_file;
+
+static void
+clock_read(void)
+{
+	char buf[32];
+	long long v;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(clock_file, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	if (sscanf(buf, "%lld", &v) == 1)
+		util_clock_set_offset(v * 1000);
+}
+
+static void *
+clock_main(void *arg)
+{
+	struct timespec ts = {0, 100 * 1000 * 1000};
+
+	(void)arg;
+	for (;;) {
+		clock_read();
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+static void
+test_hooks(void)
+{
+	const char *fp = getenv("CUSTODY_FAILPOINT");
+	pthread_t th;
+
+	if (fp != NULL && *fp != '\0')
+		util_failpoint_arm(fp);
+	if ((clock_file = getenv("CUSTODY_TEST_CLOCK")) != NULL) {
+		clock_read();
+		if (pthread_create(&th, NULL, clock_main, NULL) == 0)
+			pthread_detach(th);
+	}
+}
+#endif
+
 int
 main(int argc, char **argv)
 {
@@ -261,6 +319,9 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+#ifdef CUSTODY_TEST_HOOKS
+	test_hooks();
+#endif
 	if ((r = service_open(cfg, SERVICE_TOKEN, &sv, &stage)) != 0) {
 		if (r == CUSTODY_E_NOT_INITIALIZED)
 			log_error_f("%s is not initialised: run 'custody "
@@ -283,8 +344,7 @@ main(int argc, char **argv)
 		start_error(cfg, "cannot serve the API", r);
 		goto out;
 	}
-	if ((r = service_start(
-		 sv, CUSTODY_VERSION, (int64_t)time(NULL), &info)) != 0) {
+	if ((r = service_start(sv, CUSTODY_VERSION, util_now(), &info)) != 0) {
 		if (r != CUSTODY_E_CONFIG)
 			start_error(cfg, "cannot start", r);
 		goto out;
@@ -294,7 +354,7 @@ main(int argc, char **argv)
 		api_drain(api, 0);
 		api_close(api);
 		api = NULL;
-		(void)service_stop(sv, (int64_t)time(NULL), NULL);
+		(void)service_stop(sv, util_now(), NULL);
 		goto out;
 	}
 	log_notice_f("ready: %s on token '%s' (%s), log of %llu leaves, "
@@ -332,7 +392,7 @@ main(int argc, char **argv)
 		    n, API_DRAIN_TIMEOUT_MS / 1000);
 	api_close(api);
 	api = NULL;
-	if ((r = service_stop(sv, (int64_t)time(NULL), &size)) == 0) {
+	if ((r = service_stop(sv, util_now(), &size)) == 0) {
 		service_checkpoints(sv, &cps);
 		log_notice_f("stopped: final checkpoint at %llu leaves (%llu "
 			     "signed by this run)",

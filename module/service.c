@@ -206,7 +206,7 @@ checkpoint_once(struct service *sv, struct store *st)
 	if (size == 0 || size <= last)
 		return;
 	r = checkpoint_make(sv->tok, st, sv->cfg->log_origin,
-	    sv->checkpoint_path, (int64_t)time(NULL), &note, &len, &made);
+	    sv->checkpoint_path, util_now(), &note, &len, &made);
 	free(note);
 	note = NULL;
 	if (r == 0)

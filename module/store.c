@@ -138,6 +138,50 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL CHECK (created_at > 0)"
     ") STRICT;"
     "CREATE INDEX ca_certs_key ON ca_certs (key_id, n);",
+    /*
+     * 7: the lifecycle (docs/LIFECYCLE.md). last_exp: the latest expiry of
+     * a credential a key signed, so that a retired key is kept until then.
+     * lifecycle_jobs: a rotation or destruction under way, one per key, so
+     * that start-up finishes what a crash interrupted. lifecycle_events:
+     * the events posted, by idempotency id. attestations: the envelopes,
+     * each written with its attestation leaf, by the keys they are about.
+     */
+    "ALTER TABLE keys ADD COLUMN last_exp INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (last_exp >= 0);"
+    "CREATE TABLE lifecycle_jobs ("
+    "  key_id TEXT PRIMARY KEY NOT NULL REFERENCES keys (id),"
+    "  kind TEXT NOT NULL CHECK (kind IN ('rotate', 'destroy')),"
+    "  stage TEXT NOT NULL CHECK (stage IN ('start', 'attest')),"
+    "  new_key_id TEXT,"
+    "  trigger TEXT NOT NULL CHECK (length(trigger) > 0),"
+    "  reason TEXT NOT NULL CHECK (length(reason) > 0),"
+    "  principal TEXT NOT NULL CHECK (length(principal) > 0),"
+    "  rule TEXT NOT NULL,"
+    "  policy_sha256 TEXT,"
+    "  decision_seq INTEGER CHECK (decision_seq IS NULL OR"
+    "    decision_seq >= 0),"
+    "  statement BLOB,"
+    "  created_at INTEGER NOT NULL CHECK (created_at > 0),"
+    "  CHECK (stage <> 'attest' OR (decision_seq IS NOT NULL AND"
+    "    statement IS NOT NULL))"
+    ") STRICT;"
+    "CREATE TABLE lifecycle_events ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) > 0),"
+    "  request_sha256 BLOB NOT NULL CHECK (length(request_sha256) = 32),"
+    "  result TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL CHECK (created_at > 0)"
+    ") STRICT;"
+    "CREATE TABLE attestations ("
+    "  n INTEGER PRIMARY KEY NOT NULL,"
+    "  key_id TEXT NOT NULL REFERENCES keys (id),"
+    "  other_key_id TEXT REFERENCES keys (id),"
+    "  kind TEXT NOT NULL CHECK (kind IN ('rotation', 'destruction')),"
+    "  decision_seq INTEGER NOT NULL CHECK (decision_seq >= 0),"
+    "  envelope BLOB NOT NULL CHECK (length(envelope) > 0),"
+    "  created_at INTEGER NOT NULL CHECK (created_at > 0)"
+    ") STRICT;"
+    "CREATE INDEX attestations_key ON attestations (key_id, n);"
+    "CREATE INDEX attestations_other ON attestations (other_key_id, n);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -146,7 +190,7 @@ static const char *const migrations[] = {
 #define KEY_COLUMNS                                                            \
 	"id, agent, owner, purpose, alg, state, task, created_at, "            \
 	"retired_at, destroyed_at, max_age, ttl, predecessor, successor, "     \
-	"spki, kid, token, destroy_reason"
+	"spki, kid, token, destroy_reason, last_exp"
 
 enum key_column {
 	C_ID,
@@ -167,6 +211,7 @@ enum key_column {
 	C_KID,
 	C_TOKEN,
 	C_DESTROY_REASON,
+	C_LAST_EXP,
 	C_CKA_ID, /* written, never read back: the id encodes it */
 };
 
@@ -201,6 +246,14 @@ enum stmt_id {
 	S_RUN_END,
 	S_CA_PUT,
 	S_CA_GET,
+	S_LAST_EXP,
+	S_JOB_PUT,
+	S_JOB_LIST,
+	S_JOB_DELETE,
+	S_EVENT_GET,
+	S_EVENT_PUT,
+	S_ATT_PUT,
+	S_ATT_LIST,
 	S_COUNT
 };
 
@@ -211,7 +264,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_INSERT] = "INSERT INTO keys (" KEY_COLUMNS ", cka_id) VALUES"
 		 " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-		 " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+		 " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     [S_GET] = "SELECT " KEY_COLUMNS " FROM keys WHERE id = ?1",
     [S_STATE_OF] = "SELECT state FROM keys WHERE id = ?1",
     [S_ACTIVE_FOR] = "SELECT id FROM keys WHERE agent = ?1 AND"
@@ -250,6 +303,28 @@ static const char *const stmt_sql[S_COUNT] = {
 		 " VALUES (?1, ?2, ?3, ?4)",
     [S_CA_GET] = "SELECT cert, chain FROM ca_certs WHERE key_id = ?1"
 		 " ORDER BY n DESC LIMIT 1",
+    [S_LAST_EXP] = "UPDATE keys SET last_exp = ?2 WHERE id = ?1 AND"
+		   " last_exp < ?2",
+    [S_JOB_PUT] = "INSERT OR REPLACE INTO lifecycle_jobs (key_id, kind,"
+		  " stage, new_key_id, trigger, reason, principal, rule,"
+		  " policy_sha256, decision_seq, statement, created_at)"
+		  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [S_JOB_LIST] =
+	"SELECT key_id, kind, stage, new_key_id, trigger, reason,"
+	" principal, rule, policy_sha256, decision_seq, statement,"
+	" created_at FROM lifecycle_jobs ORDER BY created_at, key_id",
+    [S_JOB_DELETE] = "DELETE FROM lifecycle_jobs WHERE key_id = ?1",
+    [S_EVENT_GET] = "SELECT request_sha256, result FROM lifecycle_events"
+		    " WHERE id = ?1",
+    [S_EVENT_PUT] = "INSERT INTO lifecycle_events (id, request_sha256,"
+		    " result, created_at) VALUES (?1, ?2, ?3, ?4)",
+    [S_ATT_PUT] = "INSERT INTO attestations (key_id, other_key_id, kind,"
+		  " decision_seq, envelope, created_at)"
+		  " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_ATT_LIST] =
+	"SELECT key_id, other_key_id, kind, decision_seq,"
+	" envelope, created_at FROM attestations"
+	" WHERE key_id = ?1 OR other_key_id = ?1 ORDER BY n LIMIT ?2",
     [S_NODE_GET] =
 	"SELECT hash FROM merkle_nodes WHERE level = ?1 AND idx = ?2",
 };
@@ -1025,6 +1100,8 @@ bind_key(sqlite3_stmt *s, const struct store_key *k,
 	    (rc = bind_text(s, P(C_TOKEN), k->token)) != SQLITE_OK ||
 	    (rc = bind_text(s, P(C_DESTROY_REASON), k->destroy_reason)) !=
 		SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(s, P(C_LAST_EXP), k->last_exp)) !=
+		SQLITE_OK ||
 	    (rc = sqlite3_bind_blob(s, P(C_CKA_ID), cka, STORE_CKA_ID_LEN,
 		 SQLITE_STATIC)) != SQLITE_OK)
 		return rc;
@@ -1085,6 +1162,7 @@ key_from_row(sqlite3_stmt *s, struct store_key **kp)
 	k->destroyed_at = sqlite3_column_int64(s, C_DESTROYED_AT);
 	k->max_age = sqlite3_column_int64(s, C_MAX_AGE);
 	k->ttl = sqlite3_column_int64(s, C_TTL);
+	k->last_exp = sqlite3_column_int64(s, C_LAST_EXP);
 	if (sqlite3_column_type(s, C_SPKI) == SQLITE_BLOB) {
 		/* The pointer first, then its length (SQLite's rule). */
 		blob = sqlite3_column_blob(s, C_SPKI);
@@ -1911,4 +1989,327 @@ store_ca_get(struct store *st, const char *key_id, uint8_t **certp,
 	free(cert);
 	free(chain);
 	return r;
+}
+
+/* ---- the lifecycle ------------------------------------------------------ */
+
+int
+store_key_set_last_exp(struct store *st, const char *id, int64_t exp)
+{
+	sqlite3_stmt *s;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && id != NULL && exp >= 0, CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_LAST_EXP];
+	bind_text(s, 1, id);
+	sqlite3_bind_int64(s, 2, exp);
+	return run(st, s);
+}
+
+static int
+job_check(const struct store_job *j)
+{
+	if (!id_valid(j->key_id) ||
+	    (strcmp(j->kind, "rotate") != 0 &&
+		strcmp(j->kind, "destroy") != 0) ||
+	    (strcmp(j->stage, "start") != 0 &&
+		strcmp(j->stage, "attest") != 0) ||
+	    !nonempty(j->trigger) || !nonempty(j->reason) ||
+	    !nonempty(j->principal) || j->rule == NULL || j->created_at <= 0 ||
+	    (j->new_key_id[0] != '\0' && !id_valid(j->new_key_id)) ||
+	    (strcmp(j->stage, "attest") == 0 &&
+		(j->decision_seq < 0 || j->statement == NULL ||
+		    j->statement_len == 0 || j->statement_len > INT_MAX))) {
+		log_error_f(
+		    "an invalid lifecycle job for key %.32s", j->key_id);
+		return CUSTODY_E_INVALID_ARG;
+	}
+	return 0;
+}
+
+int
+store_job_put(struct store *st, const struct store_job *j)
+{
+	sqlite3_stmt *s;
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && j != NULL, CUSTODY_E_INVALID_ARG);
+	if ((r = job_check(j)) != 0)
+		return r;
+	s = st->stmt[S_JOB_PUT];
+	bind_text(s, 1, j->key_id);
+	bind_text(s, 2, j->kind);
+	bind_text(s, 3, j->stage);
+	bind_text(s, 4, j->new_key_id[0] ? j->new_key_id : NULL);
+	bind_text(s, 5, j->trigger);
+	bind_text(s, 6, j->reason);
+	bind_text(s, 7, j->principal);
+	bind_text(s, 8, j->rule);
+	bind_text(s, 9, j->policy_sha256);
+	if (strcmp(j->stage, "attest") == 0) {
+		sqlite3_bind_int64(s, 10, j->decision_seq);
+		sqlite3_bind_blob(
+		    s, 11, j->statement, (int)j->statement_len, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_null(s, 10);
+		sqlite3_bind_null(s, 11);
+	}
+	sqlite3_bind_int64(s, 12, j->created_at);
+	return run(st, s);
+}
+
+void
+store_job_free(struct store_job *j)
+{
+	if (j == NULL)
+		return;
+	free(j->trigger);
+	free(j->reason);
+	free(j->principal);
+	free(j->rule);
+	free(j->policy_sha256);
+	free(j->statement);
+	free(j);
+}
+
+void
+store_job_list_free(struct store_job **jobs, size_t n)
+{
+	size_t i;
+
+	if (jobs == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		store_job_free(jobs[i]);
+	free(jobs);
+}
+
+/* A copy of a short text column into buf (of size sz); "" for NULL. */
+static int
+col_copy(sqlite3_stmt *s, int col, char *buf, size_t sz)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	buf[0] = '\0';
+	if (t == NULL)
+		return 0;
+	if (strlen((const char *)t) >= sz)
+		return CUSTODY_E_STORE;
+	memcpy(buf, t, strlen((const char *)t) + 1);
+	return 0;
+}
+
+static int
+job_from_row(sqlite3_stmt *s, struct store_job **jp)
+{
+	struct store_job *j;
+	int r;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return CUSTODY_E_NOMEM;
+	if ((r = col_copy(s, 0, j->key_id, sizeof(j->key_id))) != 0 ||
+	    (r = col_copy(s, 1, j->kind, sizeof(j->kind))) != 0 ||
+	    (r = col_copy(s, 2, j->stage, sizeof(j->stage))) != 0 ||
+	    (r = col_copy(s, 3, j->new_key_id, sizeof(j->new_key_id))) != 0 ||
+	    (r = col_text(s, 4, &j->trigger)) != 0 ||
+	    (r = col_text(s, 5, &j->reason)) != 0 ||
+	    (r = col_text(s, 6, &j->principal)) != 0 ||
+	    (r = col_text(s, 7, &j->rule)) != 0 ||
+	    (r = col_text(s, 8, &j->policy_sha256)) != 0)
+		goto fail;
+	j->decision_seq = sqlite3_column_type(s, 9) == SQLITE_NULL
+			      ? -1
+			      : sqlite3_column_int64(s, 9);
+	if (sqlite3_column_type(s, 10) == SQLITE_BLOB &&
+	    (r = col_blob(s, 10, &j->statement, &j->statement_len)) != 0)
+		goto fail;
+	j->created_at = sqlite3_column_int64(s, 11);
+	if ((r = job_check(j)) != 0) {
+		r = CUSTODY_E_STORE;
+		goto fail;
+	}
+	*jp = j;
+	return 0;
+fail:
+	store_job_free(j);
+	return r == CUSTODY_E_NOMEM ? r : CUSTODY_E_STORE;
+}
+
+int
+store_job_list(struct store *st, struct store_job ***jobsp, size_t *np)
+{
+	sqlite3_stmt *s;
+	struct store_job **v = NULL, **tmp;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && jobsp != NULL && np != NULL, CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_JOB_LIST];
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			if ((tmp = realloc(v, cap * sizeof(*v))) == NULL) {
+				r = CUSTODY_E_NOMEM;
+				goto out;
+			}
+			v = tmp;
+		}
+		if ((r = job_from_row(s, &v[n])) != 0)
+			goto out;
+		n++;
+	}
+	if (rc != SQLITE_DONE)
+		r = sqlerr(st, rc, "list lifecycle jobs");
+out:
+	stmt_done(s);
+	if (r != 0) {
+		store_job_list_free(v, n);
+		return r;
+	}
+	*jobsp = v;
+	*np = n;
+	return 0;
+}
+
+int
+store_job_delete(struct store *st, const char *key_id)
+{
+	int r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && key_id != NULL, CUSTODY_E_INVALID_ARG);
+	bind_text(st->stmt[S_JOB_DELETE], 1, key_id);
+	if ((r = run(st, st->stmt[S_JOB_DELETE])) != 0)
+		return r;
+	return sqlite3_changes(st->db) == 1 ? 0 : CUSTODY_E_NOT_FOUND;
+}
+
+int
+store_event_get(
+    struct store *st, const char *id, uint8_t sha256[32], char **resultp)
+{
+	sqlite3_stmt *s;
+	int rc, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && id != NULL && sha256 != NULL && resultp != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_EVENT_GET];
+	bind_text(s, 1, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_DONE)
+		r = CUSTODY_E_NOT_FOUND;
+	else if (rc != SQLITE_ROW)
+		r = sqlerr(st, rc, "read a lifecycle event");
+	else if (sqlite3_column_bytes(s, 0) != 32)
+		r = CUSTODY_E_STORE;
+	else {
+		memcpy(sha256, sqlite3_column_blob(s, 0), 32);
+		r = col_text(s, 1, resultp);
+	}
+	stmt_done(s);
+	return r;
+}
+
+int
+store_event_put(struct store *st, const char *id, const uint8_t sha256[32],
+    const char *result, int64_t now)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && id != NULL && sha256 != NULL &&
+				       result != NULL && now > 0,
+	    CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_EVENT_PUT];
+	bind_text(s, 1, id);
+	sqlite3_bind_blob(s, 2, sha256, 32, SQLITE_STATIC);
+	bind_text(s, 3, result);
+	sqlite3_bind_int64(s, 4, now);
+	rc = sqlite3_step(s);
+	stmt_done(s);
+	if (rc == SQLITE_CONSTRAINT)
+		return CUSTODY_E_EXISTS;
+	return rc == SQLITE_DONE ? 0 : sqlerr(st, rc, "record an event");
+}
+
+int
+store_attestation_put(struct store *st, const struct store_attestation *a)
+{
+	sqlite3_stmt *s;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && a != NULL &&
+				       a->envelope != NULL && a->len > 0 &&
+				       a->len <= INT_MAX && a->created_at > 0,
+	    CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_ATT_PUT];
+	bind_text(s, 1, a->key_id);
+	bind_text(s, 2, a->other_key_id[0] ? a->other_key_id : NULL);
+	bind_text(s, 3, a->kind);
+	sqlite3_bind_int64(s, 4, a->decision_seq);
+	sqlite3_bind_blob(s, 5, a->envelope, (int)a->len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, a->created_at);
+	return run(st, s);
+}
+
+void
+store_attestation_list_free(struct store_attestation *list, size_t n)
+{
+	size_t i;
+
+	if (list == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		free(list[i].envelope);
+	free(list);
+}
+
+int
+store_attestation_list(struct store *st, const char *key_id,
+    struct store_attestation **listp, size_t *np)
+{
+	sqlite3_stmt *s;
+	struct store_attestation *v = NULL, *tmp, *a;
+	size_t n = 0, cap = 0;
+	int rc, r = 0;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    st != NULL && key_id != NULL && listp != NULL && np != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	s = st->stmt[S_ATT_LIST];
+	bind_text(s, 1, key_id);
+	sqlite3_bind_int64(s, 2, STORE_ATTESTATION_LIST_MAX);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 4;
+			if ((tmp = realloc(v, cap * sizeof(*v))) == NULL) {
+				r = CUSTODY_E_NOMEM;
+				goto out;
+			}
+			v = tmp;
+		}
+		a = &v[n];
+		memset(a, 0, sizeof(*a));
+		if ((r = col_copy(s, 0, a->key_id, sizeof(a->key_id))) != 0 ||
+		    (r = col_copy(s, 1, a->other_key_id,
+			 sizeof(a->other_key_id))) != 0 ||
+		    (r = col_copy(s, 2, a->kind, sizeof(a->kind))) != 0 ||
+		    (r = col_blob(s, 4, &a->envelope, &a->len)) != 0)
+			goto out;
+		a->decision_seq = sqlite3_column_int64(s, 3);
+		a->created_at = sqlite3_column_int64(s, 5);
+		n++;
+	}
+	if (rc != SQLITE_DONE)
+		r = sqlerr(st, rc, "list attestations");
+out:
+	stmt_done(s);
+	if (r != 0) {
+		store_attestation_list_free(v, n);
+		return r;
+	}
+	*listp = v;
+	*np = n;
+	return 0;
 }

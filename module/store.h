@@ -43,6 +43,7 @@ struct store_key {
 	char *kid;	      /* RFC 7638 JWK thumbprint (base64url) */
 	char *token;	      /* URI of the token that holds it */
 	char *destroy_reason; /* or NULL */
+	int64_t last_exp;     /* latest expiry of what it signed, 0: none */
 };
 
 /*
@@ -240,5 +241,68 @@ int store_ca_put(struct store *st, const char *key_id, const uint8_t *cert,
  * both); CUSTODY_E_NOT_FOUND when none was. */
 int store_ca_get(struct store *st, const char *key_id, uint8_t **certp,
     size_t *certlenp, uint8_t **chainp, size_t *chainlenp);
+
+/* ---- the lifecycle (migration 7) ---- */
+
+/* Raise key id's last_exp to exp (never lowers it; an unknown id or a lower
+ * exp changes nothing). */
+int store_key_set_last_exp(struct store *st, const char *id, int64_t exp);
+
+/* A rotation or destruction under way (docs/LIFECYCLE.md), one per key. */
+struct store_job {
+	char key_id[STORE_KEY_ID_LEN + 1];
+	char kind[8];  /* rotate, destroy */
+	char stage[8]; /* start, attest */
+	char new_key_id[STORE_KEY_ID_LEN +
+			1]; /* rotate at attest: the new key */
+	char *trigger, *reason, *principal, *rule;
+	char *policy_sha256;  /* or NULL */
+	int64_t decision_seq; /* attest: the key.rotate/key.destroy leaf */
+	uint8_t *statement;   /* attest: the in-toto statement, exact bytes */
+	size_t statement_len;
+	int64_t created_at;
+};
+
+/* Write j (replacing the job of its key). */
+int store_job_put(struct store *st, const struct store_job *j);
+/* Every job, oldest first; free with store_job_list_free(). */
+int store_job_list(struct store *st, struct store_job ***jobsp, size_t *np);
+/* Remove key_id's job; CUSTODY_E_NOT_FOUND if there was none. */
+int store_job_delete(struct store *st, const char *key_id);
+void store_job_free(struct store_job *j);
+void store_job_list_free(struct store_job **jobs, size_t n);
+
+/*
+ * A lifecycle event by its idempotency id: the SHA-256 of the request that
+ * posted it and the result it got (JSON text, *resultp new), or
+ * CUSTODY_E_NOT_FOUND. store_event_put() records one (CUSTODY_E_EXISTS if
+ * the id is taken).
+ */
+int store_event_get(
+    struct store *st, const char *id, uint8_t sha256[32], char **resultp);
+int store_event_put(struct store *st, const char *id, const uint8_t sha256[32],
+    const char *result, int64_t now);
+
+/* An attestation envelope about key_id (and other_key_id, the old key of a
+ * rotation, or NULL), kind rotation or destruction. */
+struct store_attestation {
+	char key_id[STORE_KEY_ID_LEN + 1];
+	char other_key_id[STORE_KEY_ID_LEN + 1]; /* "" if none */
+	char kind[16];
+	int64_t decision_seq;
+	uint8_t *envelope;
+	size_t len;
+	int64_t created_at;
+};
+
+#define STORE_ATTESTATION_LIST_MAX 1000
+
+int store_attestation_put(struct store *st, const struct store_attestation *a);
+/* The attestations about key_id (as subject or as the old key), oldest
+ * first, at most STORE_ATTESTATION_LIST_MAX; free with
+ * store_attestation_list_free(). */
+int store_attestation_list(struct store *st, const char *key_id,
+    struct store_attestation **listp, size_t *np);
+void store_attestation_list_free(struct store_attestation *list, size_t n);
 
 #endif

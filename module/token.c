@@ -1565,6 +1565,105 @@ token_count_objects(struct token *t, const uint8_t id[TOKEN_ID_LEN])
 	return p11_fail(__func__, "find by CKA_ID", rv);
 }
 
+/* The ids of the objects of class cls labelled prefix + hex(CKA_ID), added
+ * to ids (room for TOKEN_LIST_MAX) unless there already. */
+static CK_RV
+list_class(struct token *t, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+    const char *prefix, uint8_t *ids, size_t *np, int *overp)
+{
+	CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof(cls)}};
+	CK_OBJECT_HANDLE *h;
+	CK_ULONG n = 0, i;
+	size_t j, plen = strlen(prefix);
+	uint8_t id[TOKEN_ID_LEN + 1];
+	char label[80], want[80];
+	CK_RV rv;
+
+	if ((h = calloc(TOKEN_LIST_MAX + 1, sizeof(*h))) == NULL)
+		return CKR_HOST_MEMORY;
+	if ((rv = find_objects(t, s, tmpl, 1, h, TOKEN_LIST_MAX + 1, &n)) !=
+	    CKR_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		CK_ATTRIBUTE a[] = {
+		    {CKA_ID, id, sizeof(id)},
+		    {CKA_LABEL, label, sizeof(label) - 1},
+		};
+
+		if (P11(t, C_GetAttributeValue, s, h[i], a, 2) != CKR_OK ||
+		    a[0].ulValueLen != TOKEN_ID_LEN ||
+		    a[1].ulValueLen != plen + 2 * TOKEN_ID_LEN)
+			continue;
+		label[a[1].ulValueLen] = '\0';
+		memcpy(want, prefix, plen);
+		util_hex_encode(id, TOKEN_ID_LEN, want + plen);
+		if (strcmp(label, want) != 0)
+			continue;
+		for (j = 0; j < *np; j++)
+			if (memcmp(ids + j * TOKEN_ID_LEN, id, TOKEN_ID_LEN) ==
+			    0)
+				break;
+		if (j < *np)
+			continue;
+		if (*np == TOKEN_LIST_MAX) {
+			*overp = 1;
+			break;
+		}
+		memcpy(ids + (*np)++ * TOKEN_ID_LEN, id, TOKEN_ID_LEN);
+	}
+	rv = session_logged_in(t, s);
+out:
+	free(h);
+	return rv;
+}
+
+int
+token_list_keys(struct token *t, const char *prefix, uint8_t **idsp, size_t *np)
+{
+	struct session *s;
+	uint8_t *ids;
+	size_t n = 0;
+	int r, attempt, over = 0;
+	CK_RV rv = CKR_OK;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(t != NULL && prefix != NULL &&
+				       strlen(prefix) <= 32 && idsp != NULL &&
+				       np != NULL,
+	    CUSTODY_E_INVALID_ARG);
+	if ((ids = malloc(TOKEN_LIST_MAX * TOKEN_ID_LEN)) == NULL)
+		return CUSTODY_E_NOMEM;
+	for (attempt = 0; attempt < 2; attempt++) {
+		if ((r = session_get(t, &s)) != 0)
+			goto fail;
+		n = 0;
+		if ((rv = list_class(t, s->h, CKO_PRIVATE_KEY, prefix, ids, &n,
+			 &over)) == CKR_OK &&
+		    (rv = list_class(t, s->h, CKO_PUBLIC_KEY, prefix, ids, &n,
+			 &over)) == CKR_OK)
+			break;
+		if (attempt > 0 || !session_lost(rv))
+			break;
+		if ((r = recover(t, s, rv)) != 0)
+			goto fail;
+	}
+	if (rv != CKR_OK) {
+		r = p11_fail(__func__, "list key objects", rv);
+		goto fail;
+	}
+	if (over) {
+		log_error_f(
+		    "the token holds more than %d keys", TOKEN_LIST_MAX);
+		r = CUSTODY_E_TOO_LARGE;
+		goto fail;
+	}
+	*idsp = ids;
+	*np = n;
+	return 0;
+fail:
+	free(ids);
+	return r;
+}
+
 /* Generate, read back and check, on one session; destroys on failure. */
 static int
 generate_on(struct token *t, struct session *s, enum custody_alg alg,

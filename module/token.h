@@ -153,6 +153,19 @@ struct token_destroy_evidence {
 int token_destroy(struct token *t, const uint8_t id[TOKEN_ID_LEN],
     struct token_destroy_evidence *ev);
 
+#define TOKEN_LIST_MAX 4096 /* keys token_list_keys() returns */
+
+/*
+ * The CKA_IDs of the key objects (private or public) this program made on
+ * the token: those labelled prefix followed by their CKA_ID in hex (as
+ * token_generate() labels them), each id once, so that start-up can match
+ * the token against the registry without touching another application's
+ * keys. *idsp is new (n * TOKEN_ID_LEN bytes); more than TOKEN_LIST_MAX is
+ * CUSTODY_E_TOO_LARGE.
+ */
+int token_list_keys(
+    struct token *t, const char *prefix, uint8_t **idsp, size_t *np);
+
 /* Number of objects (any class) with CKA_ID id, or a negative error. */
 int token_count_objects(struct token *t, const uint8_t id[TOKEN_ID_LEN]);
 

@@ -27,6 +27,7 @@
 #include "err.h"
 #include "httpc.h"
 #include "keys.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "logdir.h"
 #include "merkle.h"
@@ -488,7 +489,7 @@ create_service_key(struct ctx *c, const char *purpose, json_t *out,
 	req.alg = token_supports(c->tok, CUSTODY_ALG_ED25519)
 		      ? CUSTODY_ALG_ED25519
 		      : CUSTODY_ALG_ECDSA_P256;
-	if ((r = keys_create(&env, &req, (int64_t)time(NULL), &k, NULL)) != 0)
+	if ((r = keys_create(&env, &req, util_now(), &k, NULL)) != 0)
 		return r;
 	(void)store_key_id_parse(k->id, cka_id);
 	if (c->json)
@@ -742,7 +743,9 @@ static const char key_help[] =
     "  create   generate a key in the token and register it\n"
     "  list     list the registered keys\n"
     "  show     show one key\n"
-    "  destroy  destroy a key's objects in the token and record why\n"
+    "  rotate   replace a key by a new one, attested by both\n"
+    "  destroy  destroy a key's objects in the token, attested\n"
+    "  history  a key's rotation chain and attestations\n"
     "\n"
     "'custody key COMMAND --help' describes each command.\n";
 
@@ -872,8 +875,7 @@ cmd_key_create(struct ctx *c, int argc, char **argv)
 		if ((ex = open_ctx(c, 1)) != 0)
 			return ex;
 		env = env_of(c);
-		if ((r = keys_create(
-			 &env, &req, (int64_t)time(NULL), &k, &g)) != 0)
+		if ((r = keys_create(&env, &req, util_now(), &k, &g)) != 0)
 			return fail("key create", r);
 		o = keys_json(k);
 		json_object_set_new(
@@ -1045,12 +1047,26 @@ cmd_key_show(struct ctx *c, int argc, char **argv)
 static const char destroy_help[] =
     "usage: custody key destroy ID --reason R [--json]\n"
     "\n"
-    "Destroy the private and public objects of key ID in the token, prove by\n"
-    "a search on its CKA_ID that none is left, and mark the key destroyed\n"
-    "with reason R. This cannot be undone.\n";
+    "Destroy key ID (active or retired): it stops signing, its private and\n"
+    "public objects are destroyed in the token and a search on its CKA_ID\n"
+    "must find none; the key.destroy leaf carries that evidence, and a\n"
+    "destruction attestation (DSSE, signed by the service's attestation key)\n"
+    "follows it in the log. Through custodyd when it runs (its policy\n"
+    "decides: key.destroy), else directly. This cannot be undone.\n";
 
+static const char rotate_help[] =
+    "usage: custody key rotate ID --reason R [--json]\n"
+    "\n"
+    "Rotate key ID (active): a successor is generated in the token for the\n"
+    "same agent, owner, purpose, task and algorithm; in one step of the log\n"
+    "(key.rotate) ID is retired and the successor becomes active; a rotation\n"
+    "attestation (DSSE) signed by both keys follows. A retired JWT key stays\n"
+    "in the JWKS until the last JWT it signed expires, then the scheduler\n"
+    "destroys it. Through custodyd when it runs (key.rotate), else directly.\n";
+
+/* key rotate / key destroy: one step of the lifecycle on one key. */
 static int
-cmd_key_destroy(struct ctx *c, int argc, char **argv)
+cmd_key_step(struct ctx *c, int argc, char **argv, int rotate)
 {
 	static const struct option opts[] = {
 	    {"reason", required_argument, NULL, 'r'},
@@ -1058,10 +1074,14 @@ cmd_key_destroy(struct ctx *c, int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	const char *cmd = rotate ? "key rotate" : "key destroy";
+	struct lifecycle *lc = NULL;
+	struct lc_result res;
 	struct keys_env env;
-	struct token_destroy_evidence ev;
 	uint8_t id[TOKEN_ID_LEN];
 	const char *reason = NULL;
+	char path[64];
+	json_t *o = NULL, *body;
 	int ch, r, ex;
 
 	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1073,45 +1093,229 @@ cmd_key_destroy(struct ctx *c, int argc, char **argv)
 			c->json = 1;
 			break;
 		case 'h':
-			fputs(destroy_help, stdout);
+			fputs(rotate ? rotate_help : destroy_help, stdout);
 			return 0;
 		default:
-			return usage_error("key destroy", "unknown option");
+			return usage_error(cmd, "unknown option");
 		}
 	}
 	if (argc - optind != 1)
-		return usage_error("key destroy", "give exactly one key id");
+		return usage_error(cmd, "give exactly one key id");
 	if (reason == NULL)
-		return usage_error("key destroy", "--reason is required");
+		return usage_error(cmd, "--reason is required");
 	if (store_key_id_parse(argv[optind], id) != 0)
-		return usage_error("key destroy",
-		    "'%s' is not a key id (k_ and "
-		    "16 hex digits)",
+		return usage_error(cmd,
+		    "'%s' is not a key id (k_ and 16 hex digits)",
 		    argv[optind]);
 	if ((r = keys_check_text("reason", reason, 256)) != 0)
-		return fail("key destroy", r);
-	if ((ex = open_ctx(c, 1)) != 0)
-		return ex;
-	env = env_of(c);
-	if ((r = keys_destroy(
-		 &env, argv[optind], reason, (int64_t)time(NULL), &ev)) != 0)
-		return fail(argv[optind], r);
-	if (c->json) {
-		json_t *o = json_object();
-
-		json_object_set_new(o, "id", json_string(argv[optind]));
-		json_object_set_new(o, "state", json_string("destroyed"));
-		json_object_set_new(o, "reason", json_string(reason));
-		json_object_set_new(o, "objects_destroyed",
-		    json_integer((json_int_t)ev.destroyed));
-		json_object_set_new(o, "objects_remaining",
-		    json_integer((json_int_t)ev.remaining));
+		return fail(cmd, r);
+	if ((r = daemon_open(c)) == 0) {
+		snprintf(path, sizeof(path), "/v1/keys/%s/%s", argv[optind],
+		    rotate ? "rotate" : "destroy");
+		body = json_pack("{s:s}", "reason", reason);
+		ex = daemon_call(c, cmd, "POST", path, body, &o);
+		json_decref(body);
+		if (ex != 0)
+			return ex;
+	} else if (r != CUSTODY_E_NOT_RUNNING)
+		return EXIT_FAILURE;
+	else {
+		if ((ex = open_ctx(c, 1)) != 0)
+			return ex;
+		env = env_of(c);
+		if ((r = lifecycle_open(NULL, &lc)) != 0)
+			return fail(cmd, r);
+		r = rotate ? lifecycle_rotate(lc, &env, argv[optind], "manual",
+				 reason, NULL, util_now(), &res)
+			   : lifecycle_destroy(lc, &env, argv[optind], "manual",
+				 reason, util_now(), &res);
+		lifecycle_close(lc);
+		if (r != 0)
+			return fail(argv[optind], r);
+		o = json_pack("{s:s, s:I, s:b}", "key", res.key_id, "log_index",
+		    (json_int_t)res.decision_seq, "attested", res.attested);
+		if (o != NULL && rotate)
+			json_object_set_new(
+			    o, "new_key", json_string(res.new_key_id));
+		if (o != NULL && !rotate)
+			json_object_set_new(o, "evidence",
+			    json_pack("{s:I, s:I}", "objects_destroyed",
+				(json_int_t)res.ev.destroyed,
+				"objects_found_after",
+				(json_int_t)res.ev.remaining));
+		if (o != NULL && res.attested)
+			json_object_set_new(o, "attestation_log_index",
+			    json_integer((json_int_t)res.attestation_seq));
+	}
+	if (o == NULL)
+		return fail(cmd, CUSTODY_E_NOMEM);
+	if (c->json)
 		print_json(o);
-	} else
-		printf("destroyed %s: %lu token objects deleted, a search by "
-		       "CKA_ID finds %lu\n",
-		    argv[optind], ev.destroyed, ev.remaining);
+	else {
+		if (rotate)
+			printf("rotated %s: its successor is %s (key.rotate "
+			       "leaf %lld)\n",
+			    argv[optind],
+			    or_empty(json_string_value(
+				json_object_get(o, "new_key"))),
+			    (long long)json_integer_value(
+				json_object_get(o, "log_index")));
+		else
+			printf("destroyed %s: %lld token objects deleted, a "
+			       "search by CKA_ID finds %lld (key.destroy leaf "
+			       "%lld)\n",
+			    argv[optind],
+			    (long long)json_integer_value(
+				json_object_get(json_object_get(o, "evidence"),
+				    "objects_destroyed")),
+			    (long long)json_integer_value(
+				json_object_get(json_object_get(o, "evidence"),
+				    "objects_found_after")),
+			    (long long)json_integer_value(
+				json_object_get(o, "log_index")));
+		if (json_is_true(json_object_get(o, "attested")))
+			printf("attested: leaf %lld\n",
+			    (long long)json_integer_value(
+				json_object_get(o, "attestation_log_index")));
+		else
+			printf("attestation: pending (custodyd retries it)\n");
+		json_decref(o);
+	}
 	return 0;
+}
+
+static int
+cmd_key_rotate(struct ctx *c, int argc, char **argv)
+{
+	return cmd_key_step(c, argc, argv, 1);
+}
+
+static int
+cmd_key_destroy(struct ctx *c, int argc, char **argv)
+{
+	return cmd_key_step(c, argc, argv, 0);
+}
+
+static const char history_help[] =
+    "usage: custody key history ID [--json]\n"
+    "\n"
+    "Print the life of key ID: its record, the chain of rotations it belongs\n"
+    "to (predecessors and successors), and its attestations (rotation and\n"
+    "destruction DSSE envelopes, exactly as logged). Needs custodyd (policy:\n"
+    "key.read and audit.read).\n";
+
+static int
+cmd_key_history(struct ctx *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	char path[96];
+	json_t *k = NULL, *att = NULL, *chain = NULL, *o, *v;
+	const char *id, *next;
+	size_t i;
+	int ch, ex, hops;
+
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			c->json = 1;
+			break;
+		case 'h':
+			fputs(history_help, stdout);
+			return 0;
+		default:
+			return usage_error("key history", "unknown option");
+		}
+	}
+	if (argc - optind != 1)
+		return usage_error("key history", "give exactly one key id");
+	id = argv[optind];
+	if (store_key_id_parse(id, (uint8_t[TOKEN_ID_LEN]){0}) != 0)
+		return usage_error("key history",
+		    "'%s' is not a key id (k_ and 16 hex digits)", id);
+	if ((ex = daemon_required(c, "key history")) != 0)
+		return ex;
+	snprintf(path, sizeof(path), "/v1/keys/%s", id);
+	if ((ex = daemon_call(c, "key history", "GET", path, NULL, &k)) != 0)
+		goto out;
+	snprintf(path, sizeof(path), "/v1/attestations?key=%s", id);
+	if ((ex = daemon_call(c, "key history", "GET", path, NULL, &att)) != 0)
+		goto out;
+	/* the chain: back to the first key, then forward to the last */
+	chain = json_array();
+	json_array_append(chain, k);
+	for (o = k, hops = 0; hops < 64 && o != NULL &&
+			      (next = json_string_value(
+				   json_object_get(o, "predecessor"))) != NULL;
+	     hops++) {
+		snprintf(path, sizeof(path), "/v1/keys/%s", next);
+		v = NULL;
+		if (daemon_call(c, "key history", "GET", path, NULL, &v) != 0)
+			break;
+		json_array_insert_new(chain, 0, v);
+		o = v;
+	}
+	for (o = k, hops = 0; hops < 64 && o != NULL &&
+			      (next = json_string_value(
+				   json_object_get(o, "successor"))) != NULL;
+	     hops++) {
+		snprintf(path, sizeof(path), "/v1/keys/%s", next);
+		v = NULL;
+		if (daemon_call(c, "key history", "GET", path, NULL, &v) != 0)
+			break;
+		json_array_append_new(chain, v);
+		o = v;
+	}
+	if (c->json) {
+		print_json(
+		    json_pack("{s:O, s:O, s:O}", "key", k, "chain", chain,
+			"attestations", json_object_get(att, "attestations")));
+		goto out;
+	}
+	print_key(k);
+	printf("\nrotation chain (oldest first):\n");
+	json_array_foreach(chain, i, v)
+	{
+		printf("  %s%s  %-9s created %s%s%s%s%s\n",
+		    strcmp(
+			or_empty(json_string_value(json_object_get(v, "id"))),
+			id) == 0
+			? "*"
+			: " ",
+		    or_empty(json_string_value(json_object_get(v, "id"))),
+		    or_empty(json_string_value(json_object_get(v, "state"))),
+		    or_empty(
+			json_string_value(json_object_get(v, "created_at"))),
+		    json_object_get(v, "retired_at") ? ", retired " : "",
+		    or_empty(
+			json_string_value(json_object_get(v, "retired_at"))),
+		    json_object_get(v, "destroyed_at") ? ", destroyed " : "",
+		    or_empty(
+			json_string_value(json_object_get(v, "destroyed_at"))));
+	}
+	printf("\nattestations:\n");
+	o = json_object_get(att, "attestations");
+	if (json_array_size(o) == 0)
+		printf("  (none)\n");
+	json_array_foreach(o, i, v)
+	{
+		printf("  %-11s decision leaf %lld, %s\n    %s\n",
+		    or_empty(json_string_value(json_object_get(v, "kind"))),
+		    (long long)json_integer_value(
+			json_object_get(v, "decision_seq")),
+		    or_empty(
+			json_string_value(json_object_get(v, "created_at"))),
+		    or_empty(
+			json_string_value(json_object_get(v, "envelope"))));
+	}
+out:
+	json_decref(k);
+	json_decref(att);
+	json_decref(chain);
+	return ex;
 }
 
 static int cmd_key(struct ctx *c, int argc, char **argv);
@@ -1211,8 +1415,8 @@ cmd_audit_checkpoint(struct ctx *c, int argc, char **argv)
 		return ex;
 	if ((path = datadir_path(c->cfg->data_dir, "checkpoint")) == NULL)
 		return fail("audit checkpoint", CUSTODY_E_NOMEM);
-	r = checkpoint_make(c->tok, c->st, c->cfg->log_origin, path,
-	    (int64_t)time(NULL), &note, &len, &fresh);
+	r = checkpoint_make(c->tok, c->st, c->cfg->log_origin, path, util_now(),
+	    &note, &len, &fresh);
 	free(path);
 	if (r != 0)
 		return fail("audit checkpoint", r);
@@ -1666,7 +1870,9 @@ cmd_key(struct ctx *c, int argc, char **argv)
 	    {"create", cmd_key_create},
 	    {"list", cmd_key_list},
 	    {"show", cmd_key_show},
+	    {"rotate", cmd_key_rotate},
 	    {"destroy", cmd_key_destroy},
+	    {"history", cmd_key_history},
 	};
 
 	return dispatch(c, "key", cmds, sizeof(cmds) / sizeof(cmds[0]),

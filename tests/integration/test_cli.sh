@@ -46,7 +46,7 @@ json() { $PY -c "import json,sys; d=json.load(open('$1')); print($2)"; }
 
 # ---- help and usage --------------------------------------------------------
 check "custody --help" "$CUSTODY" --help
-for c in "init" "key" "key create" "key list" "key show" "key destroy"; do
+for c in "init" "key" "key create" "key list" "key show" "key rotate" "key destroy" "key history"; do
 	# shellcheck disable=SC2086
 	check "custody $c --help" "$CUSTODY" $c --help
 done

@@ -90,7 +90,7 @@ wait_for "the first checkpoint" ckpt_at_least $((start_seq + 1))
 check "the checkpointer signed one over the start leaf" \
 	test "$(ckpt_size)" = $((start_seq + 1))
 expect_fail "the CLI's direct mode refuses while custodyd runs" 1 "in use by another process" \
-	C key destroy k_0000000000000000 --reason test
+	C audit export "$T/export-refused"
 expect_fail "so does a second custodyd" 1 "in use by another process" "$DAEMON" -c "$CONF"
 kill -HUP "$pid"
 sleep 1.5
@@ -173,7 +173,7 @@ check "start, then policy.load with the file's SHA-256, rule count and name" \
 	test "$(leaves 'l["event"]' 'l.get("policy", {}).get("sha256")' \
 		'l["detail"].get("sha256")' 'l["detail"].get("rules")' 'l["detail"].get("file")' |
 		tail -2 | tr '\n' ' ')" = \
-	"service.start None None None None policy.load $(sha256sum pol.json | cut -d' ' -f1) $(sha256sum pol.json | cut -d' ' -f1) 1 $T/pol.json "
+	"service.start None None None None policy.load $(sha256sum pol.json | cut -d' ' -f1) $(sha256sum pol.json | cut -d' ' -f1) 2 $T/pol.json "
 n=$(nleaves)
 printf '{"version": 1, "rules": [], "colour": "blue"}\n' >pol.json
 kill -HUP "$pid"

@@ -15,11 +15,14 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/sha.h>
 #include <sqlite3.h>
 
 #include "err.h"
 #include "testutil.h"
+#include "dsse.h"
 #include "keys.h"
+#include "lifecycle.h"
 #include "mock_p11.h"
 #include "secret.h"
 #include "store.h"
@@ -211,6 +214,35 @@ test_no_orphan_when_registry_fails(void **state)
 	sqlite3_close(other);
 }
 
+/* Destroy through the lifecycle (with the service's attestation key, made
+ * on first use); ev as the token reported it. */
+static int
+destroy(struct fixture *f, const char *id, const char *reason, int64_t now,
+    struct token_destroy_evidence *ev)
+{
+	struct keys_create_req ar;
+	struct lifecycle *lc = NULL;
+	struct store_key *ak = NULL;
+	struct lc_result res;
+	int r;
+
+	memset(&ar, 0, sizeof(ar));
+	ar.agent = "custody";
+	ar.owner = "custody";
+	ar.purpose = "attestation";
+	ar.alg = CUSTODY_ALG_ECDSA_P256;
+	r = keys_create(&f->env, &ar, 500, &ak, NULL);
+	assert_true(r == 0 || r == CUSTODY_E_EXISTS);
+	store_key_free(ak);
+	assert_int_equal(lifecycle_open(NULL, &lc), 0);
+	r = lifecycle_destroy(lc, &f->env, id, "manual", reason, now, &res);
+	lifecycle_close(lc);
+	*ev = res.ev;
+	if (r == 0)
+		assert_true(res.attested);
+	return r;
+}
+
 static void
 test_open_and_destroy(void **state)
 {
@@ -229,9 +261,8 @@ test_open_and_destroy(void **state)
 	free(sig);
 	sig = NULL;
 	assert_int_equal(
-	    keys_destroy(&f->env, k->id, "", 2000, &ev), CUSTODY_E_INVALID_ARG);
-	assert_int_equal(
-	    keys_destroy(&f->env, k->id, "compromised", 2000, &ev), 0);
+	    destroy(f, k->id, "", 2000, &ev), CUSTODY_E_INVALID_ARG);
+	assert_int_equal(destroy(f, k->id, "compromised", 2000, &ev), 0);
 	assert_int_equal(ev.destroyed, 2);
 	assert_int_equal(ev.remaining, 0);
 	assert_int_equal(store_key_id_parse(k->id, cka), 0);
@@ -246,12 +277,11 @@ test_open_and_destroy(void **state)
 	    token_sign(f->t, tk, (const uint8_t *)"m", 1, &sig, &siglen),
 	    CUSTODY_E_KEY_NOT_FOUND);
 	assert_int_equal(
-	    keys_destroy(&f->env, k->id, "again", 2001, &ev), CUSTODY_E_STATE);
+	    destroy(f, k->id, "again", 2001, &ev), CUSTODY_E_STATE);
+	assert_int_equal(destroy(f, "k_0000000000000000", "x", 2001, &ev),
+	    CUSTODY_E_KEY_NOT_FOUND);
 	assert_int_equal(
-	    keys_destroy(&f->env, "k_0000000000000000", "x", 2001, &ev),
-	    CUSTODY_E_KEY_NOT_FOUND);
-	assert_int_equal(keys_destroy(&f->env, "nonsense", "x", 2001, &ev),
-	    CUSTODY_E_KEY_NOT_FOUND);
+	    destroy(f, "nonsense", "x", 2001, &ev), CUSTODY_E_KEY_NOT_FOUND);
 	token_key_free(tk);
 	store_key_free(got);
 	store_key_free(k);
@@ -268,7 +298,7 @@ test_destroy_incomplete_keeps_record(void **state)
 
 	assert_int_equal(keys_create(&f->env, &r, 1000, &k, NULL), 0);
 	mock_p11_destroy_noop(1);
-	assert_int_equal(keys_destroy(&f->env, k->id, "retired", 2000, &ev),
+	assert_int_equal(destroy(f, k->id, "retired", 2000, &ev),
 	    CUSTODY_E_DESTROY_INCOMPLETE);
 	mock_p11_destroy_noop(0);
 	assert_int_equal(ev.remaining, 2);
@@ -296,6 +326,85 @@ test_wrong_token_refused(void **state)
 	k->token = saved;
 	assert_int_equal(keys_open(f->t, k, &tk), 0);
 	token_key_free(tk);
+	store_key_free(k);
+}
+
+/* A rotation: the registry, the log and the attestation signed by both. */
+static void
+test_rotate_attested(void **state)
+{
+	struct fixture *f = *state;
+	struct keys_create_req r = req("agent-r", NULL);
+	struct store_key *k = NULL, *old = NULL, *nk = NULL;
+	struct store_attestation *att = NULL;
+	struct token_destroy_evidence ev;
+	struct dsse_parsed *p = NULL;
+	struct lifecycle *lc = NULL;
+	struct lc_result res;
+	uint8_t *leaf = NULL, *pae = NULL, h[32], hash[32];
+	size_t n = 0, len = 0, paelen = 0;
+	char hex[65];
+	json_t *o;
+
+	assert_int_equal(keys_create(&f->env, &r, 1000, &k, NULL), 0);
+	/* the attestation key, made as destroy() makes it */
+	assert_int_equal(destroy(f, "k_0000000000000000", "x", 1001, &ev),
+	    CUSTODY_E_KEY_NOT_FOUND);
+	assert_int_equal(lifecycle_open(NULL, &lc), 0);
+	assert_int_equal(lifecycle_rotate(lc, &f->env, k->id, "manual", "",
+			     NULL, 2000, &res),
+	    CUSTODY_E_INVALID_ARG);
+	assert_int_equal(lifecycle_rotate(lc, &f->env, k->id, "manual",
+			     "scheduled", NULL, 2000, &res),
+	    0);
+	assert_true(res.attested);
+	assert_int_equal(store_key_get(f->st, k->id, &old), 0);
+	assert_string_equal(old->state, "retired");
+	assert_int_equal(old->retired_at, 2000);
+	assert_string_equal(old->successor, res.new_key_id);
+	assert_int_equal(store_key_get(f->st, res.new_key_id, &nk), 0);
+	assert_string_equal(nk->state, "active");
+	assert_string_equal(nk->predecessor, k->id);
+	assert_string_equal(nk->agent, "agent-r");
+	/* a retired key rotates no more; a second active key never exists */
+	assert_int_equal(lifecycle_rotate(lc, &f->env, k->id, "manual", "again",
+			     NULL, 2001, &res),
+	    CUSTODY_E_STATE);
+	/* the envelope: its PAE is what the key.rotate leaf promised, and
+	 * both keys signed it */
+	assert_int_equal(store_attestation_list(f->st, nk->id, &att, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(att[0].kind, "rotation");
+	assert_string_equal(att[0].other_key_id, k->id);
+	assert_int_equal(
+	    dsse_parse(att[0].envelope, att[0].len, &p, NULL, 0), 0);
+	assert_int_equal(p->nsigs, 2);
+	assert_int_equal(dsse_verify(p, old->spki, old->spki_len), 0);
+	assert_int_equal(dsse_verify(p, nk->spki, nk->spki_len), 0);
+	assert_int_equal(dsse_pae(p->type, p->body, p->len, &pae, &paelen), 0);
+	SHA256(pae, paelen, h);
+	util_hex_encode(h, 32, hex);
+	assert_int_equal(store_leaf_get(f->st, (uint64_t)att[0].decision_seq,
+			     &leaf, &len, hash),
+	    0);
+	o = json_loadb((const char *)leaf, len, 0, NULL);
+	assert_non_null(o);
+	assert_string_equal(
+	    json_string_value(json_object_get(o, "event")), "key.rotate");
+	assert_string_equal(
+	    json_string_value(json_object_get(o, "tbs_sha256")), hex);
+	/* a changed payload no longer verifies */
+	p->body[p->len / 2] ^= 1;
+	assert_int_equal(
+	    dsse_verify(p, nk->spki, nk->spki_len), CUSTODY_E_SIG_VERIFY);
+	json_decref(o);
+	free(leaf);
+	free(pae);
+	dsse_parsed_free(p);
+	store_attestation_list_free(att, n);
+	lifecycle_close(lc);
+	store_key_free(nk);
+	store_key_free(old);
 	store_key_free(k);
 }
 
@@ -331,6 +440,8 @@ main(void)
 		test_destroy_incomplete_keeps_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_wrong_token_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_rotate_attested, setup, teardown),
 	    cmocka_unit_test(test_cka_id),
 	};
 

@@ -27,8 +27,8 @@
 #include "testutil.h"
 
 /* the schema version this program writes (store.c's migrations) */
-#define SCHEMA_NOW     6
-#define SCHEMA_NOW_STR "6"
+#define SCHEMA_NOW     7
+#define SCHEMA_NOW_STR "7"
 
 #define ID_A "k_0123456789abcdef"
 #define ID_B "k_fedcba9876543210"
@@ -1134,6 +1134,10 @@ test_migration_from_v1(void **state)
 	/* take it back to what version 1 wrote */
 	db = raw_open(f);
 	assert_int_equal(sqlite3_exec(db,
+			     "DROP TABLE attestations;"
+			     "DROP TABLE lifecycle_events;"
+			     "DROP TABLE lifecycle_jobs;"
+			     "ALTER TABLE keys DROP COLUMN last_exp;"
 			     "DROP TABLE ca_certs;"
 			     "DROP TABLE service_run; DROP TABLE checkpoints;"
 			     "DROP TABLE audit_leaves;"
