@@ -16,10 +16,11 @@
  * them), Ed25519 and RSA-PSS signatures their plain bytes.
  */
 
+/* The envelope's payload type; at most this many signatures; at most this
+ * many bytes, so that an attestation leaf stays under 64 KiB. */
 #define DSSE_INTOTO	  "application/vnd.in-toto+json"
 #define DSSE_MAX_SIGS	  4
-#define DSSE_ENVELOPE_MAX 49152 /* bytes: an attestation leaf stays < 64 KiB   \
-				 */
+#define DSSE_ENVELOPE_MAX 49152
 
 /* "DSSEv1" SP len(type) SP type SP len(body) SP body; *outp is new. */
 int dsse_pae(const char *type, const uint8_t *body, size_t len, uint8_t **outp,
