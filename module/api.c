@@ -148,6 +148,7 @@ struct call {
 	/* lifecycle requests, on the lifecycle thread */
 	char key_id[STORE_KEY_ID_LEN + 1];
 	json_t *args; /* the request body */
+	int rotate;   /* rotate, else destroy */
 	uint8_t body_sha256[32];
 	struct call *next;
 };
@@ -764,20 +765,6 @@ decide(
 	policy_free(p);
 }
 
-static void
-policy_key_of(const struct store_key *k, struct policy_key *pk)
-{
-	memset(pk, 0, sizeof(*pk));
-	pk->agent = k->agent;
-	pk->owner = k->owner;
-	pk->purpose = k->purpose;
-	pk->alg = k->alg;
-	pk->task = k->task;
-	pk->created_at = k->created_at;
-	pk->ttl = k->ttl;
-	pk->id = k->id;
-}
-
 /* A policy refusal: 429 (counted, not a leaf each: G4) or 403 (logged). */
 static void
 refuse_decision(struct call *c, const char *event, const struct store_key *key,
@@ -975,7 +962,7 @@ handle_jwt(struct call *c)
 		 q->request_sha256, "signs a JWT")) == NULL)
 		goto out;
 	now = util_now();
-	policy_key_of(k, &pk);
+	keys_policy_key(k, &pk);
 	memset(&pq, 0, sizeof(pq));
 	pq.principal = c->principal;
 	pq.action = POLICY_CREDENTIAL_JWT;
@@ -1053,7 +1040,7 @@ key_readable(
 	struct policy_request pq;
 	struct policy_key pk;
 
-	policy_key_of(k, &pk);
+	keys_policy_key(k, &pk);
 	memset(&pq, 0, sizeof(pq));
 	pq.principal = c->principal;
 	pq.action = POLICY_KEY_READ;
@@ -1714,7 +1701,7 @@ handle_x509(struct call *c)
 		goto out;
 	}
 	now = util_now();
-	policy_key_of(k, &pk);
+	keys_policy_key(k, &pk);
 	memset(&pq, 0, sizeof(pq));
 	pq.principal = c->principal;
 	pq.action = POLICY_CREDENTIAL_X509;
@@ -1974,7 +1961,7 @@ ca_manage_key(struct call *c, const char *id, const char *event,
 		    "key %s is %s: it signs nothing more", k->id, k->state);
 		return NULL;
 	}
-	policy_key_of(k, &pk);
+	keys_policy_key(k, &pk);
 	memset(&pq, 0, sizeof(pq));
 	pq.principal = c->principal;
 	pq.action = POLICY_CA_MANAGE;
@@ -2394,7 +2381,7 @@ lc_step_work(struct call *c, struct store *st)
 	const char *reason =
 	    json_string_value(json_object_get(c->args, "reason"));
 	json_t *o;
-	int rotate = json_is_true(json_object_get(c->args, "_rotate"));
+	int rotate = c->rotate;
 	int r;
 
 	r = rotate ? lifecycle_rotate(a->lc, &env, c->key_id, "manual", reason,
@@ -2617,7 +2604,7 @@ handle_key_step(struct call *c, const char *id, int rotate)
 		goto answer;
 	}
 	snprintf(c->key_id, sizeof(c->key_id), "%s", k->id);
-	policy_key_of(k, &pk);
+	keys_policy_key(k, &pk);
 	memset(&pq, 0, sizeof(pq));
 	pq.principal = c->principal;
 	pq.action = rotate ? POLICY_KEY_ROTATE : POLICY_KEY_DESTROY;
@@ -2635,8 +2622,7 @@ handle_key_step(struct call *c, const char *id, int rotate)
 		    rotate ? "rotated" : "destroyed");
 		goto out;
 	}
-	if (rotate)
-		json_object_set_new(c->args, "_rotate", json_true());
+	c->rotate = rotate;
 	lc_submit(c);
 	goto out;
 answer:

@@ -260,6 +260,20 @@ check_token(struct token *t, const struct store_key *k,
 	return r;
 }
 
+void
+keys_policy_key(const struct store_key *k, struct policy_key *pk)
+{
+	memset(pk, 0, sizeof(*pk));
+	pk->agent = k->agent;
+	pk->owner = k->owner;
+	pk->purpose = k->purpose;
+	pk->alg = k->alg;
+	pk->task = k->task;
+	pk->created_at = k->created_at;
+	pk->ttl = k->ttl;
+	pk->id = k->id;
+}
+
 int
 keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
 {

@@ -8,6 +8,7 @@
 
 #include "alg.h"
 #include "audit.h"
+#include "policy.h"
 #include "store.h"
 #include "token.h"
 
@@ -69,6 +70,9 @@ json_t *keys_leaf_start(
  * reference. */
 json_t *keys_create_detail(
     const struct store_key *k, const struct token_attrs *attrs);
+
+/* The policy's view of key record k (borrowing its strings). */
+void keys_policy_key(const struct store_key *k, struct policy_key *pk);
 
 /* Check a user-supplied text field (agent, owner, task, reason). */
 int keys_check_text(const char *what, const char *s, size_t maxlen);

@@ -330,6 +330,27 @@ get_key(const struct keys_env *env, const char *id, struct store_key **kp)
 	return 0;
 }
 
+/*
+ * What every step starts with: res cleared, the step's text checked, the
+ * lifecycle's lock taken (the caller releases it, whatever this returns)
+ * and the key read, *kp new.
+ */
+static int
+step_begin(struct lifecycle *lc, const struct keys_env *env, const char *id,
+    const char *trigger, const char *reason, struct lc_result *res,
+    struct store_key **kp)
+{
+	int r;
+
+	pthread_mutex_lock(&lc->mu);
+	memset(res, 0, sizeof(*res));
+	if ((r = check_step(trigger, reason)) != 0 ||
+	    (r = get_key(env, id, kp)) != 0)
+		return r;
+	snprintf(res->key_id, sizeof(res->key_id), "%s", (*kp)->id);
+	return 0;
+}
+
 /* Hand the ring the record of id as the registry now has it. */
 static void
 ring_follow(struct lifecycle *lc, const struct keys_env *env, const char *id)
@@ -549,15 +570,10 @@ lifecycle_rotate(struct lifecycle *lc, const struct keys_env *env,
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    lc != NULL && env != NULL && res != NULL, CUSTODY_E_INVALID_ARG);
-	memset(res, 0, sizeof(*res));
-	if ((r = check_step(trigger, reason)) != 0 ||
+	if ((r = step_begin(lc, env, id, trigger, reason, res, &old)) != 0 ||
 	    (new_owner != NULL &&
 		(r = keys_check_text("owner", new_owner, 256)) != 0))
-		return r;
-	pthread_mutex_lock(&lc->mu);
-	if ((r = get_key(env, id, &old)) != 0)
 		goto out;
-	snprintf(res->key_id, sizeof(res->key_id), "%s", old->id);
 	if (strcmp(old->state, "active") != 0) {
 		log_error_f("key %s is %s: only an active key rotates", old->id,
 		    old->state);
@@ -683,13 +699,8 @@ lifecycle_retire(struct lifecycle *lc, const struct keys_env *env,
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    lc != NULL && env != NULL && res != NULL, CUSTODY_E_INVALID_ARG);
-	memset(res, 0, sizeof(*res));
-	if ((r = check_step(trigger, reason)) != 0)
-		return r;
-	pthread_mutex_lock(&lc->mu);
-	if ((r = get_key(env, id, &k)) != 0)
+	if ((r = step_begin(lc, env, id, trigger, reason, res, &k)) != 0)
 		goto out;
-	snprintf(res->key_id, sizeof(res->key_id), "%s", k->id);
 	if (strcmp(k->state, "active") != 0) {
 		log_error_f("key %s is %s: only an active key retires", k->id,
 		    k->state);
@@ -881,13 +892,8 @@ lifecycle_destroy(struct lifecycle *lc, const struct keys_env *env,
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    lc != NULL && env != NULL && res != NULL, CUSTODY_E_INVALID_ARG);
-	memset(res, 0, sizeof(*res));
-	if ((r = check_step(trigger, reason)) != 0)
-		return r;
-	pthread_mutex_lock(&lc->mu);
-	if ((r = get_key(env, id, &k)) != 0)
+	if ((r = step_begin(lc, env, id, trigger, reason, res, &k)) != 0)
 		goto out;
-	snprintf(res->key_id, sizeof(res->key_id), "%s", k->id);
 	if (strcmp(k->state, "destroyed") == 0) {
 		log_error_f("key %s was destroyed already", k->id);
 		r = CUSTODY_E_STATE;
@@ -1197,15 +1203,7 @@ scheduler_may(struct lifecycle *lc, struct keys_env *env, struct policy *p,
 	json_t *leaf;
 	uint64_t seq;
 
-	memset(&pk, 0, sizeof(pk));
-	pk.agent = k->agent;
-	pk.owner = k->owner;
-	pk.purpose = k->purpose;
-	pk.alg = k->alg;
-	pk.task = k->task;
-	pk.created_at = k->created_at;
-	pk.ttl = k->ttl;
-	pk.id = k->id;
+	keys_policy_key(k, &pk);
 	memset(&q, 0, sizeof(q));
 	q.principal = LC_PRINCIPAL_SCHEDULER;
 	q.action = action;
@@ -1557,15 +1555,7 @@ lifecycle_event(struct lifecycle *lc, const struct keys_env *env0,
 			continue;
 		if (!(lr.purposes & (unsigned)purpose_bit(k->purpose)))
 			continue;
-		memset(&pk, 0, sizeof(pk));
-		pk.agent = k->agent;
-		pk.owner = k->owner;
-		pk.purpose = k->purpose;
-		pk.alg = k->alg;
-		pk.task = k->task;
-		pk.created_at = k->created_at;
-		pk.ttl = k->ttl;
-		pk.id = k->id;
+		keys_policy_key(k, &pk);
 		memset(&q, 0, sizeof(q));
 		q.principal = env0->principal;
 		q.action = POLICY_LIFECYCLE_EVENT;

@@ -81,8 +81,6 @@ advance() { echo "$1" >"$CLOCK"; } # the clock's offset, in seconds
 keystate() { C key show "$1" --json | jget /dev/stdin 'd["state"]'; }
 succ() { C key show "$1" --json | jget /dev/stdin 'd.get("successor", "")'; }
 spki() { C key show "$1" --json | jget /dev/stdin 'd["spki"]'; }
-# leafof SEQ EXPR
-leafof() { leaves "l[\"detail\"][\"envelope\"] if l[\"seq\"] == $1 else None" | grep -v '^None$' || true; }
 # attested DECISION_SEQ TYPE SPKI...: the attestation leaf of that decision
 # verifies with dsse_check.py
 attested() {
@@ -120,11 +118,11 @@ PY
 	done
 	for id in $(P11 --login --pin "$(cat user.pin)" --list-objects 2>/dev/null |
 		sed -n 's/^ *label: *\(k_[0-9a-f]\{16\}\)$/\1/p' | sort -u); do
-		if [ "$($PY -c "import sqlite3; r=sqlite3.connect('file:$DB?mode=ro', uri=True).execute(\"SELECT state FROM keys WHERE id='$id'\").fetchone(); print(r[0] if r else 'none')")" != active ] &&
-			[ "$($PY -c "import sqlite3; r=sqlite3.connect('file:$DB?mode=ro', uri=True).execute(\"SELECT state FROM keys WHERE id='$id'\").fetchone(); print(r[0] if r else 'none')")" != retired ]; then
-			echo "# token object $id has no live key" >&2
-			return 1
-		fi
+		case $($PY -c "import sqlite3; r=sqlite3.connect('file:$DB?mode=ro', uri=True).execute(\"SELECT state FROM keys WHERE id='$id'\").fetchone(); print(r[0] if r else 'none')") in
+		active | retired) continue ;;
+		esac
+		echo "# token object $id has no live key" >&2
+		return 1
 	done
 }
 
