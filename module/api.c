@@ -4046,7 +4046,7 @@ api_open(struct service *sv, const struct config *cfg, struct api **ap)
 	a->refused_since = util_now();
 	if ((r = keyring_open(a->tok, service_store(sv), cfg->jwt_ed25519_alg,
 		 &a->kr)) != 0 ||
-	    (r = lifecycle_open(a->kr, &a->lc)) != 0)
+	    (r = lifecycle_open(a->kr, cfg->checkpoint_overlap, &a->lc)) != 0)
 		goto fail;
 	if ((r = bind_socket(a)) != 0)
 		goto fail;

@@ -20,40 +20,6 @@
 
 #define MAX_SIGNERS 8
 
-/* Active checkpoint keys, oldest first (at most MAX_SIGNERS). */
-static int
-signers(struct store *st, struct store_key ***outp, size_t *np)
-{
-	struct store_key **keys = NULL;
-	size_t n = 0, i, k = 0;
-	int r;
-
-	if ((r = store_key_list(st, "active", &keys, &n)) != 0)
-		return r;
-	for (i = 0; i < n; i++) {
-		if (strcmp(keys[i]->purpose, "checkpoint") == 0 &&
-		    (strcmp(keys[i]->alg, "ed25519") == 0 ||
-			strcmp(keys[i]->alg, "ecdsa-p256") == 0) &&
-		    k < MAX_SIGNERS) {
-			struct store_key *tmp = keys[k];
-
-			keys[k++] = keys[i];
-			keys[i] = tmp;
-		}
-	}
-	if (k == 0) {
-		log_error_f("no active checkpoint key");
-		store_key_list_free(keys, n);
-		return CUSTODY_E_KEY_NOT_FOUND;
-	}
-	/* free the others, keep the first k */
-	for (i = k; i < n; i++)
-		store_key_free(keys[i]);
-	*outp = keys;
-	*np = k;
-	return 0;
-}
-
 static int
 vkey_of(const struct store_key *k, const char *origin, struct note_vkey **vkp)
 {
@@ -67,6 +33,89 @@ vkey_of(const struct store_key *k, const char *origin, struct note_vkey **vkp)
 	r = note_vkey_new(origin, pk, vkp);
 	pubkey_free(pk);
 	return r;
+}
+
+/* A checkpoint key that signs (alg Ed25519 or ECDSA P-256)? */
+static int
+is_cp_key(const struct store_key *k)
+{
+	return strcmp(k->purpose, "checkpoint") == 0 &&
+	       (strcmp(k->alg, "ed25519") == 0 ||
+		   strcmp(k->alg, "ecdsa-p256") == 0);
+}
+
+/* Does the note last[0..lastlen) carry a good signature by key k? */
+static int
+signed_by(const struct store_key *k, const char *last, size_t lastlen)
+{
+	struct note_vkey *vk = NULL;
+	const char *nl;
+	char origin[NOTE_MAX_LINE + 1];
+	int status = NOTE_SIG_ABSENT;
+
+	if (last == NULL || (nl = memchr(last, '\n', lastlen)) == NULL ||
+	    (size_t)(nl - last) >= sizeof(origin))
+		return 0;
+	memcpy(origin, last, (size_t)(nl - last));
+	origin[nl - last] = '\0';
+	if (vkey_of(k, origin, &vk) == 0)
+		(void)note_verify_each(last, lastlen, &vk, 1, &status);
+	note_vkey_free(vk);
+	return status == NOTE_SIG_GOOD;
+}
+
+/*
+ * Does retired checkpoint key k still sign (docs/LIFECYCLE.md, "The
+ * checkpoint key's handover")? During its overlap (until its last_exp),
+ * and after it until a checkpoint that its successor signed exists, so
+ * that one checkpoint signed by both covers the rotation's leaves.
+ */
+static int
+overlaps(const struct store_key *k, struct store_key *const *all, size_t n,
+    const char *last, size_t lastlen, int64_t now)
+{
+	size_t i;
+
+	if (strcmp(k->state, "retired") != 0 || !is_cp_key(k))
+		return 0;
+	if (now < k->last_exp || k->successor == NULL)
+		return 1;
+	for (i = 0; i < n; i++)
+		if (strcmp(all[i]->id, k->successor) == 0)
+			return !signed_by(all[i], last, lastlen);
+	return 1;
+}
+
+/*
+ * The keys that sign a checkpoint, from all[0..n) (taken from the array,
+ * oldest first, at most MAX_SIGNERS): the active checkpoint keys, and the
+ * retired ones that overlap() with their successors. Moved to the front of
+ * all; *np of them. CUSTODY_E_KEY_NOT_FOUND without an active one.
+ */
+static int
+signers(struct store_key **all, size_t n, const char *last, size_t lastlen,
+    int64_t now, size_t *np)
+{
+	size_t i, k = 0, active = 0;
+
+	for (i = 0; i < n && k < MAX_SIGNERS; i++) {
+		int a =
+		    strcmp(all[i]->state, "active") == 0 && is_cp_key(all[i]);
+
+		if (a || overlaps(all[i], all, n, last, lastlen, now)) {
+			struct store_key *tmp = all[k];
+
+			all[k++] = all[i];
+			all[i] = tmp;
+			active += a;
+		}
+	}
+	if (active == 0) {
+		log_error_f("no active checkpoint key");
+		return CUSTODY_E_KEY_NOT_FOUND;
+	}
+	*np = k;
+	return 0;
 }
 
 /* Size and root of a checkpoint note (the text ends at the first blank
@@ -329,7 +378,7 @@ checkpoint_make(struct token *t, struct store *st, const char *origin,
 	char *text = NULL, *lines[MAX_SIGNERS] = {0}, *note = NULL;
 	char *last = NULL;
 	uint8_t root[32], *sig = NULL;
-	size_t textlen, lastlen = 0, nkeys = 0, siglen, i, len;
+	size_t textlen, lastlen = 0, nall = 0, nkeys = 0, siglen, i, k, len;
 	uint64_t size, lsize = 0;
 	int r;
 
@@ -337,9 +386,13 @@ checkpoint_make(struct token *t, struct store *st, const char *origin,
 				       outside_path != NULL && notep != NULL &&
 				       lenp != NULL && newp != NULL,
 	    CUSTODY_E_INVALID_ARG);
+	/* the keys before the size: a successor read here was registered
+	 * by a leaf that the tree read next covers */
+	if ((r = store_key_list(st, NULL, &keys, &nall)) != 0)
+		return r;
 	if ((r = check(st, t, origin, outside_path, &size, root, &last,
 		 &lastlen, &lsize)) != 0)
-		return r;
+		goto out;
 	if (size == 0) {
 		log_error_f("the log is empty: nothing to checkpoint");
 		r = CUSTODY_E_INVALID_ARG;
@@ -350,20 +403,31 @@ checkpoint_make(struct token *t, struct store *st, const char *origin,
 		*notep = last;
 		*lenp = lastlen;
 		*newp = 0;
-		return 0;
+		last = NULL;
+		goto out;
 	}
 	if ((r = note_checkpoint_text(origin, size, root, &text, &textlen)) !=
 		0 ||
-	    (r = signers(st, &keys, &nkeys)) != 0)
+	    (r = signers(keys, nall, last, lastlen, now, &nkeys)) != 0)
 		goto out;
-	for (i = 0; i < nkeys; i++) {
+	for (i = k = 0; i < nkeys; i++) {
+		int retired = strcmp(keys[i]->state, "retired") == 0;
+
 		if ((r = vkey_of(keys[i], origin, &vk)) != 0 ||
-		    (r = keys_open(t, keys[i], &tk)) != 0 ||
+		    (r = keys_open_signer(t, keys[i], &tk)) != 0 ||
 		    (r = token_sign(t, tk, (const uint8_t *)text, textlen, &sig,
 			 &siglen)) != 0 ||
 		    (r = note_sig_line(
-			 vk, text, textlen, sig, siglen, &lines[i])) != 0)
-			goto out;
+			 vk, text, textlen, sig, siglen, &lines[k])) != 0) {
+			if (!retired)
+				goto out;
+			/* one being destroyed: the active ones sign */
+			log_error_fr(r,
+			    "retired checkpoint key %s did not sign",
+			    keys[i]->id);
+			r = 0;
+		} else
+			k++;
 		free(sig);
 		sig = NULL;
 		token_key_free(tk);
@@ -371,7 +435,7 @@ checkpoint_make(struct token *t, struct store *st, const char *origin,
 		note_vkey_free(vk);
 		vk = NULL;
 	}
-	if ((r = note_assemble(text, textlen, lines, nkeys, &note, &len)) != 0)
+	if ((r = note_assemble(text, textlen, lines, k, &note, &len)) != 0)
 		goto out;
 	/* durable in the store, then outside it, before anyone sees it; if
 	 * the outside write fails, the next check() redoes it */
@@ -392,7 +456,7 @@ out:
 		free(lines[i]);
 	token_key_free(tk);
 	note_vkey_free(vk);
-	store_key_list_free(keys, nkeys);
+	store_key_list_free(keys, nall);
 	return r;
 }
 
@@ -401,14 +465,20 @@ checkpoint_vkeys(struct store *st, const char *origin, char **outp)
 {
 	struct store_key **keys = NULL;
 	struct note_vkey *vk = NULL;
-	char *s = NULL, *out = NULL, *tmp;
-	size_t n = 0, i;
+	char *s = NULL, *out = NULL, *tmp, *last = NULL;
+	uint8_t lroot[32];
+	uint64_t lsize;
+	size_t n = 0, nall = 0, i, lastlen = 0;
 	int r;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(st != NULL && origin != NULL && outp != NULL,
 	    CUSTODY_E_INVALID_ARG);
-	if ((r = signers(st, &keys, &n)) != 0)
+	if ((r = store_key_list(st, NULL, &keys, &nall)) != 0)
 		return r;
+	r = store_checkpoint_last(st, &lsize, lroot, &last, &lastlen);
+	if ((r != 0 && r != CUSTODY_E_NOT_FOUND) ||
+	    (r = signers(keys, nall, last, lastlen, util_now(), &n)) != 0)
+		goto out;
 	for (i = 0; i < n; i++) {
 		if ((r = vkey_of(keys[i], origin, &vk)) != 0 ||
 		    (r = note_vkey_string(vk, &s)) != 0)
@@ -429,7 +499,30 @@ checkpoint_vkeys(struct store *st, const char *origin, char **outp)
 out:
 	free(s);
 	free(out);
+	free(last);
 	note_vkey_free(vk);
-	store_key_list_free(keys, n);
+	store_key_list_free(keys, nall);
 	return r;
+}
+
+int
+checkpoint_handed_over(struct store *st, const struct store_key *k)
+{
+	struct store_key *succ = NULL;
+	char *last = NULL;
+	uint8_t lroot[32];
+	uint64_t lsize;
+	size_t lastlen = 0;
+	int done = 0;
+
+	if (st == NULL || k == NULL || !is_cp_key(k))
+		return 1;
+	if (k->successor == NULL)
+		return 1;
+	if (store_key_get(st, k->successor, &succ) == 0 &&
+	    store_checkpoint_last(st, &lsize, lroot, &last, &lastlen) == 0)
+		done = signed_by(succ, last, lastlen);
+	free(last);
+	store_key_free(succ);
+	return done;
 }

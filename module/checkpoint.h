@@ -26,6 +26,19 @@
  */
 
 /*
+ * The checkpoint keys hand over (docs/LIFECYCLE.md): a checkpoint is signed
+ * by every active checkpoint key and by each retired one during its overlap
+ * (until its last_exp, set at its rotation) and after it until a checkpoint
+ * signed by its successor exists. Auditors follow the handover from the
+ * rotation's leaves (custody audit verify).
+ *
+ * Has the last checkpoint a signature by the successor of retired
+ * checkpoint key k? 1 (or for a key that is not a rotated checkpoint key),
+ * else 0: k must then not be destroyed yet.
+ */
+int checkpoint_handed_over(struct store *st, const struct store_key *k);
+
+/*
  * Sign a checkpoint of the log in st under origin, store it, and write it to
  * outside_path (atomically: a temporary file, fsync, rename, fsync of the
  * directory) and to the token. If the log has not grown since the last
@@ -51,8 +64,9 @@ int checkpoint_check(struct store *st, struct token *t, const char *origin,
     const char *outside_path);
 
 /*
- * The verifier keys (vkeys) of the active checkpoint keys under origin,
- * one per line, for auditors. *outp is new.
+ * The verifier keys (vkeys) of the checkpoint keys that sign under origin
+ * (active ones, and retired ones in their overlap), one per line, for
+ * auditors. *outp is new.
  */
 int checkpoint_vkeys(struct store *st, const char *origin, char **outp);
 

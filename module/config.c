@@ -43,6 +43,7 @@ enum config_op {
 	OP_ISSUER,
 	OP_LOG_ORIGIN,
 	OP_CHECKPOINT_INTERVAL,
+	OP_CHECKPOINT_OVERLAP,
 	OP_WORKERS,
 	OP_JWT_ED25519_ALG,
 	OP_PKCS11_ENV,
@@ -74,6 +75,7 @@ static const struct {
     {"issuer", OP_ISSUER, 0},
     {"log-origin", OP_LOG_ORIGIN, 0},
     {"checkpoint-interval", OP_CHECKPOINT_INTERVAL, 0},
+    {"checkpoint-overlap", OP_CHECKPOINT_OVERLAP, 0},
     {"workers", OP_WORKERS, 0},
     {"jwt-ed25519-alg", OP_JWT_ED25519_ALG, 0},
     {"pkcs11-env", OP_PKCS11_ENV, KW_MULTI},
@@ -349,6 +351,15 @@ parse_value(struct parser *p, size_t kw, char *value)
 			    "bad duration '%s' (use 30s, 15m, 24h or 7d)",
 			    value);
 		return 0;
+	case OP_CHECKPOINT_OVERLAP:
+		if (util_parse_duration(value, &cfg->checkpoint_overlap) != 0 ||
+		    cfg->checkpoint_overlap < 60)
+			return parse_error(p, p->lineno,
+			    "checkpoint-overlap: "
+			    "bad duration '%s' (at least 60s; use 15m, 24h "
+			    "or 7d)",
+			    value);
+		return 0;
 	case OP_WORKERS:
 		if (parse_uint(value, &n) != 0 || n < 1 ||
 		    n > CONFIG_WORKERS_MAX)
@@ -520,6 +531,8 @@ apply_defaults(struct parser *p)
 		return CUSTODY_E_NOMEM;
 	if (cfg->checkpoint_interval == 0)
 		cfg->checkpoint_interval = 1;
+	if (cfg->checkpoint_overlap == 0)
+		cfg->checkpoint_overlap = CONFIG_DEFAULT_CHECKPOINT_OVERLAP;
 	if (p->first[OP_LISTEN_UNIX_MODE] == 0)
 		cfg->listen_unix_mode = 0660;
 	if (cfg->max_connections == 0)

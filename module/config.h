@@ -16,8 +16,10 @@
 
 #define CONFIG_DEFAULT_PATH	"/etc/custody/custody.conf"
 #define CONFIG_DEFAULT_DATA_DIR "/var/lib/custody"
-#define CONFIG_MAX_ENV		16
-#define CONFIG_CONNECTIONS_MAX	65536
+/* a day: auditors who fetch checkpoints daily see one signed by both keys */
+#define CONFIG_DEFAULT_CHECKPOINT_OVERLAP 86400
+#define CONFIG_MAX_ENV			  16
+#define CONFIG_CONNECTIONS_MAX		  65536
 
 struct config_env {
 	char *name; /* [A-Za-z_][A-Za-z0-9_]*, not containing "PIN" */
@@ -37,12 +39,14 @@ struct config {
 	char *issuer;				  /* issuer (JWT iss) or NULL */
 	char *log_origin;			  /* log-origin or NULL */
 	int64_t checkpoint_interval;		  /* seconds [1] */
-	int workers;		 /* workers [number of online cores] */
-	char *jwt_ed25519_alg;	 /* "EdDSA" (default) or "Ed25519" */
-	int listen_unix_mode;	 /* listen-unix-mode [0660] */
-	char *listen_unix_group; /* listen-unix-group or NULL (the user's) */
-	int max_connections;	 /* max-connections [1024] */
-	int64_t request_timeout; /* request-timeout [10s]: a whole request */
+	int64_t checkpoint_overlap; /* seconds a rotated checkpoint key
+				       co-signs [1d] */
+	int workers;		    /* workers [number of online cores] */
+	char *jwt_ed25519_alg;	    /* "EdDSA" (default) or "Ed25519" */
+	int listen_unix_mode;	    /* listen-unix-mode [0660] */
+	char *listen_unix_group;    /* listen-unix-group or NULL (the user's) */
+	int max_connections;	    /* max-connections [1024] */
+	int64_t request_timeout;    /* request-timeout [10s]: a whole request */
 	/* pkcs11-env NAME=VALUE: set in the environment before the module is
 	 * loaded (SOFTHSM2_CONF, TPM2_PKCS11_STORE, ...). */
 	struct config_env env[CONFIG_MAX_ENV];

@@ -274,8 +274,9 @@ keys_policy_key(const struct store_key *k, struct policy_key *pk)
 	pk->id = k->id;
 }
 
-int
-keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
+static int
+open_key(struct token *t, const struct store_key *k, int retired_ok,
+    struct token_key **tkp)
 {
 	uint8_t cka_id[TOKEN_ID_LEN];
 	enum custody_alg alg;
@@ -283,7 +284,9 @@ keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    t != NULL && k != NULL && tkp != NULL, CUSTODY_E_INVALID_ARG);
-	if (strcmp(k->state, "active") != 0) {
+	if (strcmp(k->state, "active") != 0 &&
+	    !(retired_ok && strcmp(k->state, "retired") == 0 &&
+		strcmp(k->purpose, "checkpoint") == 0)) {
 		log_error_f("key %s is %s and cannot sign", k->id, k->state);
 		return CUSTODY_E_STATE;
 	}
@@ -292,6 +295,19 @@ keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
 	    (r = check_token(t, k, cka_id)) != 0)
 		return r;
 	return token_key_open(t, cka_id, alg, k->spki, k->spki_len, tkp);
+}
+
+int
+keys_open(struct token *t, const struct store_key *k, struct token_key **tkp)
+{
+	return open_key(t, k, 0, tkp);
+}
+
+int
+keys_open_signer(
+    struct token *t, const struct store_key *k, struct token_key **tkp)
+{
+	return open_key(t, k, 1, tkp);
 }
 
 json_t *

@@ -60,6 +60,11 @@ int keys_create(const struct keys_env *env, const struct keys_create_req *req,
 int keys_open(
     struct token *t, const struct store_key *k, struct token_key **tkp);
 
+/* keys_open() that also binds a retired checkpoint key, which co-signs the
+ * log's checkpoints while it hands over (checkpoint.h). */
+int keys_open_signer(
+    struct token *t, const struct store_key *k, struct token_key **tkp);
+
 /* The members every key leaf starts with (FORMATS.md section 2): event,
  * principal, key {id, kid}, policy {sha256, rule}, decision "allow". New
  * reference. */

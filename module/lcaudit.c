@@ -10,11 +10,14 @@
 #include <jansson.h>
 #include <openssl/sha.h>
 
+#include "alg.h"
 #include "dsse.h"
 #include "err.h"
 #include "lcaudit.h"
 #include "log.h"
 #include "logdir.h"
+#include "note.h"
+#include "pubkey.h"
 #include "util.h"
 
 #define NOKEY		 SIZE_MAX
@@ -74,6 +77,9 @@ struct lcaudit {
 	int limit_said;
 	int finished;
 	int err; /* sticky: CUSTODY_E_NOMEM */
+	/* the checkpoint keys handed over to (handover_keys()) */
+	struct note_vkey **hv;
+	size_t nhv;
 };
 
 static const char *const kind_names[LCAUDIT_V_COUNT] = {
@@ -1192,6 +1198,9 @@ lcaudit_free(struct lcaudit *la)
 	free(la->ev);
 	free(la->v);
 	free(la->vkey);
+	for (i = 0; i < la->nhv; i++)
+		note_vkey_free(la->hv[i]);
+	free(la->hv);
 	free(la);
 }
 
@@ -1507,6 +1516,105 @@ feed(void *arg, uint64_t seq, const uint8_t *leaf, size_t len)
 	return lcaudit_leaf(arg, seq, leaf, len);
 }
 
+/* The verifier key of checkpoint key k under origin, or NULL. */
+static struct note_vkey *
+vkey_of(const struct lcaudit_key *k, const char *origin)
+{
+	struct note_vkey *vk = NULL;
+	struct pubkey *pk = NULL;
+	enum custody_alg alg;
+
+	if (k->alg == NULL || k->spki == NULL ||
+	    alg_from_name(k->alg, &alg) != 0 ||
+	    pubkey_from_spki(alg, k->spki, k->spki_len, &pk) != 0)
+		return NULL;
+	(void)note_vkey_new(origin, pk, &vk);
+	pubkey_free(pk);
+	return vk;
+}
+
+/* Is vk one of vks[0..n) (the same name, type and key)? */
+static int
+vkey_among(const struct note_vkey *vk, struct note_vkey *const *vks, size_t n)
+{
+	char *a = NULL, *b = NULL;
+	size_t i;
+	int same = 0;
+
+	if (note_vkey_string(vk, &a) != 0)
+		return 0;
+	for (i = 0; i < n && !same; i++) {
+		if (note_vkey_string(vks[i], &b) == 0)
+			same = strcmp(a, b) == 0;
+		free(b);
+		b = NULL;
+	}
+	free(a);
+	return same;
+}
+
+/*
+ * logdir_keys_fn: the checkpoint keys that the leaves seen so far hand over
+ * to. A key of purpose "checkpoint" is trusted if its verifier key is one
+ * the auditor gave, or if it succeeds a trusted one by a rotation that an
+ * attestation leaf proved (signed by both keys, LIFECYCLE.md); it is handed
+ * over to if trusted that way and not destroyed.
+ */
+static int
+handover_keys(void *arg, const char *origin, struct note_vkey *const *given,
+    size_t ngiven, struct note_vkey *const **vksp, size_t *np)
+{
+	struct lcaudit *la = arg;
+	struct note_vkey *vk, **nhv;
+	unsigned char *trusted;
+	size_t i, p, n = 0;
+
+	for (i = 0; i < la->nhv; i++)
+		note_vkey_free(la->hv[i]);
+	la->nhv = 0;
+	if (la->nkeys == 0)
+		goto out;
+	if ((trusted = calloc(la->nkeys, 1)) == NULL ||
+	    (nhv = reallocarray(la->hv, la->nkeys, sizeof(*nhv))) == NULL) {
+		free(trusted);
+		return CUSTODY_E_NOMEM;
+	}
+	la->hv = nhv;
+	/* keys come in the order the log created them: a predecessor first */
+	for (i = 0; i < la->nkeys; i++) {
+		const struct lcaudit_key *k = &la->keys[i];
+
+		if (k->purpose == NULL ||
+		    strcmp(k->purpose, "checkpoint") != 0 ||
+		    (vk = vkey_of(k, origin)) == NULL)
+			continue;
+		if (vkey_among(vk, given, ngiven)) {
+			trusted[i] = 1;
+			note_vkey_free(vk);
+			continue;
+		}
+		p = k->predecessor != NULL ? key_index(la, k->predecessor)
+					   : NOKEY;
+		if (p != NOKEY && p < i && trusted[p] &&
+		    la->keys[p].rotation.seq >= 0 &&
+		    la->keys[p].successor != NULL &&
+		    strcmp(la->keys[p].successor, k->id) == 0) {
+			trusted[i] = 1;
+			if (k->destroyed_seq < 0) {
+				la->hv[n++] = vk;
+				continue;
+			}
+		}
+		note_vkey_free(vk);
+	}
+	free(trusted);
+	la->nhv = n;
+out:
+	*vksp = la->hv;
+	*np = la->nhv;
+	return 0;
+}
+
 int
 lcaudit_dir(struct lcaudit *la, const char *dir, struct note_vkey *const *vkeys,
     size_t nvkeys, struct logdir_result *resp, char *msg, size_t msgsz)
@@ -1517,8 +1625,8 @@ lcaudit_dir(struct lcaudit *la, const char *dir, struct note_vkey *const *vkeys,
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    la != NULL && dir != NULL && msg != NULL && msgsz > 0,
 	    CUSTODY_E_INVALID_ARG);
-	if ((r = logdir_verify_leaves(dir, vkeys, nvkeys, feed, la,
-		 resp ? resp : &res, msg, msgsz)) != 0)
+	if ((r = logdir_verify_follow(dir, vkeys, nvkeys, feed, handover_keys,
+		 la, resp ? resp : &res, msg, msgsz)) != 0)
 		return r;
 	if ((r = lcaudit_finish(la)) != 0)
 		snprintf(msg, msgsz, "%s", custody_strerror(r));

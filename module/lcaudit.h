@@ -179,10 +179,12 @@ const struct lcaudit_counts *lcaudit_counts(const struct lcaudit *la);
 int64_t lcaudit_tolerance(const struct lcaudit *la);
 
 /*
- * Verify the exported log in dir (logdir_verify_leaves() with vkeys), feed
- * each verified leaf to la and finish it. Returns 0 when the log verified
- * (then look at lcaudit_ok()), or the log's error with a sentence in
- * msg[0..msgsz) (la is then not finished). resp may be NULL.
+ * Verify the exported log in dir (logdir_verify_follow() with vkeys,
+ * following the checkpoint keys' handover: a checkpoint key is handed over
+ * to by the attested rotation of a trusted one, and stops being so once
+ * destroyed), feed each verified leaf to la and finish it. Returns 0 when the
+ * log verified (then look at lcaudit_ok()), or the log's error with a sentence
+ * in msg[0..msgsz) (la is then not finished). resp may be NULL.
  */
 struct note_vkey;
 struct logdir_result;

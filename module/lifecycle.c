@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <openssl/sha.h>
 
+#include "checkpoint.h"
 #include "dsse.h"
 #include "err.h"
 #include "lifecycle.h"
@@ -19,6 +20,7 @@
 struct lifecycle {
 	pthread_mutex_t mu; /* one step at a time */
 	struct keyring *kr; /* or NULL (direct mode) */
+	int64_t cp_overlap; /* seconds */
 	/* the scheduler's refusals already logged under policy denied_policy */
 	char denied_policy[65];
 	char (*denied)[STORE_KEY_ID_LEN + 8];
@@ -26,11 +28,12 @@ struct lifecycle {
 };
 
 int
-lifecycle_open(struct keyring *kr, struct lifecycle **lcp)
+lifecycle_open(struct keyring *kr, int64_t cp_overlap, struct lifecycle **lcp)
 {
 	struct lifecycle *lc;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(lcp != NULL, CUSTODY_E_INVALID_ARG);
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    lcp != NULL && cp_overlap > 0, CUSTODY_E_INVALID_ARG);
 	if ((lc = calloc(1, sizeof(*lc))) == NULL ||
 	    (lc->denied = calloc(DENIED_MAX, sizeof(*lc->denied))) == NULL) {
 		free(lc);
@@ -38,6 +41,7 @@ lifecycle_open(struct keyring *kr, struct lifecycle **lcp)
 	}
 	pthread_mutex_init(&lc->mu, NULL);
 	lc->kr = kr;
+	lc->cp_overlap = cp_overlap;
 	*lcp = lc;
 	return 0;
 }
@@ -486,6 +490,7 @@ struct rotate_arg {
 	const struct store_key *nk;
 	struct store_job *job;
 	int64_t now;
+	int64_t overlap; /* a checkpoint key: it co-signs until now + this */
 };
 
 static int
@@ -499,7 +504,9 @@ rotate_op(struct store *st, void *arg)
 	    (r = store_key_set_state(
 		 st, ra->old->id, "active", "retired", ra->now, NULL)) != 0 ||
 	    (r = store_key_insert(st, ra->nk)) != 0 ||
-	    (r = store_key_set_successor(st, ra->old->id, ra->nk->id)) != 0)
+	    (r = store_key_set_successor(st, ra->old->id, ra->nk->id)) != 0 ||
+	    (ra->overlap > 0 && (r = store_key_set_last_exp(st, ra->old->id,
+				     ra->now + ra->overlap)) != 0))
 		return r;
 	ra->job->decision_seq = (int64_t)seq;
 	snprintf(ra->job->stage, sizeof(ra->job->stage), "attest");
@@ -580,15 +587,6 @@ lifecycle_rotate(struct lifecycle *lc, const struct keys_env *env,
 		r = CUSTODY_E_STATE;
 		goto out;
 	}
-	if (strcmp(old->purpose, "checkpoint") == 0) {
-		/* the log's own key hands over through checkpoints that both
-		 * keys sign: not done by this step */
-		log_error_f("key %s signs the log's checkpoints and is not "
-			    "rotated this way",
-		    old->id);
-		r = CUSTODY_E_STATE;
-		goto out;
-	}
 	if (job_pending(env, old->id)) {
 		r = CUSTODY_E_STATE;
 		goto out;
@@ -619,7 +617,8 @@ lifecycle_rotate(struct lifecycle *lc, const struct keys_env *env,
 		stopped = 1;
 	job.statement = stmt;
 	job.statement_len = stmtlen;
-	ra = (struct rotate_arg){old, nk, &job, now};
+	ra = (struct rotate_arg){old, nk, &job, now,
+	    strcmp(old->purpose, "checkpoint") == 0 ? lc->cp_overlap : 0};
 	if ((r = audit_append(env->a, leaf, rotate_op, &ra, &res->decision_seq,
 		 NULL, NULL)) != 0)
 		goto undo;
@@ -864,15 +863,27 @@ out:
 	return r;
 }
 
-/* Is k the service's last active attestation key? */
+/* Is k the service's last active attestation key, or the log's last
+ * active checkpoint key? */
 static int
-last_attestation_key(const struct keys_env *env, const struct store_key *k)
+last_service_key(const struct keys_env *env, const struct store_key *k)
 {
-	struct store_key *ak = NULL;
+	struct store_key *ak = NULL, **keys = NULL;
+	size_t n = 0, i, others = 0;
 	int last;
 
-	if (strcmp(k->purpose, "attestation") != 0 ||
-	    strcmp(k->state, "active") != 0)
+	if (strcmp(k->state, "active") != 0)
+		return 0;
+	if (strcmp(k->purpose, "checkpoint") == 0) {
+		if (store_key_list(env->st, "active", &keys, &n) != 0)
+			return 1;
+		for (i = 0; i < n; i++)
+			others += strcmp(keys[i]->purpose, "checkpoint") == 0 &&
+				  strcmp(keys[i]->id, k->id) != 0;
+		store_key_list_free(keys, n);
+		return others == 0;
+	}
+	if (strcmp(k->purpose, "attestation") != 0)
 		return 0;
 	if (attestation_key(env, &ak) != 0)
 		return 1;
@@ -899,10 +910,13 @@ lifecycle_destroy(struct lifecycle *lc, const struct keys_env *env,
 		r = CUSTODY_E_STATE;
 		goto out;
 	}
-	if (last_attestation_key(env, k)) {
-		log_error_f("key %s is the service's only attestation key, "
-			    "which attests every destruction: rotate it first",
-		    k->id);
+	if (last_service_key(env, k)) {
+		log_error_f("key %s is the service's only %s key, which %s: "
+			    "rotate it first",
+		    k->id, k->purpose,
+		    strcmp(k->purpose, "checkpoint") == 0
+			? "signs the log's checkpoints"
+			: "attests every destruction");
 		r = CUSTODY_E_STATE;
 		goto out;
 	}
@@ -1282,7 +1296,8 @@ lifecycle_tick(struct lifecycle *lc, const struct keys_env *env0,
 					keyring_put(rk);
 				}
 			}
-			if (now < until + keep)
+			if (now < until + keep ||
+			    !checkpoint_handed_over(env0->st, k))
 				continue;
 			if (!scheduler_may(lc, &env, p, POLICY_KEY_DESTROY, k,
 				now, rule, ph))
@@ -1294,8 +1309,7 @@ lifecycle_tick(struct lifecycle *lc, const struct keys_env *env0,
 				acted++;
 			continue;
 		}
-		if (k->max_age > 0 && now >= k->created_at + k->max_age &&
-		    strcmp(k->purpose, "checkpoint") != 0) {
+		if (k->max_age > 0 && now >= k->created_at + k->max_age) {
 			if (!scheduler_may(lc, &env, p, POLICY_KEY_ROTATE, k,
 				now, rule, ph))
 				continue;

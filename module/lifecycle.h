@@ -27,7 +27,13 @@
  */
 struct lifecycle;
 
-int lifecycle_open(struct keyring *kr, struct lifecycle **lcp);
+/*
+ * kr: the daemon's keyring, or NULL (direct mode). cp_overlap: how long a
+ * rotated checkpoint key goes on co-signing (config checkpoint-overlap,
+ * seconds > 0).
+ */
+int lifecycle_open(
+    struct keyring *kr, int64_t cp_overlap, struct lifecycle **lcp);
 void lifecycle_close(struct lifecycle *lc);
 
 #define LC_PRINCIPAL_SCHEDULER "custody:scheduler"

@@ -338,10 +338,16 @@ out:
  */
 
 /* A checkpoint whose signature verified. */
+/* A checkpoint: verified, or (following a handover) parsed and waiting
+ * for the keys that the leaves before it name. */
 struct signed_cp {
 	uint64_t size;
 	uint8_t root[MERKLE_HASH_LEN];
-	int in_dir; /* has a file under checkpoints/ */
+	int in_dir;	  /* has a file under checkpoints/ */
+	int verified;	  /* its files' signatures verified */
+	uint8_t *note[2]; /* files not yet verified: their bytes (the
+			     second: "checkpoint", of the same tree) */
+	size_t notelen[2];
 };
 
 struct vctx {
@@ -360,6 +366,12 @@ struct vctx {
 	char leafmsg[512]; /* the first complaint about a leaf's contents */
 	char origin[NOTE_MAX_LINE + 1]; /* of the first checkpoint read */
 	uint64_t tiles;
+	/* following the checkpoint keys' handover (keys not NULL) */
+	logdir_keys_fn keys;
+	logdir_leaf_fn fn;
+	void *arg;
+	uint64_t fed;	    /* leaves handed to fn so far */
+	size_t handed_over; /* keys the log handed over to */
 };
 
 /* Say what is wrong (the first sentence only); returns r. */
@@ -445,30 +457,30 @@ cp_name(const struct signed_cp *cp, char *buf, size_t bufsz)
 	return buf;
 }
 
-/* Open the signed checkpoint in dir/rel with the verifier keys. */
+/*
+ * Verify the signed checkpoint buf[0..len) (from dir/rel) with vks[0..n)
+ * into *out. *unsignedp (when not NULL) is set instead of failing when
+ * no line names any of the keys.
+ */
 static int
-open_signed(struct vctx *c, const char *rel, struct signed_cp *out)
+verify_note(struct vctx *c, const char *rel, const uint8_t *buf, size_t len,
+    struct note_vkey *const *vks, size_t n, struct signed_cp *out,
+    int *unsignedp)
 {
 	struct note_checkpoint *cp = NULL;
-	uint8_t *buf = NULL;
-	size_t len, i;
-	int *status = NULL, r, good = 0;
+	size_t i;
+	int *status = NULL, r, good = 0, named = 0;
 
-	if ((r = read_rel(c, rel, NOTE_MAX_LEN, &buf, &len)) != 0)
-		return r;
-	if ((status = calloc(c->nvkeys, sizeof(*status))) == NULL) {
-		r = say(c, CUSTODY_E_NOMEM, "out of memory");
-		goto out;
-	}
-	r = note_verify_each(
-	    (const char *)buf, len, c->vkeys, c->nvkeys, status);
+	if ((status = calloc(n, sizeof(*status))) == NULL)
+		return say(c, CUSTODY_E_NOMEM, "out of memory");
+	r = note_verify_each((const char *)buf, len, vks, n, status);
 	if (r != 0) {
 		r = say(c, r, "%s: not a signed note (%s)", rel,
 		    custody_strerror(r));
 		goto out;
 	}
-	for (i = 0; i < c->nvkeys; i++) {
-		const struct note_vkey *vk = c->vkeys[i];
+	for (i = 0; i < n; i++) {
+		const struct note_vkey *vk = vks[i];
 
 		if (status[i] == NOTE_SIG_BAD) {
 			r = say(c, CUSTODY_E_SIG_VERIFY,
@@ -479,24 +491,34 @@ open_signed(struct vctx *c, const char *rel, struct signed_cp *out)
 			goto out;
 		}
 		good |= status[i] == NOTE_SIG_GOOD;
+		named |= status[i] != NOTE_SIG_ABSENT;
+	}
+	if (!good && !named && unsignedp != NULL) {
+		*unsignedp = 1;
+		goto out;
 	}
 	if (!good) {
 		r = say(c, CUSTODY_E_SIG_VERIFY,
-		    "%s: not signed by any of the given verifier keys", rel);
+		    c->keys != NULL
+			? "%s: not signed by any of the given verifier keys, "
+			  "nor by a checkpoint key that the leaves before it "
+			  "hand over to"
+			: "%s: not signed by any of the given verifier keys",
+		    rel);
 		goto out;
 	}
-	if ((r = note_checkpoint_open(
-		 (const char *)buf, len, c->vkeys, c->nvkeys, &cp)) != 0) {
+	if ((r = note_checkpoint_open((const char *)buf, len, vks, n, &cp)) !=
+	    0) {
 		r = say(c, r, "%s: the signed text is not a checkpoint", rel);
 		goto out;
 	}
 	/* the signature lines' names are not signed: the origin is, and it
 	 * must be the name of a key that signed, and the same throughout */
-	for (i = 0; i < c->nvkeys; i++)
+	for (i = 0; i < n; i++)
 		if (status[i] == NOTE_SIG_GOOD &&
-		    strcmp(c->vkeys[i]->name, cp->origin) == 0)
+		    strcmp(vks[i]->name, cp->origin) == 0)
 			break;
-	if (i == c->nvkeys) {
+	if (i == n) {
 		r = say(c, CUSTODY_E_SIG_VERIFY,
 		    "%s: its origin '%s' is not the name of a key that "
 		    "signed it",
@@ -513,11 +535,49 @@ open_signed(struct vctx *c, const char *rel, struct signed_cp *out)
 	}
 	out->size = cp->size;
 	memcpy(out->root, cp->root, MERKLE_HASH_LEN);
+	out->verified = 1;
 out:
 	note_checkpoint_free(cp);
 	free(status);
-	free(buf);
 	return r;
+}
+
+/*
+ * Open the signed checkpoint in dir/rel with the verifier keys. Following a
+ * handover, one that no given key signed is parsed and kept for later.
+ */
+static int
+open_signed(struct vctx *c, const char *rel, struct signed_cp *out)
+{
+	struct note_checkpoint *cp = NULL;
+	const uint8_t *nl;
+	uint8_t *buf = NULL;
+	size_t len;
+	int r, unsigned_ = 0;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = read_rel(c, rel, NOTE_MAX_LEN, &buf, &len)) != 0)
+		return r;
+	r = verify_note(c, rel, buf, len, c->vkeys, c->nvkeys, out,
+	    c->keys != NULL ? &unsigned_ : NULL);
+	if (r != 0 || !unsigned_) {
+		free(buf);
+		return r;
+	}
+	/* the text ends at the first blank line (a checkpoint has none) */
+	nl = len > 1 ? memmem(buf, len, "\n\n", 2) : NULL;
+	if (nl == NULL || note_checkpoint_parse((const char *)buf,
+			      (size_t)(nl - buf) + 1, &cp) != 0) {
+		free(buf);
+		return say(c, CUSTODY_E_PARSE,
+		    "%s: the signed text is not a checkpoint", rel);
+	}
+	out->size = cp->size;
+	memcpy(out->root, cp->root, MERKLE_HASH_LEN);
+	out->note[0] = buf;
+	out->notelen[0] = len;
+	note_checkpoint_free(cp);
+	return 0;
 }
 
 /* A tree size as a file name: decimal, no leading zeros. */
@@ -596,14 +656,17 @@ load_checkpoints(struct vctx *c, struct signed_cp *top)
 		if ((r = open_signed(c, rel, &cp)) != 0)
 			break;
 		if (cp.size != named) {
+			free(cp.note[0]);
 			r = say(c, CUSTODY_E_PARSE,
 			    "%s: holds the checkpoint of size %llu", rel,
 			    (unsigned long long)cp.size);
 			break;
 		}
 		cp.in_dir = 1;
-		if ((r = push_cp(c, &cp, &cap)) != 0)
+		if ((r = push_cp(c, &cp, &cap)) != 0) {
+			free(cp.note[0]);
 			break;
+		}
 	}
 	if (d != NULL)
 		closedir(d);
@@ -619,16 +682,24 @@ load_checkpoints(struct vctx *c, struct signed_cp *top)
 		    (unsigned long long)top->size,
 		    (unsigned long long)c->cps[c->ncps - 1].size);
 	if (c->ncps > 0 && c->cps[c->ncps - 1].size == top->size) {
-		if (memcmp(c->cps[c->ncps - 1].root, top->root,
-			MERKLE_HASH_LEN) != 0)
+		struct signed_cp *same = &c->cps[c->ncps - 1];
+
+		if (memcmp(same->root, top->root, MERKLE_HASH_LEN) != 0)
 			return say(c, CUSTODY_E_PROOF,
 			    "checkpoint and checkpoints/%llu have the same "
 			    "size and different roots: the log forked",
 			    (unsigned long long)top->size);
+		/* one tree, two files: each must verify */
+		same->verified &= top->verified;
+		same->note[1] = top->note[0];
+		same->notelen[1] = top->notelen[0];
+		top->note[0] = NULL;
 		top->in_dir = 1;
 		return 0;
 	}
-	return push_cp(c, top, &cap);
+	if ((r = push_cp(c, top, &cap)) == 0)
+		top->note[0] = NULL; /* the list's now */
+	return r;
 }
 
 /* What is wrong with a bundle that tiles_bundle_parse() refused. */
@@ -902,11 +973,13 @@ check_checkpoints(struct vctx *c)
 }
 
 /*
- * Hand each leaf of the verified tree to fn: the entries are read again, and
- * each leaf checked against the hash that verified.
+ * Hand leaves c->fed to end - 1 of the verified tree of `size` leaves to fn:
+ * the entries are read again, and each leaf checked against the hash that
+ * verified.
  */
 static int
-feed_leaves(struct vctx *c, uint64_t size, logdir_leaf_fn fn, void *arg)
+feed_leaves(
+    struct vctx *c, uint64_t size, uint64_t end, logdir_leaf_fn fn, void *arg)
 {
 	struct tiles_entry e[TILES_WIDTH];
 	struct tiles_iter it;
@@ -919,8 +992,10 @@ feed_leaves(struct vctx *c, uint64_t size, logdir_leaf_fn fn, void *arg)
 	int r = 0;
 
 	tiles_iter_init(&it, size, 1);
-	while (r == 0 && tiles_iter_next(&it, &t) &&
+	while (r == 0 && c->fed < end && tiles_iter_next(&it, &t) &&
 	       t.level == TILES_LEVEL_ENTRIES) {
+		if ((t.index + 1) * TILES_WIDTH <= c->fed)
+			continue;
 		if ((r = tiles_path(&t, rel, sizeof(rel))) != 0)
 			return say(c, r, "tile path");
 		if ((r = read_rel(c, rel, BUNDLE_MAX, &buf, &len)) != 0)
@@ -932,6 +1007,8 @@ feed_leaves(struct vctx *c, uint64_t size, logdir_leaf_fn fn, void *arg)
 		}
 		for (i = 0; i < t.width && r == 0; i++) {
 			seq = t.index * TILES_WIDTH + i;
+			if (seq < c->fed || seq >= end)
+				continue;
 			merkle_leaf_hash(e[i].data, e[i].len, h);
 			if (memcmp(h, c->lv[0] + seq * MERKLE_HASH_LEN,
 				MERKLE_HASH_LEN) != 0)
@@ -943,9 +1020,91 @@ feed_leaves(struct vctx *c, uint64_t size, logdir_leaf_fn fn, void *arg)
 				say(c, r, "leaf %llu: %s",
 				    (unsigned long long)seq,
 				    custody_strerror(r));
+			else
+				c->fed = seq + 1;
 		}
 		free(buf);
 	}
+	return r;
+}
+
+/*
+ * The checkpoints that no given key signed, in size order: each is verified
+ * with the given keys and those that the leaves of the largest verified
+ * checkpoint below it hand over to (fed to c->fn first). Roots and
+ * consistency were checked before, so those leaves are the signed ones.
+ */
+static int
+follow_handover(struct vctx *c, uint64_t top_size)
+{
+	struct note_vkey **all = NULL, *const * handed;
+	struct signed_cp *cp;
+	char name[64];
+	uint64_t below = 0;
+	size_t i, j, nh, n;
+	int r = 0, any = 0;
+
+	for (i = 0; i < c->ncps && r == 0; i++) {
+		cp = &c->cps[i];
+		if (cp->verified) {
+			below = cp->size;
+			any = 1;
+			continue;
+		}
+		cp_name(cp, name, sizeof(name));
+		if (!any)
+			return say(c, CUSTODY_E_SIG_VERIFY,
+			    "%s: not signed by any of the given verifier keys "
+			    "(a handover is followed from a checkpoint that "
+			    "they sign: give the key of the log's first "
+			    "checkpoints)",
+			    name);
+		if ((r = feed_leaves(c, top_size, below, c->fn, c->arg)) != 0)
+			break;
+		handed = NULL;
+		nh = 0;
+		if ((r = c->keys(c->arg, c->origin, c->vkeys, c->nvkeys,
+			 &handed, &nh)) != 0) {
+			r = say(c, r, "%s: the keys handed over to: %s", name,
+			    custody_strerror(r));
+			break;
+		}
+		n = c->nvkeys + nh;
+		free(all);
+		if ((all = calloc(n, sizeof(*all))) == NULL) {
+			r = say(c, CUSTODY_E_NOMEM, "out of memory");
+			break;
+		}
+		memcpy(all, c->vkeys, c->nvkeys * sizeof(*all));
+		if (nh > 0)
+			memcpy(all + c->nvkeys, handed, nh * sizeof(*all));
+		if (nh > c->handed_over)
+			c->handed_over = nh;
+		for (j = 0; j < 2 && r == 0; j++) {
+			struct signed_cp v;
+			const char *nm = j == 0 ? name : "checkpoint";
+
+			if (cp->note[j] == NULL)
+				continue;
+			memset(&v, 0, sizeof(v));
+			if ((r = verify_note(c, nm, cp->note[j], cp->notelen[j],
+				 all, n, &v, NULL)) != 0)
+				break;
+			if (v.size != cp->size ||
+			    memcmp(v.root, cp->root, MERKLE_HASH_LEN) != 0)
+				r = say(c, CUSTODY_E_PROOF,
+				    "%s: its checkpoint is not the one "
+				    "checked before",
+				    nm);
+			free(cp->note[j]);
+			cp->note[j] = NULL;
+		}
+		if (r != 0)
+			break;
+		cp->verified = 1;
+		below = cp->size;
+	}
+	free(all);
 	return r;
 }
 
@@ -962,6 +1121,15 @@ logdir_verify_leaves(const char *dir, struct note_vkey *const *vkeys,
     size_t nvkeys, logdir_leaf_fn fn, void *arg, struct logdir_result *resp,
     char *msg, size_t msgsz)
 {
+	return logdir_verify_follow(
+	    dir, vkeys, nvkeys, fn, NULL, arg, resp, msg, msgsz);
+}
+
+int
+logdir_verify_follow(const char *dir, struct note_vkey *const *vkeys,
+    size_t nvkeys, logdir_leaf_fn fn, logdir_keys_fn keys, void *arg,
+    struct logdir_result *resp, char *msg, size_t msgsz)
+{
 	struct vctx c;
 	struct signed_cp top;
 	uint8_t root[MERKLE_HASH_LEN];
@@ -969,8 +1137,9 @@ logdir_verify_leaves(const char *dir, struct note_vkey *const *vkeys,
 	unsigned k;
 	int r;
 
-	CUSTODY_RETURN_VAL_IF_FAIL(dir != NULL && vkeys != NULL && nvkeys > 0 &&
-				       resp != NULL && msg != NULL && msgsz > 0,
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    dir != NULL && vkeys != NULL && nvkeys > 0 && resp != NULL &&
+		msg != NULL && msgsz > 0 && (keys == NULL || fn != NULL),
 	    CUSTODY_E_INVALID_ARG);
 	memset(&c, 0, sizeof(c));
 	c.dir = dir;
@@ -978,7 +1147,11 @@ logdir_verify_leaves(const char *dir, struct note_vkey *const *vkeys,
 	c.nvkeys = nvkeys;
 	c.msg = msg;
 	c.msgsz = msgsz;
+	c.keys = keys;
+	c.fn = fn;
+	c.arg = arg;
 	msg[0] = '\0';
+	memset(&top, 0, sizeof(top));
 	ms.get = mem_get;
 	ms.arg = &c;
 	if ((r = load_checkpoints(&c, &top)) != 0 ||
@@ -1000,14 +1173,23 @@ logdir_verify_leaves(const char *dir, struct note_vkey *const *vkeys,
 		r = say(&c, CUSTODY_E_PARSE, "%s", c.leafmsg);
 		goto out;
 	}
-	if (fn != NULL && (r = feed_leaves(&c, top.size, fn, arg)) != 0)
+	if (keys != NULL && (r = follow_handover(&c, top.size)) != 0)
+		goto out;
+	if (fn != NULL &&
+	    (r = feed_leaves(&c, top.size, top.size, fn, arg)) != 0)
 		goto out;
 	resp->size = top.size;
 	memcpy(resp->root, top.root, MERKLE_HASH_LEN);
 	resp->checkpoints = c.ncps;
 	resp->first_size = c.cps[0].size;
 	resp->tiles = c.tiles;
+	resp->handed_over = c.handed_over;
 out:
+	free(top.note[0]);
+	for (k = 0; k < c.ncps; k++) {
+		free(c.cps[k].note[0]);
+		free(c.cps[k].note[1]);
+	}
 	for (k = 0; k < c.levels; k++)
 		free(c.lv[k]);
 	if (c.levels == 0)

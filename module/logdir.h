@@ -59,6 +59,7 @@ struct logdir_result {
 	size_t checkpoints;	       /* signed checkpoints checked */
 	uint64_t first_size;	       /* the smallest of them */
 	uint64_t tiles;		       /* tile files recomputed and compared */
+	size_t handed_over; /* checkpoint keys the log handed over to */
 };
 
 /*
@@ -97,5 +98,30 @@ typedef int (*logdir_leaf_fn)(
 int logdir_verify_leaves(const char *dir, struct note_vkey *const *vkeys,
     size_t nvkeys, logdir_leaf_fn fn, void *arg, struct logdir_result *resp,
     char *msg, size_t msgsz);
+
+/*
+ * The verifier keys that the leaves handed to the logdir_leaf_fn so far
+ * hand the log's checkpoints over to (docs/LIFECYCLE.md, "The checkpoint
+ * key's handover"), given the keys the auditor trusts, vkeys[0..nvkeys),
+ * and the log's origin: *vksp[0..*np) (borrowed from arg, valid until the
+ * next call). 0 or an error that stops the verification.
+ */
+typedef int (*logdir_keys_fn)(void *arg, const char *origin,
+    struct note_vkey *const *vkeys, size_t nvkeys,
+    struct note_vkey *const **vksp, size_t *np);
+
+/*
+ * logdir_verify_leaves() that follows a handover of the checkpoint keys: a
+ * checkpoint that none of vkeys signs is, once everything else verified,
+ * checked again with vkeys and the keys that keys() names after fn has seen
+ * every leaf of the largest checkpoint before it that verified (in size
+ * order, so a key announced under one checkpoint verifies the next). The
+ * first checkpoint must verify with vkeys. fn sees each leaf once, in seq
+ * order, and only leaves under a checkpoint that verified. keys NULL:
+ * logdir_verify_leaves().
+ */
+int logdir_verify_follow(const char *dir, struct note_vkey *const *vkeys,
+    size_t nvkeys, logdir_leaf_fn fn, logdir_keys_fn keys, void *arg,
+    struct logdir_result *resp, char *msg, size_t msgsz);
 
 #endif

@@ -27,6 +27,7 @@
 #include "err.h"
 #include "httpc.h"
 #include "keys.h"
+#include "lcaudit.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "logdir.h"
@@ -1123,7 +1124,8 @@ cmd_key_step(struct ctx *c, int argc, char **argv, int rotate)
 		if ((ex = open_ctx(c, 1)) != 0)
 			return ex;
 		env = env_of(c);
-		if ((r = lifecycle_open(NULL, &lc)) != 0)
+		if ((r = lifecycle_open(
+			 NULL, c->cfg->checkpoint_overlap, &lc)) != 0)
 			return fail(cmd, r);
 		r = rotate ? lifecycle_rotate(lc, &env, argv[optind], "manual",
 				 reason, NULL, util_now(), &res)
@@ -1334,7 +1336,10 @@ static const char audit_help[] =
     "  export DIR           write the log, up to its last checkpoint, in the\n"
     "                       C2SP tlog-tiles layout with every checkpoint\n"
     "  verify DIR --vkey K  check an export offline, with no configuration\n"
-    "                       and no token\n"
+    "                       and no token: the log, then every key's\n"
+    "                       lifecycle\n"
+    "  report DIR --vkey K  the same, then the life of every key (text,\n"
+    "                       --json or --html)\n"
     "  prove --index N      inclusion proof of leaf N\n"
     "  prove --from M       consistency proof from the tree of size M\n"
     "\n"
@@ -1529,22 +1534,56 @@ cmd_audit_export(struct ctx *c, int argc, char **argv)
 
 static const char audit_verify_help[] =
     "usage: custody audit verify DIR --vkey VKEY [--vkey VKEY ...]\n"
-    "                            [--vkey-file FILE] [--json]\n"
+    "                            [--vkey-file FILE] [--tolerance SECONDS]\n"
+    "                            [--json]\n"
     "\n"
     "Check an export made by 'custody audit export' (or any C2SP tlog-tiles\n"
     "directory with checkpoints/<size>), trusting only the verifier keys:\n"
-    "  - every checkpoint carries a valid signature by one of the keys;\n"
+    "  - every checkpoint carries a valid signature by one of the keys, or\n"
+    "    by a checkpoint key that the log handed over to: a rotation of a\n"
+    "    trusted checkpoint key, attested by both keys, in the leaves of an\n"
+    "    earlier checkpoint that verified (docs/LIFECYCLE.md);\n"
     "  - every leaf is read from the entry tiles, and its seq is its index;\n"
     "  - every hash tile and every checkpoint's root is recomputed from the\n"
     "    leaves and compared;\n"
     "  - every checkpoint is consistent with the one before it.\n"
+    "Then the lifecycle of every key, from the verified leaves:\n"
+    "  - each chain of rotations is unbroken and each rotation attested by\n"
+    "    the old and the new key;\n"
+    "  - no credential was issued by a key outside its active period;\n"
+    "  - no key stayed active past its max_age, or lived past its ttl, by\n"
+    "    more than the tolerance;\n"
+    "  - every destruction is attested by the service's attestation key.\n"
     "Needs no configuration, no store and no token. On failure it says which\n"
-    "leaf, tile or signature is wrong and exits with status 1.\n"
+    "leaf, tile, signature or key is wrong and exits with status 1.\n"
+    "'custody audit report' prints the lifecycle of every key.\n"
     "\n"
-    "  --vkey VKEY       a verifier key, as 'custody audit vkey' prints it\n"
-    "                    (several: the checkpoint key rotates)\n"
-    "  --vkey-file FILE  verifier keys, one per line ('#' comments)\n"
-    "  --json            print the result as JSON\n";
+    "  --vkey VKEY        a verifier key, as 'custody audit vkey' prints it\n"
+    "                     (the first checkpoint key is enough: the log\n"
+    "                     names its successors)\n"
+    "  --vkey-file FILE   verifier keys, one per line ('#' comments)\n"
+    "  --tolerance SECS   how late the scheduler may act on a max_age or a\n"
+    "                     ttl [60]\n"
+    "  --json             print the result as JSON\n";
+
+static const char audit_report_help[] =
+    "usage: custody audit report DIR --vkey VKEY [--vkey VKEY ...]\n"
+    "                            [--vkey-file FILE] [--tolerance SECONDS]\n"
+    "                            [--json | --html]\n"
+    "\n"
+    "Verify an exported log as 'custody audit verify' does, then print the\n"
+    "life of every key: its creation, credentials, rotations, retirement,\n"
+    "destruction and their attestations, its deadlines, and every violation\n"
+    "of the lifecycle checks. Exits with status 1 if the log does not\n"
+    "verify (nothing is printed on stdout then) or if a check failed (the\n"
+    "report is printed, with its violations).\n"
+    "\n"
+    "  --vkey VKEY        a verifier key, as 'custody audit vkey' prints it\n"
+    "  --vkey-file FILE   verifier keys, one per line ('#' comments)\n"
+    "  --tolerance SECS   how late the scheduler may act [60]\n"
+    "  --json             the report as JSON\n"
+    "  --html             the report as one HTML page with a timeline of\n"
+    "                     each key (no script, no external resource)\n";
 
 #define MAX_VKEYS 64
 
@@ -1590,83 +1629,221 @@ add_vkey_file(struct note_vkey **vks, size_t *np, const char *path)
 	return ex;
 }
 
+static int parse_u64(
+    const char *cmd, const char *opt, const char *s, uint64_t *vp);
+
+/* What 'audit verify' and 'audit report' are given. */
+struct offline_args {
+	struct note_vkey *vks[MAX_VKEYS];
+	size_t n;
+	const char *dir;
+	struct lcaudit_opts lo;
+	int html;
+};
+
+/* Parse the options of 'audit verify' (report 0) or 'audit report': 0 to go
+ * on, else the exit status; *donep when --help was served. */
 static int
-cmd_audit_verify(struct ctx *c, int argc, char **argv)
+offline_opts(struct ctx *c, struct offline_args *oa, int report, int argc,
+    char **argv, int *donep)
 {
 	static const struct option opts[] = {
 	    {"vkey", required_argument, NULL, 'k'},
 	    {"vkey-file", required_argument, NULL, 'f'},
+	    {"tolerance", required_argument, NULL, 't'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"html", no_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct note_vkey *vks[MAX_VKEYS];
-	struct logdir_result res;
-	char msg[1024], *root = NULL;
-	size_t n = 0, i;
-	int ch, r, ex = 0;
+	const char *cmd = report ? "audit report" : "audit verify";
+	uint64_t tol;
+	int ch, ex = 0;
 
+	*donep = 0;
+	oa->lo.tolerance = -1;
 	while (
 	    ex == 0 && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'k':
-			ex = add_vkey(vks, &n, optarg);
+			ex = add_vkey(oa->vks, &oa->n, optarg);
 			break;
 		case 'f':
-			ex = add_vkey_file(vks, &n, optarg);
+			ex = add_vkey_file(oa->vks, &oa->n, optarg);
+			break;
+		case 't':
+			if ((ex = parse_u64(
+				 cmd, "--tolerance", optarg, &tol)) == 0 &&
+			    tol > 366 * 86400)
+				ex = usage_error(cmd,
+				    "--tolerance: at most a year "
+				    "(31622400 seconds)");
+			oa->lo.tolerance = (int64_t)tol;
 			break;
 		case 'j':
 			c->json = 1;
 			break;
+		case 'H':
+			if (!report)
+				ex = usage_error(cmd, "unknown option");
+			oa->html = 1;
+			break;
 		case 'h':
-			fputs(audit_verify_help, stdout);
-			goto out;
+			fputs(report ? audit_report_help : audit_verify_help,
+			    stdout);
+			*donep = 1;
+			return 0;
 		default:
-			ex = usage_error("audit verify", "unknown option");
+			ex = usage_error(cmd, "unknown option");
 		}
 	}
 	if (ex != 0)
-		goto out;
-	if (argc - optind < 1) {
-		ex = usage_error("audit verify", "missing DIR");
-		goto out;
-	}
-	if (argc - optind > 1) {
-		ex = usage_error("audit verify", "unexpected argument '%s'",
-		    argv[optind + 1]);
-		goto out;
-	}
-	if (n == 0) {
-		ex = usage_error("audit verify",
-		    "give the verifier keys with --vkey or --vkey-file");
-		goto out;
-	}
-	r = logdir_verify(argv[optind], vks, n, &res, msg, sizeof(msg));
-	if (r == 0 &&
-	    (r = util_base64_encode(res.root, sizeof(res.root), &root)) != 0)
-		snprintf(msg, sizeof(msg), "%s", custody_strerror(r));
-	if (c->json) {
+		return ex;
+	if (c->json && oa->html)
+		return usage_error(cmd, "give --json or --html, not both");
+	if (argc - optind < 1)
+		return usage_error(cmd, "missing DIR");
+	if (argc - optind > 1)
+		return usage_error(
+		    cmd, "unexpected argument '%s'", argv[optind + 1]);
+	if (oa->n == 0)
+		return usage_error(
+		    cmd, "give the verifier keys with --vkey or --vkey-file");
+	oa->dir = argv[optind];
+	return 0;
+}
+
+/*
+ * Verify the export and run the lifecycle checks: 0 with *lap finished,
+ * else the exit status (the failure said on stderr, and as JSON with
+ * --json when json_fail).
+ */
+static int
+offline_check(struct ctx *c, struct offline_args *oa, const char *cmd,
+    int json_fail, struct lcaudit **lap, struct logdir_result *res)
+{
+	char msg[1024];
+	int r;
+
+	msg[0] = '\0';
+	if ((r = lcaudit_new(&oa->lo, lap)) != 0)
+		return fail(cmd, r);
+	r = lcaudit_dir(*lap, oa->dir, oa->vks, oa->n, res, msg, sizeof(msg));
+	if (r == 0)
+		return 0;
+	if (c->json && json_fail) {
 		json_t *o = json_object();
 
-		json_object_set_new(o, "verified", json_boolean(r == 0));
-		if (r != 0)
-			json_object_set_new(o, "error", json_string(msg));
-		else {
-			json_object_set_new(
-			    o, "size", json_integer((json_int_t)res.size));
-			json_object_set_new(o, "root", json_string(root));
-			json_object_set_new(o, "checkpoints",
-			    json_integer((json_int_t)res.checkpoints));
-			json_object_set_new(o, "first_checkpoint_size",
-			    json_integer((json_int_t)res.first_size));
-			json_object_set_new(
-			    o, "tiles", json_integer((json_int_t)res.tiles));
-		}
+		json_object_set_new(o, "verified", json_false());
+		json_object_set_new(o, "error",
+		    json_string(msg[0] ? msg : custody_strerror(r)));
 		print_json(o);
 	}
-	if (r != 0) {
-		fprintf(stderr, "%s: audit verify: FAILED: %s\n", progname,
-		    msg[0] ? msg : custody_strerror(r));
+	fprintf(stderr, "%s: %s: FAILED: %s\n", progname, cmd,
+	    msg[0] ? msg : custody_strerror(r));
+	lcaudit_free(*lap);
+	*lap = NULL;
+	return EXIT_FAILURE;
+}
+
+static void
+offline_free(struct offline_args *oa)
+{
+	size_t i;
+
+	for (i = 0; i < oa->n; i++)
+		note_vkey_free(oa->vks[i]);
+}
+
+/* The lifecycle's violations on stderr, at most `max` of them. */
+static void
+print_violations(const struct lcaudit *la, const char *cmd, size_t max)
+{
+	const struct lcaudit_counts *cn = lcaudit_counts(la);
+	const struct lcaudit_violation *v;
+	size_t n, i;
+
+	v = lcaudit_violations(la, &n);
+	for (i = 0; i < n && i < max; i++) {
+		if (v[i].seq >= 0)
+			fprintf(stderr, "%s: %s: leaf %lld: %s%s%s: %s\n",
+			    progname, cmd, (long long)v[i].seq,
+			    lcaudit_kind_name(v[i].kind), v[i].key ? " " : "",
+			    v[i].key ? v[i].key : "", v[i].msg);
+		else
+			fprintf(stderr, "%s: %s: %s%s%s: %s\n", progname, cmd,
+			    lcaudit_kind_name(v[i].kind), v[i].key ? " " : "",
+			    v[i].key ? v[i].key : "", v[i].msg);
+	}
+	if (cn->violations > i)
+		fprintf(stderr,
+		    "%s: %s: ... and %llu more ('custody audit "
+		    "report' lists them)\n",
+		    progname, cmd, (unsigned long long)(cn->violations - i));
+}
+
+static int
+cmd_audit_verify(struct ctx *c, int argc, char **argv)
+{
+	struct offline_args oa = {0};
+	struct logdir_result res;
+	struct lcaudit *la = NULL;
+	const struct lcaudit_counts *cn;
+	char *root = NULL;
+	int r, ex, done;
+
+	if ((ex = offline_opts(c, &oa, 0, argc, argv, &done)) != 0 || done ||
+	    (ex = offline_check(c, &oa, "audit verify", 1, &la, &res)) != 0)
+		goto out;
+	if ((r = util_base64_encode(res.root, sizeof(res.root), &root)) != 0) {
+		ex = fail("audit verify", r);
+		goto out;
+	}
+	cn = lcaudit_counts(la);
+	if (c->json) {
+		json_t *o = json_object(), *lc = json_object();
+
+		json_object_set_new(
+		    o, "verified", json_boolean(lcaudit_ok(la)));
+		if (!lcaudit_ok(la))
+			json_object_set_new(o, "error",
+			    json_string("the lifecycle checks failed"));
+		json_object_set_new(
+		    o, "size", json_integer((json_int_t)res.size));
+		json_object_set_new(o, "root", json_string(root));
+		json_object_set_new(o, "checkpoints",
+		    json_integer((json_int_t)res.checkpoints));
+		json_object_set_new(o, "first_checkpoint_size",
+		    json_integer((json_int_t)res.first_size));
+		json_object_set_new(
+		    o, "tiles", json_integer((json_int_t)res.tiles));
+		json_object_set_new(o, "handed_over",
+		    json_integer((json_int_t)res.handed_over));
+		json_object_set_new(lc, "ok", json_boolean(lcaudit_ok(la)));
+		json_object_set_new(lc, "tolerance",
+		    json_integer((json_int_t)lcaudit_tolerance(la)));
+		json_object_set_new(
+		    lc, "keys", json_integer((json_int_t)cn->keys));
+		json_object_set_new(
+		    lc, "rotations", json_integer((json_int_t)cn->rotations));
+		json_object_set_new(lc, "destructions",
+		    json_integer((json_int_t)cn->destructions));
+		json_object_set_new(lc, "credentials",
+		    json_integer((json_int_t)cn->credentials));
+		json_object_set_new(lc, "attestations_verified",
+		    json_integer((json_int_t)cn->attestations_verified));
+		json_object_set_new(
+		    lc, "violations", json_integer((json_int_t)cn->violations));
+		json_object_set_new(o, "lifecycle", lc);
+		print_json(o);
+	}
+	if (!lcaudit_ok(la)) {
+		print_violations(la, "audit verify", 20);
+		fprintf(stderr,
+		    "%s: audit verify: FAILED: the log verifies, but %llu "
+		    "lifecycle check%s failed\n",
+		    progname, (unsigned long long)cn->violations,
+		    cn->violations == 1 ? "" : "s");
 		ex = EXIT_FAILURE;
 		goto out;
 	}
@@ -1682,12 +1859,63 @@ cmd_audit_verify(struct ctx *c, int argc, char **argv)
 		       "each consistent with the one before\n",
 		    res.checkpoints, (unsigned long long)res.first_size,
 		    (unsigned long long)res.size);
+	if (res.handed_over > 0)
+		printf("  %zu checkpoint key%s handed over to in the log\n",
+		    res.handed_over, res.handed_over == 1 ? "" : "s");
 	printf("  %llu tiles recomputed from the leaves\n",
 	    (unsigned long long)res.tiles);
+	printf("  lifecycle: %llu keys, %llu rotations, %llu destructions, "
+	       "%llu credentials, %llu attestations verified (tolerance "
+	       "%llds)\n",
+	    (unsigned long long)cn->keys, (unsigned long long)cn->rotations,
+	    (unsigned long long)cn->destructions,
+	    (unsigned long long)cn->credentials,
+	    (unsigned long long)cn->attestations_verified,
+	    (long long)lcaudit_tolerance(la));
 out:
 	free(root);
-	for (i = 0; i < n; i++)
-		note_vkey_free(vks[i]);
+	lcaudit_free(la);
+	offline_free(&oa);
+	return ex;
+}
+
+static int
+cmd_audit_report(struct ctx *c, int argc, char **argv)
+{
+	struct offline_args oa = {0};
+	struct logdir_result res;
+	struct lcaudit *la = NULL;
+	int r = 0, ex, done;
+
+	if ((ex = offline_opts(c, &oa, 1, argc, argv, &done)) != 0 || done ||
+	    (ex = offline_check(c, &oa, "audit report", 0, &la, &res)) != 0)
+		goto out;
+	if (c->json) {
+		json_t *o = lcaudit_report_json(la);
+
+		if (o == NULL)
+			r = CUSTODY_E_NOMEM;
+		else
+			print_json(o);
+	} else if (oa.html)
+		r = lcaudit_report_html(la, stdout);
+	else
+		r = lcaudit_report_text(la, stdout);
+	if (r == 0 && fflush(stdout) != 0)
+		r = CUSTODY_E_IO;
+	if (r != 0)
+		ex = fail("audit report", r);
+	else if (!lcaudit_ok(la)) {
+		fprintf(stderr,
+		    "%s: audit report: %llu lifecycle check%s failed\n",
+		    progname,
+		    (unsigned long long)lcaudit_counts(la)->violations,
+		    lcaudit_counts(la)->violations == 1 ? "" : "s");
+		ex = EXIT_FAILURE;
+	}
+out:
+	lcaudit_free(la);
+	offline_free(&oa);
 	return ex;
 }
 
@@ -1887,6 +2115,7 @@ cmd_audit(struct ctx *c, int argc, char **argv)
 	    {"vkey", cmd_audit_vkey},
 	    {"export", cmd_audit_export},
 	    {"verify", cmd_audit_verify},
+	    {"report", cmd_audit_report},
 	    {"prove", cmd_audit_prove},
 	};
 

@@ -45,7 +45,7 @@ appender(void *arg)
 		if (limited &&
 		    __atomic_sub_fetch(&budget, 1, __ATOMIC_SEQ_CST) < 0)
 			return NULL;
-		e = json_pack("{s:s, s:{s:I, s:I}}", "event", "credential.jwt",
+		e = json_pack("{s:s, s:{s:I, s:I}}", "event", "test.fill",
 		    "detail", "thread", (json_int_t)(intptr_t)arg, "n",
 		    (json_int_t)n);
 		if (audit_append(log_, e, NULL, NULL, &seq, &leaf, &len) != 0) {

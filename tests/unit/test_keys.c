@@ -234,7 +234,7 @@ destroy(struct fixture *f, const char *id, const char *reason, int64_t now,
 	r = keys_create(&f->env, &ar, 500, &ak, NULL);
 	assert_true(r == 0 || r == CUSTODY_E_EXISTS);
 	store_key_free(ak);
-	assert_int_equal(lifecycle_open(NULL, &lc), 0);
+	assert_int_equal(lifecycle_open(NULL, 86400, &lc), 0);
 	r = lifecycle_destroy(lc, &f->env, id, "manual", reason, now, &res);
 	lifecycle_close(lc);
 	*ev = res.ev;
@@ -350,7 +350,7 @@ test_rotate_attested(void **state)
 	/* the attestation key, made as destroy() makes it */
 	assert_int_equal(destroy(f, "k_0000000000000000", "x", 1001, &ev),
 	    CUSTODY_E_KEY_NOT_FOUND);
-	assert_int_equal(lifecycle_open(NULL, &lc), 0);
+	assert_int_equal(lifecycle_open(NULL, 86400, &lc), 0);
 	assert_int_equal(lifecycle_rotate(lc, &f->env, k->id, "manual", "",
 			     NULL, 2000, &res),
 	    CUSTODY_E_INVALID_ARG);
