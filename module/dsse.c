@@ -269,19 +269,13 @@ dsse_verify(const struct dsse_parsed *p, const uint8_t *spki, size_t spkilen)
 	const uint8_t *sig;
 	size_t paelen, siglen, i;
 	char keyid[65];
-	int r, a;
+	int r;
 
 	CUSTODY_RETURN_VAL_IF_FAIL(
 	    p != NULL && spki != NULL, CUSTODY_E_INVALID_ARG);
-	for (a = 0; a < CUSTODY_ALG_COUNT; a++) {
-		if (pubkey_from_spki((enum custody_alg)a, spki, spkilen, &pk) ==
-		    0)
-			break;
-		ERR_clear_error();
-	}
-	if (pk == NULL)
+	if (pubkey_from_spki_any(spki, spkilen, &pk) != 0)
 		return CUSTODY_E_PARSE;
-	alg = (enum custody_alg)a;
+	alg = pubkey_alg(pk);
 	dsse_keyid(spki, spkilen, keyid);
 	if ((r = dsse_pae(p->type, p->body, p->len, &pae, &paelen)) != 0)
 		goto out;

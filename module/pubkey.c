@@ -278,6 +278,33 @@ pubkey_from_spki(
 	return r;
 }
 
+int
+pubkey_from_spki_any(const uint8_t *der, size_t len, struct pubkey **pkp)
+{
+	const unsigned char *p = der;
+	EVP_PKEY *pkey;
+	int a, r;
+
+	CUSTODY_RETURN_VAL_IF_FAIL(
+	    der != NULL && pkp != NULL, CUSTODY_E_INVALID_ARG);
+	if (len == 0 || len > 4096 ||
+	    (pkey = d2i_PUBKEY(NULL, &p, (long)len)) == NULL) {
+		ERR_clear_error();
+		return CUSTODY_E_PARSE;
+	}
+	for (a = 0; a < CUSTODY_ALG_COUNT; a++)
+		if (pkey_matches((enum custody_alg)a, pkey))
+			break;
+	ERR_clear_error();
+	if (p != der + len || a == CUSTODY_ALG_COUNT) {
+		EVP_PKEY_free(pkey);
+		return CUSTODY_E_UNKNOWN_ALG;
+	}
+	if ((r = pubkey_new((enum custody_alg)a, pkey, pkp)) != 0)
+		EVP_PKEY_free(pkey);
+	return r;
+}
+
 enum custody_alg
 pubkey_alg(const struct pubkey *pk)
 {

@@ -36,6 +36,11 @@ int pubkey_from_rsa(enum custody_alg alg, const uint8_t *n, size_t nlen,
 int pubkey_from_spki(
     enum custody_alg alg, const uint8_t *der, size_t len, struct pubkey **pkp);
 
+/* From SPKI DER of a key of any supported algorithm, found from the key
+ * itself, quietly: CUSTODY_E_PARSE (not an SPKI), CUSTODY_E_UNKNOWN_ALG
+ * (another kind of key, or trailing bytes). */
+int pubkey_from_spki_any(const uint8_t *der, size_t len, struct pubkey **pkp);
+
 enum custody_alg pubkey_alg(const struct pubkey *pk);
 
 /* SubjectPublicKeyInfo DER; *derp is new (free(3) it). */

@@ -12,6 +12,12 @@
  *                                   log is contiguous, the stored tree
  *                                   agrees with one rebuilt from the leaf
  *                                   bytes, and the log accepts appends
+ *   audit_crash forge DB            append the leaf whose fields (a JSON
+ *                                   object without v, seq and time) are
+ *                                   on stdin, as an insider with the
+ *                                   database could: the lifecycle test
+ *                                   builds logs that verify as Merkle
+ *                                   trees and break the lifecycle checks
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -185,6 +191,38 @@ verify(const char *db, const char *acks)
 	return acked > 0 ? 0 : 1;
 }
 
+/* Append the leaf whose fields are on stdin; print its seq. */
+static int
+forge(const char *db)
+{
+	json_error_t err;
+	json_t *fields;
+	uint64_t seq;
+	int r;
+
+	if ((fields = json_loadf(stdin, JSON_REJECT_DUPLICATES, &err)) ==
+		NULL ||
+	    !json_is_object(fields)) {
+		fprintf(
+		    stderr, "forge: stdin: not a JSON object (%s)\n", err.text);
+		json_decref(fields);
+		return 2;
+	}
+	if (audit_open(db, &log_) != 0) {
+		json_decref(fields);
+		return 1;
+	}
+	r = audit_append(log_, fields, NULL, NULL, &seq, NULL, NULL);
+	json_decref(fields);
+	audit_close(log_);
+	if (r != 0) {
+		fprintf(stderr, "forge: %s\n", custody_strerror(r));
+		return 1;
+	}
+	printf("%" PRIu64 "\n", seq);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -193,6 +231,8 @@ main(int argc, char **argv)
 
 	if (argc == 4 && strcmp(argv[1], "verify") == 0)
 		return verify(argv[2], argv[3]);
+	if (argc == 3 && strcmp(argv[1], "forge") == 0)
+		return forge(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "fill") == 0) {
 		threads = 8;
 		limited = 1;
@@ -203,7 +243,7 @@ main(int argc, char **argv)
 		threads = 0;
 	if (threads == 0) {
 		fprintf(stderr, "usage: audit_crash append DB THREADS | "
-				"fill DB N | verify DB ACKS\n");
+				"fill DB N | verify DB ACKS | forge DB\n");
 		return 2;
 	}
 	if (audit_open(argv[2], &log_) != 0)
