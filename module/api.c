@@ -1223,6 +1223,12 @@ key_create_parse(struct call *c, json_t *o, char *err, size_t errsz)
 		    err, errsz, "agent, owner, purpose and alg are required");
 		return CUSTODY_E_INVALID_ARG;
 	}
+	if (c->kreq.task != NULL && c->kreq.ttl == 0) {
+		snprintf(err, errsz,
+		    "a key for a task needs a ttl: it is destroyed when the "
+		    "task completes or its ttl passes, whichever is first");
+		return CUSTODY_E_INVALID_ARG;
+	}
 	for (i = 0; i < 4; i++) {
 		const char *why;
 		size_t max = i == 3 ? 128 : 256;

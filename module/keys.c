@@ -60,6 +60,15 @@ check_req(const struct keys_create_req *req)
 	}
 	if (req->max_age < 0 || req->ttl < 0)
 		return CUSTODY_E_INVALID_ARG;
+	/* a just-in-time key dies with its task or at its ttl, whichever
+	 * comes first: without a ttl, a lost task.completed would keep it */
+	if (req->task != NULL && req->ttl == 0) {
+		log_error_f("a key for task '%s' needs a ttl (it is destroyed "
+			    "when the task completes or its ttl passes, "
+			    "whichever is first)",
+		    req->task);
+		return CUSTODY_E_INVALID_ARG;
+	}
 	return 0;
 }
 

@@ -141,6 +141,9 @@ expect_fail "second active key for agent and purpose" 1 "already active" \
 	C key create --agent spiffe://example.org/agent/ed25519 --owner team-a --purpose jwt --alg ed25519
 check "a task key for the same agent is fine" C key create --agent spiffe://example.org/agent/ed25519 \
 	--owner team-a --purpose jwt --alg ed25519 --task build-42 --ttl 15m
+expect_fail "a task key without a ttl is refused (it would outlive a lost task.completed)" 1 \
+	"needs a ttl" C key create --agent spiffe://example.org/agent/ed25519 --owner team-a \
+	--purpose jwt --alg ed25519 --task build-43
 expect_fail "unknown algorithm" 2 "unknown algorithm 'ed448'" \
 	C key create --agent a --owner o --purpose jwt --alg ed448
 expect_fail "unknown purpose" 1 "unknown purpose 'email'" \

@@ -181,6 +181,9 @@ check "its destruction attestation verifies with the attestation key" \
 check "and names the destroyed key" grep -q "^$B1 " dsse.out
 
 # ---- 2. manual steps and events ----------------------------------------------------
+call POST /v1/keys '{"agent":"'$AG/j'","owner":"team-j","purpose":"jwt","alg":"ed25519","task":"j-1"}'
+check "the API refuses a task key without a ttl (400)" eval 'test "$code" = 400 && grep -q "needs a ttl" r.json'
+
 C key create --agent "$AG/c" --owner team-c --purpose jwt --alg ecdsa-p256 --json >c.json
 C1=$(jget c.json 'd["id"]')
 check "custody key rotate (through custodyd)" C key rotate "$C1" --reason "drill" --json
