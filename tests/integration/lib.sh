@@ -124,3 +124,15 @@ asan_clean() { # asan_clean FILE: no sanitizer report in custodyd's stderr (else
 jget() { $PY -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 # count EVENT DECISION: the number of leaves of that event and decision
 count() { leaves 'l["event"]' 'l.get("decision")' | grep -c "^$1 $2\$" || true; }
+
+# ---- the lifecycle tests' data directory d (need $CUSTODY, $CONF, $MODULE,
+# $CLOCK and user.pin) ------------------------------------------------------------
+C() { "$CUSTODY" -c "$CONF" "$@"; }
+P11() { pkcs11-tool --module "$MODULE" --token-label audit-d "$@"; }
+# objects ID: the number of token objects with that key's CKA_ID
+objects() {
+	P11 --login --pin "$(cat user.pin)" --list-objects 2>/dev/null |
+		grep -c "ID:  *${1#k_}\$" || true
+}
+advance() { echo "$1" >"$CLOCK"; } # the clock's offset, in seconds
+keystate() { C key show "$1" --json | jget /dev/stdin 'd["state"]'; }

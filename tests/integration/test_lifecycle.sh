@@ -62,14 +62,7 @@ policy $T/pol.json
 issuer https://custody.test
 CONF
 echo 0 >"$CLOCK"
-C() { "$CUSTODY" -c "$CONF" "$@"; }
-P11() { pkcs11-tool --module "$MODULE" --token-label audit-d "$@"; }
 export SOFTHSM2_CONF=$T/d/softhsm2/softhsm2.conf
-# objects ID: the number of token objects with that key's CKA_ID
-objects() {
-	P11 --login --pin "$(cat user.pin)" --list-objects 2>/dev/null |
-		grep -c "ID:  *${1#k_}\$" || true
-}
 # call METHOD PATH [BODY]: $code and the answer in r.json
 call() {
 	local data=()
@@ -77,8 +70,6 @@ call() {
 	code=$(curl -sS --max-time 60 --unix-socket "$SOCK" -o r.json -w '%{http_code}' \
 		-X "$1" "${data[@]}" "http://custody$2" 2>curl.err) || code=000
 }
-advance() { echo "$1" >"$CLOCK"; } # the clock's offset, in seconds
-keystate() { C key show "$1" --json | jget /dev/stdin 'd["state"]'; }
 succ() { C key show "$1" --json | jget /dev/stdin 'd.get("successor", "")'; }
 spki() { C key show "$1" --json | jget /dev/stdin 'd["spki"]'; }
 # attested DECISION_SEQ TYPE SPKI...: the attestation leaf of that decision

@@ -62,21 +62,13 @@ issuer https://custody.test
 checkpoint-overlap 60s
 CONF
 echo 0 >"$CLOCK"
-C() { "$CUSTODY" -c "$CONF" "$@"; }
-P11() { pkcs11-tool --module "$MODULE" --token-label audit-d "$@"; }
 export SOFTHSM2_CONF=$T/d/softhsm2/softhsm2.conf
-objects() {
-	P11 --login --pin "$(cat user.pin)" --list-objects 2>/dev/null |
-		grep -c "ID:  *${1#k_}\$" || true
-}
 TLOG() { $PY "$HERE/tlog_check.py" "$@" >tlog.out 2>&1; }
-keystate() { C key show "$1" --json | jget /dev/stdin 'd["state"]'; }
 jwt() { C jwt issue --agent "$AG/$1" --aud https://api.test --ttl 5m >/dev/null; }
 # sigs: the signature lines of the last checkpoint kept outside the database
 sigs() { grep -c $'^\xe2\x80\x94 ' "$T/d/checkpoint" || true; }
 # signed_by VKEY: the last checkpoint carries a line of that key
 signed_by() { grep -qF -- "— ${1%%+*} $($PY -c 'import base64,sys; print(base64.b64encode(bytes.fromhex(sys.argv[1].split("+")[1])).decode()[:5])' "$1")" "$T/d/checkpoint"; }
-advance() { echo "$1" >"$CLOCK"; }
 
 C audit vkey >vkeys-first
 start d CUSTODY_TEST_CLOCK="$CLOCK"
