@@ -139,6 +139,10 @@ expect_fail "--json and --html together are refused" 2 "not both" \
 expect_fail "a bad --tolerance is refused" 2 "--tolerance wants a number" \
 	"$CUSTODY" audit verify ex1 --vkey-file vkeys-first --tolerance -5
 
+expect_fail "the last active checkpoint key is not destroyed" 1 "only checkpoint key" \
+	C key destroy "$CP2" --reason "oops"
+check "  and stays active" test "$(keystate "$CP2")" = active
+
 # ---- 3. logs that break the lifecycle -------------------------------------------------
 # a rotation whose attestation never came: custodyd dies between the two leaves
 try_start kill CUSTODY_TEST_CLOCK="$CLOCK" CUSTODY_FAILPOINT=rotate_after_leaf || true
