@@ -766,7 +766,7 @@ static const char create_help[] =
     "  --alg ALG      ed25519, ecdsa-p256, ecdsa-p384 or rsa-pss-3072\n"
     "  --max-age D    rotate after D (30s, 15m, 24h, 7d)\n"
     "  --ttl D        destroy after D\n"
-    "  --task T       a just-in-time key for task T\n"
+    "  --task T       a just-in-time key for task T (needs --ttl)\n"
     "  --json         print the new key as JSON\n";
 
 static int

@@ -288,11 +288,13 @@ post /v1/keys dup "{\"agent\":\"$AG/ed\",\"owner\":\"team-a\",\"purpose\":\"jwt\
 check "a second active jwt key of the same agent: 409, rule (exists)" eval 'problem 409 && rule_is "(exists)"'
 check "  logged: a key.create deny leaf, rule (exists)" eval \
 	'test "$(count key.create deny)" = $((n + 1)) && deny_leaf key.create "$ROOT" "(exists)" - -'
-post /v1/keys task1 "{\"agent\":\"$AG/ed\",\"owner\":\"team-a\",\"purpose\":\"jwt\",\"alg\":\"ed25519\",\"task\":\"t-1\"}"
+post /v1/keys task1 "{\"agent\":\"$AG/ed\",\"owner\":\"team-a\",\"purpose\":\"jwt\",\"alg\":\"ed25519\",\"task\":\"t-1\",\"ttl\":3600}"
 check "  one with a task is another key: 201" is 201
 ID_task1=$(jget r/task1 'd["id"]' 2>/dev/null || echo none)
-post /v1/keys task1b "{\"agent\":\"$AG/ed\",\"owner\":\"team-a\",\"purpose\":\"jwt\",\"alg\":\"ed25519\",\"task\":\"t-1\"}"
+post /v1/keys task1b "{\"agent\":\"$AG/ed\",\"owner\":\"team-a\",\"purpose\":\"jwt\",\"alg\":\"ed25519\",\"task\":\"t-1\",\"ttl\":3600}"
 check "  and the same task again: 409" problem 409
+post /v1/keys task2 "{\"agent\":\"$AG/ed\",\"owner\":\"team-a\",\"purpose\":\"jwt\",\"alg\":\"ed25519\",\"task\":\"t-2\"}"
+check "  one with a task and no ttl: 400" problem 400
 for bad in '"purpose":"checkpoint"' '"purpose":"attestation"' '"purpose":"email"' \
 	'"alg":"ed448"' '"ttl":"1h"' '"ttl":1.5' '"ttl":-5' '"colour":"blue"'; do
 	body=$($PY -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])))' \
@@ -305,7 +307,7 @@ check "POST /v1/keys without owner: 400" problem 400
 post /v1/keys dupmember "{\"agent\":\"$AG/k\",\"\\u0061gent\":\"$AG/k2\",\"owner\":\"o\",\"purpose\":\"jwt\",\"alg\":\"ed25519\"}"
 check "POST /v1/keys with an escaped duplicate member: 400" problem 400
 n=$(count key.create deny)
-post -u /v1/keys bykey "{\"agent\":\"$AG/b\",\"owner\":\"team-a\",\"purpose\":\"jwt\",\"alg\":\"ed25519\",\"task\":\"nobody\"}"
+post -u /v1/keys bykey "{\"agent\":\"$AG/b\",\"owner\":\"team-a\",\"purpose\":\"jwt\",\"alg\":\"ed25519\",\"task\":\"nobody\",\"ttl\":3600}"
 check "nobody may not create keys: 403" problem 403
 check "  logged: a key.create deny leaf by $NOBODY" eval \
 	'test "$(count key.create deny)" = $((n + 1)) && deny_leaf key.create "$NOBODY" "(default)" - -'
